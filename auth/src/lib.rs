@@ -61,7 +61,10 @@ mod tests {
     fn none_accepts_any_password_but_needs_a_user() {
         let auth = NoneAuthenticator;
         let p = auth
-            .authenticate(&Credential::Password { user: "alice", password: "whatever" })
+            .authenticate(&Credential::Password {
+                user: "alice",
+                password: "whatever",
+            })
             .unwrap();
         assert_eq!(p.user, "alice");
         assert_eq!(

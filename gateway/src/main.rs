@@ -1,1 +1,85 @@
-fn main() {}
+//! The `sparkgate` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use sparkgate::config::{Config, FrontendTransport};
+use sparkgate::server::Gateway;
+use tracing_subscriber::EnvFilter;
+
+/// A HiveServer2 gateway for Spark Thrift Server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML config file (see gateway/sparkgate.example.toml). Without it, defaults apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Forward to this Spark Thrift Server (HOST:PORT); overrides backend.address.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Listen on this address; overrides server.bind.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Client transport, `sasl` or `nosasl`; overrides server.transport.
+    #[arg(long, value_parser = parse_transport)]
+    transport: Option<FrontendTransport>,
+}
+
+fn parse_transport(s: &str) -> Result<FrontendTransport, String> {
+    match s {
+        "sasl" => Ok(FrontendTransport::Sasl),
+        "nosasl" => Ok(FrontendTransport::Nosasl),
+        other => Err(format!("unknown transport {other:?} (sasl or nosasl)")),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SPARKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(backend) = cli.backend {
+        config.backend.address = backend;
+    }
+    if let Some(bind) = cli.bind {
+        config.server.bind = bind;
+    }
+    if let Some(transport) = cli.transport {
+        config.server.transport = transport;
+    }
+    config.validate()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let bind = config.server.bind;
+    let gateway = Gateway::start(config)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    wait_for_signal().await?;
+    gateway.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => { r?; tracing::info!("SIGINT received") },
+    }
+    Ok(())
+}

@@ -7,9 +7,12 @@
 //! * [`generated`]: the TCLIService types, generated from `thrift/TCLIService.thrift`.
 //! * [`message`]: message headers, the typed [`message::Hs2Request`], reply encoding.
 //! * [`client`] (feature `tokio`): an async HS2 client used to talk to drivers.
+#[cfg(feature = "tokio")]
+pub mod client;
 pub mod error;
 pub mod frame;
 pub mod generated;
+pub mod message;
 pub mod sasl;
 pub mod scan;
 

@@ -81,7 +81,8 @@ impl PlainCredentials {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.authzid.len() + self.user.len() + self.password.len() + 2);
+        let mut out =
+            Vec::with_capacity(self.authzid.len() + self.user.len() + self.password.len() + 2);
         out.extend_from_slice(self.authzid.as_bytes());
         out.push(0);
         out.extend_from_slice(self.user.as_bytes());

@@ -209,7 +209,11 @@ impl MessageScanner {
                     remaining: 2 * count as u64,
                 })?;
             }
-            other => return Err(FrameError::Malformed(format!("unknown thrift type id {other}"))),
+            other => {
+                return Err(FrameError::Malformed(format!(
+                    "unknown thrift type id {other}"
+                )))
+            }
         }
         Ok(true)
     }

@@ -59,7 +59,10 @@ fn whole_message_is_found() {
     let msg = sample_message();
     let mut buf = msg.clone();
     buf.extend_from_slice(b"next message");
-    assert_eq!(MessageScanner::new(1 << 20).scan(&buf).unwrap(), Some(msg.len()));
+    assert_eq!(
+        MessageScanner::new(1 << 20).scan(&buf).unwrap(),
+        Some(msg.len())
+    );
 }
 
 #[test]
@@ -99,7 +102,9 @@ fn huge_string_claim_is_refused_immediately() {
 #[test]
 fn huge_list_count_is_refused_immediately() {
     let mut w = W::header("X", 1);
-    w.field(ttype::LIST, 1).raw(&[ttype::I64]).raw(&0x1000_0000i32.to_be_bytes());
+    w.field(ttype::LIST, 1)
+        .raw(&[ttype::I64])
+        .raw(&0x1000_0000i32.to_be_bytes());
     assert!(matches!(
         MessageScanner::new(1 << 20).scan(&w.0),
         Err(FrameError::TooLarge { .. })
@@ -110,11 +115,17 @@ fn huge_list_count_is_refused_immediately() {
 fn negative_length_and_unknown_type_are_malformed() {
     let mut w = W::header("X", 1);
     w.field(ttype::STRING, 1).raw(&(-1i32).to_be_bytes());
-    assert!(matches!(MessageScanner::new(1 << 20).scan(&w.0), Err(FrameError::Malformed(_))));
+    assert!(matches!(
+        MessageScanner::new(1 << 20).scan(&w.0),
+        Err(FrameError::Malformed(_))
+    ));
     let mut w = W::header("X", 1);
     w.field(99, 1);
     w.raw(&[0; 8]);
-    assert!(matches!(MessageScanner::new(1 << 20).scan(&w.0), Err(FrameError::Malformed(_))));
+    assert!(matches!(
+        MessageScanner::new(1 << 20).scan(&w.0),
+        Err(FrameError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -131,14 +142,23 @@ fn deep_nesting_is_refused() {
     for _ in 0..100 {
         w.field(ttype::STRUCT, 1);
     }
-    assert!(matches!(MessageScanner::new(1 << 20).scan(&w.0), Err(FrameError::Malformed(_))));
+    assert!(matches!(
+        MessageScanner::new(1 << 20).scan(&w.0),
+        Err(FrameError::Malformed(_))
+    ));
 }
 
 #[test]
 fn non_strict_header_is_understood() {
     let mut w = W(Vec::new());
-    w.string(b"GetInfo").raw(&[1]).raw(&9i32.to_be_bytes()).stop();
-    assert_eq!(MessageScanner::new(1024).scan(&w.0).unwrap(), Some(w.0.len()));
+    w.string(b"GetInfo")
+        .raw(&[1])
+        .raw(&9i32.to_be_bytes())
+        .stop();
+    assert_eq!(
+        MessageScanner::new(1024).scan(&w.0).unwrap(),
+        Some(w.0.len())
+    );
 }
 
 proptest! {

@@ -1,0 +1,189 @@
+//! Configuration: one TOML file of serde structs, every field with a documented default.
+//! `gateway/sparkgate.example.toml` is the annotated reference and is loaded by a test.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything sparkgate reads from its config file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub backend: BackendConfig,
+}
+
+/// The client-facing listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address clients connect to.
+    pub bind: SocketAddr,
+    /// `sasl` (SASL PLAIN, what beeline and PyHive use by default) or `nosasl` (`;auth=noSasl`).
+    pub transport: FrontendTransport,
+    /// Largest Thrift message accepted from a client, in bytes.
+    pub max_message_size: usize,
+    /// Time a new connection has to finish the SASL exchange (or send its first message).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Time a client may take to send the rest of a message it has started.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// A session with no call for this long is closed on the backend.
+    #[serde(with = "humantime_serde")]
+    pub idle_session_timeout: Duration,
+    /// Client connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Sessions one connection may hold open.
+    pub max_sessions_per_connection: usize,
+    /// Rows per fetch the Hive JDBC driver uses, sent in the OpenSession reply
+    /// (`hive.server2.thrift.resultset.default.fetch.size`) when the backend sends none.
+    pub default_fetch_size: u32,
+    /// On SIGTERM/SIGINT: how long running sessions may go on before they are closed.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 10009)),
+            transport: FrontendTransport::Sasl,
+            max_message_size: 64 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            idle_session_timeout: Duration::from_secs(3600),
+            max_connections: 10_000,
+            max_sessions_per_connection: 64,
+            default_fetch_size: 1000,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontendTransport {
+    Sasl,
+    Nosasl,
+}
+
+/// The Spark Thrift Server sessions are forwarded to.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `host:port` of the Spark Thrift Server's binary transport.
+    pub address: String,
+    /// `sasl` when the server runs `hive.server2.authentication=NONE` (Spark's default), `nosasl`
+    /// when it runs `NOSASL`.
+    pub transport: FrontendTransport,
+    /// Largest reply accepted from the backend, in bytes (big FetchResults batches).
+    pub max_message_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Deadline for every call but a synchronous ExecuteStatement.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Deadline for a synchronous ExecuteStatement (runAsync=false), which runs the whole query.
+    #[serde(with = "humantime_serde")]
+    pub execute_timeout: Duration,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:10000".into(),
+            transport: FrontendTransport::Sasl,
+            max_message_size: 512 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(300),
+            execute_timeout: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: "<inline>".into(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot, before any port is bound.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self
+            .backend
+            .address
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return invalid(format!(
+                "backend.address {:?} is not HOST:PORT",
+                self.backend.address
+            ));
+        }
+        if self.server.max_message_size < 1024 || self.backend.max_message_size < 1024 {
+            return invalid("max_message_size must be at least 1024 bytes".into());
+        }
+        if self.server.max_connections == 0 || self.server.max_sessions_per_connection == 0 {
+            return invalid(
+                "max_connections and max_sessions_per_connection must be above 0".into(),
+            );
+        }
+        for (name, d) in [
+            ("server.handshake_timeout", self.server.handshake_timeout),
+            ("server.read_timeout", self.server.read_timeout),
+            (
+                "server.idle_session_timeout",
+                self.server.idle_session_timeout,
+            ),
+            ("backend.connect_timeout", self.backend.connect_timeout),
+            ("backend.call_timeout", self.backend.call_timeout),
+            ("backend.execute_timeout", self.backend.execute_timeout),
+        ] {
+            if d.is_zero() {
+                return invalid(format!("{name} must be above zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+//! Gateway errors, and the one place they become an HS2 `TStatus`.
+
+use hive_thrift::client::ClientError;
+use hive_thrift::generated::tcliservice::{TStatus, TStatusCode};
+
+/// Whose fault an error is; decides the SQLSTATE class and the log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client sent something we refuse (unknown handle, limit reached).
+    Client,
+    /// The Spark Thrift Server is unreachable, failed or timed out.
+    Backend,
+    /// A bug or resource problem inside sparkgate.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(
+        "Invalid {kind} handle: it was not opened on this connection, or it is already closed"
+    )]
+    UnknownHandle { kind: &'static str },
+    #[error("session closed by sparkgate after {idle_secs} s without a call (server.idle_session_timeout); open a new session")]
+    SessionExpired { idle_secs: u64 },
+    #[error("this connection already holds {max} sessions (server.max_sessions_per_connection); close one first")]
+    TooManySessions { max: usize },
+    #[error("sparkgate cannot reach the Spark Thrift Server at {addr}: {detail}. Check that it is running and that backend.address is right; then retry")]
+    BackendUnreachable { addr: String, detail: String },
+    #[error("the Spark Thrift Server at {addr} did not answer {method} within {secs} s (backend.{setting}); the session is lost, open a new one")]
+    BackendTimeout {
+        addr: String,
+        method: &'static str,
+        secs: u64,
+        setting: &'static str,
+    },
+    #[error("connection to the Spark Thrift Server at {addr} failed during {method}: {detail}. The session is lost; open a new one")]
+    BackendLost {
+        addr: String,
+        method: &'static str,
+        detail: String,
+    },
+    #[error("sparkgate is shutting down; reconnect in a moment")]
+    ShuttingDown,
+}
+
+impl GatewayError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::UnknownHandle { .. }
+            | Self::SessionExpired { .. }
+            | Self::TooManySessions { .. } => Fault::Client,
+            Self::BackendUnreachable { .. }
+            | Self::BackendTimeout { .. }
+            | Self::BackendLost { .. } => Fault::Backend,
+            Self::ShuttingDown => Fault::Internal,
+        }
+    }
+
+    /// Whether the same request could succeed if tried again later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::BackendUnreachable { .. } | Self::TooManySessions { .. } | Self::ShuttingDown
+        )
+    }
+
+    /// SQLSTATE: 08xxx for connection problems (JDBC tools treat those as "reconnect"),
+    /// HY000 otherwise.
+    fn sql_state(&self) -> &'static str {
+        match self {
+            Self::BackendUnreachable { .. } => "08001",
+            Self::BackendTimeout { .. } | Self::BackendLost { .. } | Self::ShuttingDown => "08S01",
+            Self::SessionExpired { .. } => "08003",
+            Self::UnknownHandle { .. } | Self::TooManySessions { .. } => "HY000",
+        }
+    }
+
+    /// The HS2 status a client receives for this error.
+    pub fn to_status(&self) -> TStatus {
+        TStatus {
+            status_code: TStatusCode::ERROR_STATUS,
+            info_messages: None,
+            sql_state: Some(self.sql_state().to_owned()),
+            error_code: Some(match self.fault() {
+                Fault::Client => 10_001,
+                Fault::Backend => 10_002,
+                Fault::Internal => 10_003,
+            }),
+            error_message: Some(format!("sparkgate: {self}")),
+        }
+    }
+
+    /// Maps a failed backend call.
+    pub fn from_backend(addr: &str, method: &'static str, error: ClientError) -> Self {
+        match error {
+            ClientError::Connect { source, .. } => Self::BackendUnreachable {
+                addr: addr.to_owned(),
+                detail: source.to_string(),
+            },
+            ClientError::ConnectTimeout { after, .. } => Self::BackendUnreachable {
+                addr: addr.to_owned(),
+                detail: format!("no connection within {after:?}"),
+            },
+            ClientError::Sasl(e) => Self::BackendUnreachable {
+                addr: addr.to_owned(),
+                detail: format!("SASL negotiation failed: {e} (is backend.transport right?)"),
+            },
+            other => Self::BackendLost {
+                addr: addr.to_owned(),
+                method,
+                detail: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Wire tests of the gateway against the in-process fake Spark Thrift Server.
+//! (End-to-end tests with a real Spark Thrift Server and real clients live in `integration/`.)
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hive_thrift::client::{ClientAuth, Hs2Connection};
+use hive_thrift::generated::tcliservice as t;
+use hive_thrift::message::{self, Hs2Request, Hs2Response, MessageKind};
+use hive_thrift::sasl::PlainCredentials;
+use sparkgate::config::{Config, FrontendTransport};
+use sparkgate::proxy::FETCH_SIZE_KEY;
+use sparkgate::server::Gateway;
+use sparkgate::testing::{FakeSts, RunningFakeSts};
+
+const MAX: usize = 64 << 20;
+
+fn plain(user: &str) -> ClientAuth {
+    ClientAuth::Plain(PlainCredentials {
+        authzid: String::new(),
+        user: user.into(),
+        password: "pw".into(),
+    })
+}
+
+async fn gateway_for(backend: &str, transport: FrontendTransport) -> Gateway {
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.transport = transport;
+    config.backend.address = backend.to_owned();
+    config.backend.connect_timeout = Duration::from_secs(2);
+    Gateway::start(config).await.unwrap()
+}
+
+async fn setup(rows: u64) -> (RunningFakeSts, Gateway, Hs2Connection) {
+    let sts = FakeSts::new().rows(rows).start().await;
+    let gw = gateway_for(&sts.addr.to_string(), FrontendTransport::Sasl).await;
+    let conn = connect(&gw, plain("alice")).await;
+    (sts, gw, conn)
+}
+
+async fn connect(gw: &Gateway, auth: ClientAuth) -> Hs2Connection {
+    Hs2Connection::connect(
+        &gw.local_addr.to_string(),
+        &auth,
+        MAX,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
+fn open_req(version: t::TProtocolVersion) -> Hs2Request {
+    Hs2Request::OpenSession(t::TOpenSessionReq {
+        client_protocol: version,
+        username: Some("alice".into()),
+        password: None,
+        configuration: None,
+    })
+}
+
+async fn open(conn: &mut Hs2Connection) -> t::TOpenSessionResp {
+    match conn
+        .call(&open_req(
+            t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V10,
+        ))
+        .await
+        .unwrap()
+    {
+        Hs2Response::OpenSession(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn execute(conn: &mut Hs2Connection, session: &t::TSessionHandle) -> t::TOperationHandle {
+    let req = Hs2Request::ExecuteStatement(t::TExecuteStatementReq {
+        session_handle: session.clone(),
+        statement: "select 1".into(),
+        conf_overlay: None,
+        run_async: Some(true),
+        query_timeout: None,
+    });
+    match conn.call(&req).await.unwrap() {
+        Hs2Response::ExecuteStatement(r) => r.operation_handle.expect("operation handle"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn status_req(op: &t::TOperationHandle) -> Hs2Request {
+    Hs2Request::GetOperationStatus(t::TGetOperationStatusReq {
+        operation_handle: op.clone(),
+        get_progress_update: None,
+    })
+}
+
+fn fetch_req(op: &t::TOperationHandle, max_rows: i64) -> Hs2Request {
+    Hs2Request::FetchResults(t::TFetchResultsReq {
+        operation_handle: op.clone(),
+        orientation: t::TFetchOrientation::FETCH_NEXT,
+        max_rows,
+        fetch_type: None,
+    })
+}
+
+fn is_error(status: &t::TStatus) -> bool {
+    status.status_code == t::TStatusCode::ERROR_STATUS
+}
+
+#[tokio::test]
+async fn open_session_mints_handles_and_offers_fetch_size() {
+    let (sts, _gw, mut conn) = setup(10).await;
+    let resp = open(&mut conn).await;
+    assert_eq!(resp.status.status_code, t::TStatusCode::SUCCESS_STATUS);
+    assert_eq!(
+        resp.server_protocol_version,
+        t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V10,
+        "min(client V10, backend V10)"
+    );
+    assert_eq!(
+        resp.configuration
+            .unwrap()
+            .get(FETCH_SIZE_KEY)
+            .map(String::as_str),
+        Some("1000")
+    );
+    assert_eq!(sts.stats.open_sessions.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn protocol_version_is_what_the_client_asked_when_lower() {
+    let (_sts, _gw, mut conn) = setup(10).await;
+    let v6 = t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V6;
+    let Hs2Response::OpenSession(resp) = conn.call(&open_req(v6)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(resp.server_protocol_version, v6, "PyHive insists on V6");
+}
+
+#[tokio::test]
+async fn finished_operation_status_is_answered_by_the_gateway() {
+    let (sts, _gw, mut conn) = setup(10).await;
+    let session = open(&mut conn).await.session_handle.unwrap();
+    let op = execute(&mut conn, &session).await;
+    for _ in 0..100 {
+        let Hs2Response::GetOperationStatus(resp) = conn.call(&status_req(&op)).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            resp.operation_state,
+            Some(t::TOperationState::FINISHED_STATE)
+        );
+    }
+    assert_eq!(
+        sts.stats.status_calls.load(Ordering::Relaxed),
+        1,
+        "only the first poll reaches the driver"
+    );
+}
+
+#[tokio::test]
+async fn fetch_results_pass_through_all_rows() {
+    let (_sts, _gw, mut conn) = setup(25_000).await;
+    let session = open(&mut conn).await.session_handle.unwrap();
+    let op = execute(&mut conn, &session).await;
+    let (mut rows, mut sum) = (0u64, 0i64);
+    loop {
+        let Hs2Response::FetchResults(resp) = conn.call(&fetch_req(&op, 10_000)).await.unwrap()
+        else {
+            panic!()
+        };
+        let columns = resp.results.unwrap().columns.unwrap();
+        let t::TColumn::I64Val(ids) = &columns[0] else {
+            panic!()
+        };
+        if ids.values.is_empty() {
+            break;
+        }
+        rows += ids.values.len() as u64;
+        sum += ids.values.iter().sum::<i64>();
+    }
+    assert_eq!(rows, 25_000);
+    assert_eq!(sum, (0..25_000i64).sum());
+}
+
+#[tokio::test]
+async fn legacy_get_log_is_unknown_method() {
+    let (_sts, _gw, mut conn) = setup(10).await;
+    let mut call = Vec::new();
+    // GetLog's args are {1: TGetLogReq}; any struct body will do, the method is what matters.
+    message::encode_reply(
+        "GetLog",
+        42,
+        &t::TCloseSessionResp {
+            status: t::TStatus {
+                status_code: t::TStatusCode::SUCCESS_STATUS,
+                info_messages: None,
+                sql_state: None,
+                error_code: None,
+                error_message: None,
+            },
+        },
+        &mut call,
+    );
+    call[3] = MessageKind::Call as u8;
+    let (reply, header) = conn.call_encoded(&call).await.unwrap();
+    assert_eq!(header.kind, MessageKind::Exception);
+    let err = message::decode_reply::<t::TCloseSessionResp>(&reply).unwrap_err();
+    assert!(err.to_string().contains("UnknownMethod"), "{err}");
+    // The connection is still usable afterwards.
+    open(&mut conn).await;
+}
+
+#[tokio::test]
+async fn handles_from_another_connection_are_refused() {
+    let (_sts, gw, mut alice) = setup(10).await;
+    let session = open(&mut alice).await.session_handle.unwrap();
+    let op = execute(&mut alice, &session).await;
+    let mut mallory = connect(&gw, plain("mallory")).await;
+    open(&mut mallory).await;
+    let resp = mallory.call(&fetch_req(&op, 10)).await.unwrap();
+    assert!(is_error(resp.status()), "{resp:?}");
+    assert!(resp
+        .status()
+        .error_message
+        .as_deref()
+        .unwrap()
+        .contains("Invalid operation handle"));
+    let close = Hs2Request::CloseSession(t::TCloseSessionReq {
+        session_handle: session.clone(),
+    });
+    assert!(is_error(mallory.call(&close).await.unwrap().status()));
+    // The owner still has both.
+    assert!(!is_error(
+        alice.call(&fetch_req(&op, 10)).await.unwrap().status()
+    ));
+    assert!(!is_error(alice.call(&close).await.unwrap().status()));
+}
+
+#[tokio::test]
+async fn disconnect_closes_backend_sessions() {
+    let (sts, _gw, mut conn) = setup(10).await;
+    open(&mut conn).await;
+    open(&mut conn).await;
+    drop(conn);
+    for _ in 0..100 {
+        if sts.stats.closed_sessions.load(Ordering::Relaxed) == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("backend sessions were not closed after the client left");
+}
+
+#[tokio::test]
+async fn unreachable_backend_gives_an_actionable_error() {
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gw = gateway_for(&closed_port.to_string(), FrontendTransport::Sasl).await;
+    let mut conn = connect(&gw, plain("alice")).await;
+    let resp = open(&mut conn).await;
+    assert!(is_error(&resp.status));
+    let text = resp.status.error_message.unwrap();
+    assert!(
+        text.contains("cannot reach the Spark Thrift Server"),
+        "{text}"
+    );
+    assert!(text.contains(&closed_port.to_string()), "{text}");
+    assert_eq!(resp.status.sql_state.as_deref(), Some("08001"));
+}
+
+#[tokio::test]
+async fn backend_dying_mid_session_gives_errors_not_hangs() {
+    let (sts, _gw, mut conn) = setup(10).await;
+    let session = open(&mut conn).await.session_handle.unwrap();
+    drop(sts);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let req = Hs2Request::ExecuteStatement(t::TExecuteStatementReq {
+        session_handle: session,
+        statement: "select 1".into(),
+        conf_overlay: None,
+        run_async: Some(true),
+        query_timeout: None,
+    });
+    let resp = tokio::time::timeout(Duration::from_secs(10), conn.call(&req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(is_error(resp.status()), "{resp:?}");
+    let text = resp.status().error_message.clone().unwrap();
+    assert!(
+        text.contains("connection to the Spark Thrift Server"),
+        "{text}"
+    );
+    // Later calls on the lost session say why, too.
+    let resp = conn.call(&req).await.unwrap();
+    assert!(resp
+        .status()
+        .error_message
+        .as_deref()
+        .unwrap()
+        .contains("session is lost"));
+}
+
+#[tokio::test]
+async fn nosasl_frontend_to_sasl_backend() {
+    let sts = FakeSts::new().rows(5).start().await;
+    let gw = gateway_for(&sts.addr.to_string(), FrontendTransport::Nosasl).await;
+    let mut conn = connect(&gw, ClientAuth::NoSasl).await;
+    let session = open(&mut conn).await.session_handle.unwrap();
+    let op = execute(&mut conn, &session).await;
+    let Hs2Response::FetchResults(resp) = conn.call(&fetch_req(&op, 100)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(resp.has_more_rows, Some(false));
+}
+
+#[tokio::test]
+async fn too_many_sessions_is_a_clear_error() {
+    let sts = FakeSts::new().start().await;
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.max_sessions_per_connection = 2;
+    config.backend.address = sts.addr.to_string();
+    let gw = Gateway::start(config).await.unwrap();
+    let mut conn = connect(&gw, plain("a")).await;
+    open(&mut conn).await;
+    open(&mut conn).await;
+    let third = open(&mut conn).await;
+    assert!(third
+        .status
+        .error_message
+        .unwrap()
+        .contains("max_sessions_per_connection"));
+}

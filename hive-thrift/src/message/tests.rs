@@ -1,0 +1,104 @@
+use super::*;
+
+fn ok_status() -> t::TStatus {
+    t::TStatus {
+        status_code: t::TStatusCode::SUCCESS_STATUS,
+        info_messages: None,
+        sql_state: None,
+        error_code: None,
+        error_message: None,
+    }
+}
+
+fn sample_request() -> Hs2Request {
+    Hs2Request::CloseSession(t::TCloseSessionReq {
+        session_handle: t::TSessionHandle {
+            session_id: t::THandleIdentifier {
+                guid: vec![1; 16],
+                secret: vec![2; 16],
+            },
+        },
+    })
+}
+
+#[test]
+fn call_round_trips_through_header_and_typed_request() {
+    let request = sample_request();
+    let mut msg = Vec::new();
+    request.encode_call(77, &mut msg);
+    validate_lengths(&msg).unwrap();
+    let header = MessageHeader::parse(&msg).unwrap();
+    assert_eq!(header.name, "CloseSession");
+    assert_eq!(header.kind, MessageKind::Call);
+    assert_eq!(header.seqid, 77);
+    let decoded = Hs2Request::decode(&header.name, &msg[header.body_offset..]).unwrap();
+    assert_eq!(decoded, Some(request));
+}
+
+#[test]
+fn unknown_method_decodes_to_none() {
+    let mut msg = Vec::new();
+    sample_request().encode_call(1, &mut msg);
+    let header = MessageHeader::parse(&msg).unwrap();
+    assert_eq!(
+        Hs2Request::decode("GetLog", &msg[header.body_offset..]).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn reply_seqid_can_be_rewritten_in_place() {
+    let mut msg = Vec::new();
+    encode_reply(
+        "CloseSession",
+        5,
+        &t::TCloseSessionResp {
+            status: ok_status(),
+        },
+        &mut msg,
+    );
+    let header = MessageHeader::parse(&msg).unwrap();
+    set_seqid(&mut msg, &header, 9000);
+    let again = MessageHeader::parse(&msg).unwrap();
+    assert_eq!(again.seqid, 9000);
+    assert_eq!(again.kind, MessageKind::Reply);
+    let resp: t::TCloseSessionResp = decode_reply(&msg).unwrap();
+    assert_eq!(resp.status, ok_status());
+}
+
+#[test]
+fn application_exception_is_decoded_as_error() {
+    let mut msg = Vec::new();
+    encode_application_exception(
+        "GetLog",
+        3,
+        UNKNOWN_METHOD,
+        "Invalid method name: 'GetLog'",
+        &mut msg,
+    );
+    let header = MessageHeader::parse(&msg).unwrap();
+    assert_eq!(header.kind, MessageKind::Exception);
+    let err = decode_reply::<t::TCloseSessionResp>(&msg).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("Invalid method name: 'GetLog'"), "{text}");
+    assert!(text.contains("UnknownMethod"), "{text}");
+}
+
+#[test]
+fn truncated_or_lying_messages_fail_validation() {
+    let mut msg = Vec::new();
+    sample_request().encode_call(1, &mut msg);
+    assert!(validate_lengths(&msg[..msg.len() - 1]).is_err());
+    // Claim a 1 GiB guid inside a small message: refused before the runtime allocates.
+    // The secret's length field: before 16 secret bytes and the four closing STOPs.
+    let at = msg.len() - 4 - 16 - 4;
+    msg[at..at + 4].copy_from_slice(&(1i32 << 30).to_be_bytes());
+    assert!(validate_lengths(&msg).is_err());
+}
+
+#[test]
+fn header_parse_rejects_garbage() {
+    assert!(MessageHeader::parse(b"").is_err());
+    assert!(MessageHeader::parse(&[0x80, 0x01, 0, 1, 0, 0, 0, 200]).is_err());
+    assert!(MessageHeader::parse(&[0x80, 0x02, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+}
