@@ -22,6 +22,7 @@ struct Args {
     large_rows: u64,
     fetch_size: i64,
     polls: usize,
+    large_rounds: usize,
 }
 
 fn parse_args() -> Args {
@@ -31,6 +32,7 @@ fn parse_args() -> Args {
         large_rows: 1_000_000,
         fetch_size: 10_000,
         polls: 20_000,
+        large_rounds: 7,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -40,6 +42,9 @@ fn parse_args() -> Args {
                 args.small_iterations = it.next().and_then(|v| v.parse().ok()).expect("--small N")
             }
             "--rows" => args.large_rows = it.next().and_then(|v| v.parse().ok()).expect("--rows N"),
+            "--rounds" => {
+                args.large_rounds = it.next().and_then(|v| v.parse().ok()).expect("--rounds N")
+            }
             "--polls" => args.polls = it.next().and_then(|v| v.parse().ok()).expect("--polls N"),
             // cargo bench passes --bench; ignore what is not ours.
             _ => {}
@@ -248,22 +253,49 @@ async fn compare(
         us(g50) - us(d50),
         us(g99) - us(d99),
     );
-    // Alternate the order so neither side always runs on a warmer machine.
-    let (dt1, rows, bytes) = large_fetch(direct, large_sql, args.fetch_size).await;
-    let (gt1, grows, _) = large_fetch(gateway, large_sql, args.fetch_size).await;
-    let (gt2, _, _) = large_fetch(gateway, large_sql, args.fetch_size).await;
-    let (dt2, _, _) = large_fetch(direct, large_sql, args.fetch_size).await;
-    assert_eq!(rows, grows, "same rows through the gateway");
-    let (dt, gt) = (dt1.min(dt2), gt1.min(gt2));
+    // Alternate the order so neither side always runs on a warmer machine; report the best
+    // and the median of several runs, as the machine is shared and noisy.
+    let (mut direct_times, mut gateway_times) = (Vec::new(), Vec::new());
+    let (mut rows, mut bytes, mut gateway_rows) = (0, 0, 0);
+    for round in 0..args.large_rounds {
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for through_gateway in order {
+            let addr = if through_gateway { gateway } else { direct };
+            let (elapsed, n, b) = large_fetch(addr, large_sql, args.fetch_size).await;
+            if through_gateway {
+                gateway_times.push(elapsed);
+                gateway_rows = n;
+            } else {
+                direct_times.push(elapsed);
+                (rows, bytes) = (n, b);
+            }
+        }
+    }
+    assert_eq!(rows, gateway_rows, "same rows through the gateway");
+    direct_times.sort();
+    gateway_times.sort();
+    let (dt, gt) = (direct_times[0], gateway_times[0]);
+    let (dm, gm) = (
+        direct_times[direct_times.len() / 2],
+        gateway_times[gateway_times.len() / 2],
+    );
     let mb = bytes as f64 / 1e6;
     println!(
-        "large fetch ({rows} rows, {mb:.1} MB, fetch size {}): direct {:.3} s ({:.0} MB/s) | sparkgate {:.3} s ({:.0} MB/s) | added {:+.1}%",
+        "large fetch ({rows} rows, {mb:.1} MB, fetch size {}, best of {}): direct {:.3} s ({:.0} MB/s) | sparkgate {:.3} s ({:.0} MB/s) | added {:+.1}% (medians {:.3} s vs {:.3} s: {:+.1}%)",
         args.fetch_size,
+        args.large_rounds,
         dt.as_secs_f64(),
         mb / dt.as_secs_f64(),
         gt.as_secs_f64(),
         mb / gt.as_secs_f64(),
         (gt.as_secs_f64() / dt.as_secs_f64() - 1.0) * 100.0,
+        dm.as_secs_f64(),
+        gm.as_secs_f64(),
+        (gm.as_secs_f64() / dm.as_secs_f64() - 1.0) * 100.0,
     );
     let dp = status_polls(direct, small_sql, args.polls).await;
     let gp = status_polls(gateway, small_sql, args.polls).await;

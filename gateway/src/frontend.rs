@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, FrontendTransport};
-use crate::proxy::SessionProxy;
+use crate::proxy::{ReplyEncoder, SessionProxy};
 
 /// How often a connection looks for idle sessions to close.
 const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -200,7 +200,7 @@ impl Connection {
             read_timeout: self.config.server.read_timeout,
             deadline: None,
         };
-        let mut writer = FramedWrite::new(writer, MessageCodec::new(framing, max));
+        let mut writer = FramedWrite::new(writer, ReplyEncoder(MessageCodec::new(framing, max)));
         let mut idle_sweep = tokio::time::interval(IDLE_SWEEP_EVERY);
         idle_sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -229,7 +229,7 @@ impl Connection {
                 }
             };
             let reply = proxy.handle(&header, &message).await;
-            if let Err(e) = writer.send(reply.into_bytes()).await {
+            if let Err(e) = writer.send(reply).await {
                 debug!(error = %e, "write to client failed");
                 return "client write failed";
             }

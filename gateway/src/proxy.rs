@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hive_thrift::client::{ClientAuth, Hs2Connection};
+use hive_thrift::frame::{FramedError, MessageCodec};
 use hive_thrift::generated::tcliservice as t;
 use hive_thrift::message::{
     self, encode_application_exception, Hs2Request, Hs2Response, MessageHeader, MessageKind,
 };
 use hive_thrift::sasl::PlainCredentials;
+use hive_thrift::FrameError;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, FrontendTransport};
@@ -36,22 +38,32 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// The bytes to send, with the client's seqid in place.
-    pub fn into_bytes(self) -> Bytes {
+    /// Frames this reply into `dst`, with the client's seqid in place.
+    pub fn encode(&self, codec: &MessageCodec, dst: &mut BytesMut) -> Result<(), FrameError> {
         match self {
-            Reply::Encoded(v) => Bytes::from(v),
+            Reply::Encoded(v) => codec.encode_message(v, dst),
             Reply::Passthrough {
                 message,
                 header,
                 seqid,
             } => {
-                let mut owned = message
-                    .try_into_mut()
-                    .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
-                message::set_seqid(&mut owned, &header, seqid);
-                owned.freeze()
+                let at = header.seqid_offset;
+                codec.encode_parts(
+                    &[&message[..at], &seqid.to_be_bytes(), &message[at + 4..]],
+                    dst,
+                )
             }
         }
+    }
+}
+
+/// Frames [`Reply`]s for the client connection's writer.
+pub struct ReplyEncoder(pub MessageCodec);
+
+impl tokio_util::codec::Encoder<Reply> for ReplyEncoder {
+    type Error = FramedError;
+    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), FramedError> {
+        Ok(reply.encode(&self.0, dst)?)
     }
 }
 

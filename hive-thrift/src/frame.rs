@@ -49,13 +49,25 @@ impl MessageCodec {
 
     /// Appends `message` to `dst` in this codec's framing.
     pub fn encode_message(&self, message: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.encode_parts(&[message], dst)
+    }
+
+    /// Appends one message given in pieces (e.g. a passed-through reply with a new seqid) to
+    /// `dst`, copying each piece once.
+    pub fn encode_parts(&self, parts: &[&[u8]], dst: &mut BytesMut) -> Result<(), FrameError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         match self {
-            Self::Sasl(c) => c.encode_message(message, dst),
-            Self::Raw(_) => {
-                dst.extend_from_slice(message);
-                Ok(())
+            Self::Sasl(c) => {
+                c.check_size(len)?;
+                dst.reserve(4 + len);
+                dst.put_u32(len as u32);
             }
+            Self::Raw(_) => dst.reserve(len),
         }
+        for part in parts {
+            dst.extend_from_slice(part);
+        }
+        Ok(())
     }
 }
 
@@ -89,16 +101,13 @@ impl SaslFrameCodec {
         Ok(Some(src.split_to(len).freeze()))
     }
 
-    pub fn encode_message(&self, message: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
-        if message.len() > self.max_message_size {
+    fn check_size(&self, len: usize) -> Result<(), FrameError> {
+        if len > self.max_message_size {
             return Err(FrameError::TooLarge {
-                size: message.len() as u64,
+                size: len as u64,
                 max: self.max_message_size,
             });
         }
-        dst.reserve(4 + message.len());
-        dst.put_u32(message.len() as u32);
-        dst.extend_from_slice(message);
         Ok(())
     }
 }
