@@ -57,7 +57,7 @@ impl Default for ServerConfig {
             idle_session_timeout: Duration::from_secs(3600),
             max_connections: 10_000,
             max_sessions_per_connection: 64,
-            default_fetch_size: 1000,
+            default_fetch_size: 10_000,
             shutdown_grace: Duration::from_secs(30),
         }
     }

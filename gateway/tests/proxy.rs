@@ -121,7 +121,7 @@ async fn open_session_mints_handles_and_offers_fetch_size() {
             .unwrap()
             .get(FETCH_SIZE_KEY)
             .map(String::as_str),
-        Some("1000")
+        Some("10000")
     );
     assert_eq!(sts.stats.open_sessions.load(Ordering::Relaxed), 1);
 }
