@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_env("SPARKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut config = match &cli.config {
         Some(path) => Config::from_file(path)?,

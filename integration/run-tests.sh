@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting and lints, Rust unit and wire tests, then end-to-end tests with
+# a real Spark Thrift Server, beeline, PyHive and SQLAlchemy (installed by setup.sh), then the
+# benchmarks, which print figures (they assert nothing). `.ci/run` calls exactly this.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+started=$SECONDS
+step() { echo; echo "=== $* ($((SECONDS - started)) s)"; }
+
+step "install real parts"
+./integration/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test"
+cargo test --workspace
+step "hive-thrift without tokio (sans-IO core)"
+cargo build -p hive-thrift --no-default-features
+step "build sparkgate (release)"
+cargo build --release -p sparkgate
+
+step "end-to-end tests (real Spark Thrift Server, beeline, PyHive, SQLAlchemy)"
+set +e
+.venv/bin/python -m pytest integration/tests -v -rA --timeout=900 -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: failing" >&2
+  exit 1
+fi
+[ "$rc" -eq 0 ] || exit "$rc"
+
+if [ -z "${SPARKGATE_SKIP_BENCH:-}" ]; then
+  step "benchmarks (figures only)"
+  ./integration/bench.sh
+fi
+step "all passed"
