@@ -175,12 +175,14 @@ class Sparkgate:
 if __name__ == "__main__":
     # `python harness.py sts WORKDIR PORT [AUTH]`: start an STS in the foreground, for scripts.
     if len(sys.argv) >= 4 and sys.argv[1] == "sts":
+        # SIGTERM (from run-local.sh's cleanup) must stop the server too, not orphan it.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         sts = SparkThriftServer(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "NONE")
         sts.start()
         print(f"Spark Thrift Server ready on 127.0.0.1:{sts.port} (pid {sts.proc.pid}) in {sts.startup_seconds:.1f} s", flush=True)
         try:
             sts.proc.wait()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             pass
         finally:
             sts.stop()

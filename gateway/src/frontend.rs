@@ -23,7 +23,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::config::{Config, FrontendTransport};
 use crate::proxy::{ReplyEncoder, SessionProxy};
 
-/// How often a connection looks for idle sessions to close.
+/// How often a connection looks for idle sessions to close (more often for short timeouts).
 const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Tokens that steer shutdown: `stop_accepting` first, `force_close` when the grace period ends.
@@ -201,7 +201,8 @@ impl Connection {
             deadline: None,
         };
         let mut writer = FramedWrite::new(writer, ReplyEncoder(MessageCodec::new(framing, max)));
-        let mut idle_sweep = tokio::time::interval(IDLE_SWEEP_EVERY);
+        let sweep_every = IDLE_SWEEP_EVERY.min(self.config.server.idle_session_timeout / 2);
+        let mut idle_sweep = tokio::time::interval(sweep_every);
         idle_sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {

@@ -335,3 +335,64 @@ async fn too_many_sessions_is_a_clear_error() {
         .unwrap()
         .contains("max_sessions_per_connection"));
 }
+
+#[tokio::test]
+async fn idle_sessions_are_closed_on_the_backend() {
+    let sts = FakeSts::new().start().await;
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.idle_session_timeout = Duration::from_millis(300);
+    config.backend.address = sts.addr.to_string();
+    let gw = Gateway::start(config).await.unwrap();
+    let mut conn = connect(&gw, plain("a")).await;
+    let session = open(&mut conn).await.session_handle.unwrap();
+    for _ in 0..100 {
+        if sts.stats.closed_sessions.load(Ordering::Relaxed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sts.stats.closed_sessions.load(Ordering::Relaxed),
+        1,
+        "idle session closed"
+    );
+    let req = Hs2Request::GetInfo(t::TGetInfoReq {
+        session_handle: session,
+        info_type: t::TGetInfoType::CLI_DBMS_NAME,
+    });
+    let resp = conn.call(&req).await.unwrap();
+    assert!(
+        is_error(resp.status()),
+        "the expired session is refused: {resp:?}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_backend_sessions_after_the_grace_period() {
+    let sts = FakeSts::new().start().await;
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.shutdown_grace = Duration::from_millis(200);
+    config.backend.address = sts.addr.to_string();
+    let gw = Gateway::start(config).await.unwrap();
+    let addr = gw.local_addr.to_string();
+    let mut conn = connect(&gw, plain("a")).await;
+    open(&mut conn).await;
+    tokio::time::timeout(Duration::from_secs(10), gw.shutdown())
+        .await
+        .expect("shutdown ends");
+    assert_eq!(sts.stats.closed_sessions.load(Ordering::Relaxed), 1);
+    // The client's connection is closed, and no new one is accepted.
+    assert!(conn
+        .call(&open_req(
+            t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V10
+        ))
+        .await
+        .is_err());
+    assert!(
+        Hs2Connection::connect(&addr, &plain("b"), MAX, Duration::from_secs(1))
+            .await
+            .is_err()
+    );
+}
