@@ -223,3 +223,19 @@ def test_sqlalchemy_query_and_inspector(endpoints, meta_table, name):
     assert rows == [(i, str(i)) for i in range(5)]
     assert "default" in schemas
     assert [c[0] for c in columns] == ["id", "name", "price"]
+
+
+@pytest.mark.parametrize("name", ENDPOINT_NAMES)
+def test_fetch_logs_falls_back_from_legacy_getlog(endpoints, name):
+    """PyHive's fetch_logs() calls the legacy GetLog first and needs UNKNOWN_METHOD back to fall
+    back to FetchResults(fetchType=1); any other answer breaks it."""
+    conn = connect(endpoints[name])
+    try:
+        cur = conn.cursor()
+        cur.execute("select 1")
+        assert cur.fetchall() == [(1,)]
+        logs = cur.fetch_logs()
+        assert isinstance(logs, list)
+        assert all(isinstance(line, str) for line in logs)
+    finally:
+        conn.close()
