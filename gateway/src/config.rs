@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// Rows per fetch the Hive JDBC driver uses, sent in the OpenSession reply
     /// (`hive.server2.thrift.resultset.default.fetch.size`) when the backend sends none.
     pub default_fetch_size: u32,
+    /// Most rows one FetchResults may ask the backend for; larger requests are lowered to it
+    /// (clients keep fetching until a batch comes back empty, so they still get every row).
+    pub max_fetch_rows: i64,
     /// On SIGTERM/SIGINT: how long running sessions may go on before they are closed.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_sessions_per_connection: 64,
             default_fetch_size: 10_000,
+            max_fetch_rows: 100_000,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -160,6 +164,9 @@ impl Config {
         }
         if self.server.max_message_size < 1024 || self.backend.max_message_size < 1024 {
             return invalid("max_message_size must be at least 1024 bytes".into());
+        }
+        if self.server.max_fetch_rows < 1 {
+            return invalid("server.max_fetch_rows must be at least 1".into());
         }
         if self.server.max_connections == 0 || self.server.max_sessions_per_connection == 0 {
             return invalid(

@@ -147,6 +147,7 @@ impl SessionProxy {
             R::GetOperationStatus(req) => self.operation_status(req, seqid).await,
             R::FetchResults(mut req) => {
                 req.operation_handle = self.backend_operation(&req.operation_handle)?;
+                req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
                 self.forward_raw(&R::FetchResults(req), seqid).await
             }
             R::CloseOperation(mut req) => {

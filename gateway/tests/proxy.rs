@@ -396,3 +396,36 @@ async fn shutdown_closes_backend_sessions_after_the_grace_period() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn oversized_fetch_requests_are_lowered_to_the_limit() {
+    let sts = FakeSts::new().rows(50).start().await;
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.max_fetch_rows = 20;
+    config.backend.address = sts.addr.to_string();
+    let gw = Gateway::start(config).await.unwrap();
+    let mut conn = connect(&gw, plain("a")).await;
+    let session = open(&mut conn).await.session_handle.unwrap();
+    let op = execute(&mut conn, &session).await;
+    let mut batches = Vec::new();
+    loop {
+        let Hs2Response::FetchResults(resp) = conn.call(&fetch_req(&op, i64::MAX)).await.unwrap()
+        else {
+            panic!()
+        };
+        let columns = resp.results.unwrap().columns.unwrap();
+        let t::TColumn::I64Val(ids) = &columns[0] else {
+            panic!()
+        };
+        if ids.values.is_empty() {
+            break;
+        }
+        batches.push(ids.values.len());
+    }
+    assert_eq!(
+        batches,
+        vec![20, 20, 10],
+        "every row arrives, in batches of at most the limit"
+    );
+}
