@@ -170,3 +170,31 @@ def test_wrong_sasl_mechanism_is_refused_with_a_message(strict_gateways):
         reply = closed_by_server(bad, 5)
     assert reply[:1] == b"\x03" and b"only PLAIN" in reply, reply
     wait_for_log(gw, "unsupported SASL mechanism")
+
+
+@pytest.mark.timeout(120)
+def test_backend_down_gives_clients_an_actionable_error(workdir):
+    """No Spark Thrift Server behind sparkgate: beeline and PyHive get a message naming the
+    problem, not a dropped connection or a hang."""
+    from harness import free_port, spark_home  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    dead = free_port()  # nothing listens there
+    gw = Sparkgate.with_config(
+        workdir, f'[server]\nbind = "127.0.0.1:{{port}}"\n[backend]\naddress = "127.0.0.1:{dead}"\nconnect_timeout = "3s"\n',
+        "dead-backend",
+    )
+    gw.start()
+    try:
+        with pytest.raises(Exception) as raised:
+            hive.connect("127.0.0.1", gw.port, username="alice", auth="NONE")
+        assert "cannot reach the Spark Thrift Server" in str(raised.value), raised.value
+        out = subprocess.run(
+            [str(spark_home() / "bin" / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{gw.port}/default", "-n", "alice",
+             "-e", "select 1"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90,
+        )
+        assert out.returncode != 0
+        assert "cannot reach the Spark Thrift Server" in out.stderr + out.stdout, (out.stderr + out.stdout)[-2000:]
+        wait_for_log(gw, "cannot reach the Spark Thrift Server")
+    finally:
+        gw.stop()
