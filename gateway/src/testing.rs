@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use futures::SinkExt;
 use hive_thrift::frame::{Framing, MessageCodec};
 use hive_thrift::generated::tcliservice as t;
-use hive_thrift::message::{Hs2Request, Hs2Response, MessageHeader};
+use hive_thrift::message::{success_status, Hs2Request, Hs2Response, MessageHeader};
 use hive_thrift::sasl::{SaslServer, DEFAULT_MAX_NEGOTIATION_FRAME};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -179,7 +179,7 @@ impl Shared {
     fn answer(&self, request: Hs2Request) -> Hs2Response {
         use Hs2Request as Q;
         use Hs2Response as R;
-        let ok = ok_status;
+        let ok = success_status;
         match request {
             Q::OpenSession(req) => {
                 self.stats.open_sessions.fetch_add(1, Ordering::Relaxed);
@@ -277,21 +277,11 @@ impl Shared {
     }
 }
 
-fn ok_status() -> t::TStatus {
-    t::TStatus {
-        status_code: t::TStatusCode::SUCCESS_STATUS,
-        info_messages: None,
-        sql_state: None,
-        error_code: None,
-        error_message: None,
-    }
-}
-
 fn error_status(message: &str) -> t::TStatus {
     t::TStatus {
         status_code: t::TStatusCode::ERROR_STATUS,
         error_message: Some(message.to_owned()),
-        ..ok_status()
+        ..success_status()
     }
 }
 

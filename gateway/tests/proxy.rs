@@ -102,6 +102,29 @@ fn fetch_req(op: &t::TOperationHandle, max_rows: i64) -> Hs2Request {
     })
 }
 
+/// Fetches until an empty batch; returns the `id` column of each batch.
+async fn fetch_all(
+    conn: &mut Hs2Connection,
+    op: &t::TOperationHandle,
+    max_rows: i64,
+) -> Vec<Vec<i64>> {
+    let mut batches = Vec::new();
+    loop {
+        let Hs2Response::FetchResults(resp) = conn.call(&fetch_req(op, max_rows)).await.unwrap()
+        else {
+            panic!("not a FetchResults reply")
+        };
+        let columns = resp.results.unwrap().columns.unwrap();
+        let t::TColumn::I64Val(ids) = &columns[0] else {
+            panic!("id column is not bigint")
+        };
+        if ids.values.is_empty() {
+            return batches;
+        }
+        batches.push(ids.values.clone());
+    }
+}
+
 fn is_error(status: &t::TStatus) -> bool {
     status.status_code == t::TStatusCode::ERROR_STATUS
 }
@@ -163,22 +186,8 @@ async fn fetch_results_pass_through_all_rows() {
     let (_sts, _gw, mut conn) = setup(25_000).await;
     let session = open(&mut conn).await.session_handle.unwrap();
     let op = execute(&mut conn, &session).await;
-    let (mut rows, mut sum) = (0u64, 0i64);
-    loop {
-        let Hs2Response::FetchResults(resp) = conn.call(&fetch_req(&op, 10_000)).await.unwrap()
-        else {
-            panic!()
-        };
-        let columns = resp.results.unwrap().columns.unwrap();
-        let t::TColumn::I64Val(ids) = &columns[0] else {
-            panic!()
-        };
-        if ids.values.is_empty() {
-            break;
-        }
-        rows += ids.values.len() as u64;
-        sum += ids.values.iter().sum::<i64>();
-    }
+    let ids: Vec<i64> = fetch_all(&mut conn, &op, 10_000).await.concat();
+    let (rows, sum) = (ids.len(), ids.iter().sum::<i64>());
     assert_eq!(rows, 25_000);
     assert_eq!(sum, (0..25_000i64).sum());
 }
@@ -192,13 +201,7 @@ async fn legacy_get_log_is_unknown_method() {
         "GetLog",
         42,
         &t::TCloseSessionResp {
-            status: t::TStatus {
-                status_code: t::TStatusCode::SUCCESS_STATUS,
-                info_messages: None,
-                sql_state: None,
-                error_code: None,
-                error_message: None,
-            },
+            status: message::success_status(),
         },
         &mut call,
     );
@@ -408,21 +411,11 @@ async fn oversized_fetch_requests_are_lowered_to_the_limit() {
     let mut conn = connect(&gw, plain("a")).await;
     let session = open(&mut conn).await.session_handle.unwrap();
     let op = execute(&mut conn, &session).await;
-    let mut batches = Vec::new();
-    loop {
-        let Hs2Response::FetchResults(resp) = conn.call(&fetch_req(&op, i64::MAX)).await.unwrap()
-        else {
-            panic!()
-        };
-        let columns = resp.results.unwrap().columns.unwrap();
-        let t::TColumn::I64Val(ids) = &columns[0] else {
-            panic!()
-        };
-        if ids.values.is_empty() {
-            break;
-        }
-        batches.push(ids.values.len());
-    }
+    let batches: Vec<usize> = fetch_all(&mut conn, &op, i64::MAX)
+        .await
+        .iter()
+        .map(Vec::len)
+        .collect();
     assert_eq!(
         batches,
         vec![20, 20, 10],

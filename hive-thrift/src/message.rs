@@ -96,6 +96,17 @@ impl MessageHeader {
     }
 }
 
+/// The status of a successful call.
+pub fn success_status() -> t::TStatus {
+    t::TStatus {
+        status_code: t::TStatusCode::SUCCESS_STATUS,
+        info_messages: None,
+        sql_state: None,
+        error_code: None,
+        error_message: None,
+    }
+}
+
 /// Rewrites the seqid of an encoded message in place (pass-through replies).
 pub fn set_seqid(msg: &mut [u8], header: &MessageHeader, seqid: i32) {
     msg[header.seqid_offset..header.seqid_offset + 4].copy_from_slice(&seqid.to_be_bytes());

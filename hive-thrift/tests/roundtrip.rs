@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use hive_thrift::generated::tcliservice as t;
-use hive_thrift::message::{validate_lengths, Hs2Request, Hs2Response, MessageHeader};
+use hive_thrift::message::{
+    success_status, validate_lengths, Hs2Request, Hs2Response, MessageHeader,
+};
 use thrift::OrderedFloat;
 
 fn id(seed: u8) -> t::THandleIdentifier {
@@ -48,13 +50,7 @@ fn error_status() -> t::TStatus {
 }
 
 fn ok() -> t::TStatus {
-    t::TStatus {
-        status_code: t::TStatusCode::SUCCESS_STATUS,
-        info_messages: None,
-        sql_state: None,
-        error_code: None,
-        error_message: None,
-    }
+    success_status()
 }
 
 fn row_set() -> t::TRowSet {

@@ -1,15 +1,5 @@
 use super::*;
 
-fn ok_status() -> t::TStatus {
-    t::TStatus {
-        status_code: t::TStatusCode::SUCCESS_STATUS,
-        info_messages: None,
-        sql_state: None,
-        error_code: None,
-        error_message: None,
-    }
-}
-
 fn sample_request() -> Hs2Request {
     Hs2Request::CloseSession(t::TCloseSessionReq {
         session_handle: t::TSessionHandle {
@@ -53,7 +43,7 @@ fn reply_seqid_can_be_rewritten_in_place() {
         "CloseSession",
         5,
         &t::TCloseSessionResp {
-            status: ok_status(),
+            status: success_status(),
         },
         &mut msg,
     );
@@ -63,7 +53,7 @@ fn reply_seqid_can_be_rewritten_in_place() {
     assert_eq!(again.seqid, 9000);
     assert_eq!(again.kind, MessageKind::Reply);
     let resp: t::TCloseSessionResp = decode_reply(&msg).unwrap();
-    assert_eq!(resp.status, ok_status());
+    assert_eq!(resp.status, success_status());
 }
 
 #[test]
