@@ -1,18 +1,27 @@
 //! Configuration: one TOML file of serde structs, every field with a documented default.
 //! `gateway/sparkgate.example.toml` is the annotated reference and is loaded by a test.
 
-use std::net::SocketAddr;
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::tenant::{TenantConfig, ANYONE};
 
 /// Everything sparkgate reads from its config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub http: HttpConfig,
+    pub tls: TlsConfig,
     pub backend: BackendConfig,
+    /// Authentication methods, tried in order (default: `none`, any user).
+    pub auth: sparkgate_auth::AuthConfig,
+    /// Who may run SQL where. Empty: one tenant, `default`, admitting everyone, on
+    /// `backend.address`.
+    pub tenants: Vec<TenantConfig>,
 }
 
 /// The client-facing listener.
@@ -47,6 +56,17 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT: how long running sessions may go on before they are closed.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Connections one authenticated user may hold at once (binary transport).
+    pub max_connections_per_user: usize,
+    /// Connections one client address may hold at once (both transports).
+    pub max_connections_per_address: usize,
+    /// Users who may open sessions as another user (`hive.server2.proxy.user`).
+    pub admin_users: Vec<String>,
+    /// Members of these groups may too.
+    pub admin_groups: Vec<String>,
+    /// The `none` authentication method accepts anyone: refused with a non-loopback listener
+    /// unless this is set.
+    pub allow_none_auth_on_network: bool,
 }
 
 impl Default for ServerConfig {
@@ -63,8 +83,54 @@ impl Default for ServerConfig {
             default_fetch_size: 10_000,
             max_fetch_rows: 100_000,
             shutdown_grace: Duration::from_secs(30),
+            max_connections_per_user: 200,
+            max_connections_per_address: 500,
+            admin_users: Vec::new(),
+            admin_groups: Vec::new(),
+            allow_none_auth_on_network: false,
         }
     }
+}
+
+/// Thrift over HTTP (beeline `;transportMode=http;httpPath=cliservice`, PyHive `THttpClient`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP listener; none by default.
+    pub bind: Option<SocketAddr>,
+    /// Path clients POST to; a trailing slash is tolerated.
+    pub path: String,
+    /// How long the session cookie spares a client re-authentication.
+    #[serde(with = "humantime_serde")]
+    pub cookie_ttl: Duration,
+    /// File holding the key that signs cookies (shared by replicas); random per process if unset.
+    pub cookie_key_file: Option<PathBuf>,
+    /// `X-Forwarded-For` is believed only from these addresses (e.g. a load balancer).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_size: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            path: "/cliservice".into(),
+            cookie_ttl: Duration::from_secs(3600),
+            cookie_key_file: None,
+            trusted_proxies: Vec::new(),
+            max_body_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// TLS for both listeners (PEM files, reloaded when they change).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first. TLS is on when this and `key_file` are set.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -148,19 +214,62 @@ impl Config {
         Ok(config)
     }
 
+    /// The tenants sessions are routed to; without configured ones, `default` admits everyone.
+    pub fn effective_tenants(&self) -> Vec<TenantConfig> {
+        if self.tenants.is_empty() {
+            vec![TenantConfig {
+                name: "default".into(),
+                groups: Vec::new(),
+                users: vec![ANYONE.into()],
+                backends: vec![self.backend.address.clone()],
+            }]
+        } else {
+            self.tenants.clone()
+        }
+    }
+
     /// Checks what serde cannot, before any port is bound.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self
-            .backend
-            .address
-            .rsplit_once(':')
-            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        {
+        let not_host_port = |a: &str| {
+            a.rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        };
+        if not_host_port(&self.backend.address) {
             return invalid(format!(
                 "backend.address {:?} is not HOST:PORT",
                 self.backend.address
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for tenant in &self.tenants {
+            if tenant.name.is_empty() || !names.insert(tenant.name.as_str()) {
+                return invalid(format!(
+                    "tenant name {:?} is empty or used twice",
+                    tenant.name
+                ));
+            }
+            if tenant.backends.is_empty() {
+                return invalid(format!("tenant {:?} has no backends", tenant.name));
+            }
+            if let Some(bad) = tenant.backends.iter().find(|b| not_host_port(b)) {
+                return invalid(format!(
+                    "tenant {:?}: backend {bad:?} is not HOST:PORT",
+                    tenant.name
+                ));
+            }
+            if tenant.users.is_empty() && tenant.groups.is_empty() {
+                return invalid(format!(
+                    "tenant {:?} admits nobody (no users, no groups)",
+                    tenant.name
+                ));
+            }
+        }
+        if !self.http.path.starts_with('/') {
+            return invalid(format!("http.path {:?} must start with /", self.http.path));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return invalid("tls.cert_file and tls.key_file go together".into());
         }
         if self.server.max_message_size < 1024 || self.backend.max_message_size < 1024 {
             return invalid("max_message_size must be at least 1024 bytes".into());

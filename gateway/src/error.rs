@@ -2,6 +2,9 @@
 
 use hive_thrift::client::ClientError;
 use hive_thrift::generated::tcliservice::{TStatus, TStatusCode};
+use sparkgate_auth::AuthError;
+
+use crate::tenant::TenantError;
 
 /// Whose fault an error is; decides the SQLSTATE class and the log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,11 +20,15 @@ pub enum Fault {
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error(
-        "Invalid {kind} handle: it was not opened on this connection, or it is already closed"
+        "Invalid {kind} handle: unknown, already closed, or opened by another connection or user"
     )]
     UnknownHandle { kind: &'static str },
-    #[error("session closed by sparkgate after {idle_secs} s without a call (server.idle_session_timeout); open a new session")]
-    SessionExpired { idle_secs: u64 },
+    #[error("{0}")]
+    Tenant(#[from] TenantError),
+    #[error("authentication failed: {0}")]
+    Auth(AuthError),
+    #[error("user {user:?} may not open sessions as another user ({proxy_user:?}): hive.server2.proxy.user is for sparkgate administrators")]
+    ProxyUserRefused { user: String, proxy_user: String },
     #[error("this connection already holds {max} sessions (server.max_sessions_per_connection); close one first")]
     TooManySessions { max: usize },
     #[error("sparkgate cannot reach the Spark Thrift Server at {addr}: {detail}. Check that it is running and that backend.address is right; then retry")]
@@ -47,8 +54,11 @@ impl GatewayError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::UnknownHandle { .. }
-            | Self::SessionExpired { .. }
-            | Self::TooManySessions { .. } => Fault::Client,
+            | Self::TooManySessions { .. }
+            | Self::Tenant(_)
+            | Self::ProxyUserRefused { .. } => Fault::Client,
+            Self::Auth(AuthError::Unavailable(_)) => Fault::Backend,
+            Self::Auth(_) => Fault::Client,
             Self::BackendUnreachable { .. }
             | Self::BackendTimeout { .. }
             | Self::BackendLost { .. } => Fault::Backend,
@@ -60,7 +70,10 @@ impl GatewayError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            Self::BackendUnreachable { .. } | Self::TooManySessions { .. } | Self::ShuttingDown
+            Self::BackendUnreachable { .. }
+                | Self::TooManySessions { .. }
+                | Self::ShuttingDown
+                | Self::Auth(AuthError::Unavailable(_) | AuthError::Throttled { .. })
         )
     }
 
@@ -70,8 +83,9 @@ impl GatewayError {
         match self {
             Self::BackendUnreachable { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } | Self::ShuttingDown => "08S01",
-            Self::SessionExpired { .. } => "08003",
             Self::UnknownHandle { .. } | Self::TooManySessions { .. } => "HY000",
+            // "invalid authorization specification"
+            Self::Tenant(_) | Self::Auth(_) | Self::ProxyUserRefused { .. } => "28000",
         }
     }
 

@@ -1,7 +1,8 @@
-//! The client-facing listener: accept, handshake (SASL PLAIN or NOSASL), then one task per
-//! connection turning whole messages into calls on its [`SessionProxy`].
+//! The binary-transport listener: accept (optionally TLS), handshake (SASL PLAIN or NOSASL),
+//! then one task per connection turning whole messages into calls on the shared [`Hs2Proxy`].
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,10 +11,9 @@ use futures::SinkExt;
 use hive_thrift::frame::{FramedError, Framing, MessageCodec};
 use hive_thrift::message::MessageHeader;
 use hive_thrift::sasl::{SaslServer, DEFAULT_MAX_NEGOTIATION_FRAME};
-use sparkgate_auth::{Authenticator, Credential};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::{TcpListener, TcpStream};
+use sparkgate_auth::{AuthService, Credential, Principal};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
@@ -21,10 +21,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{Config, FrontendTransport};
-use crate::proxy::{ReplyEncoder, SessionProxy};
-
-/// How often a connection looks for idle sessions to close (more often for short timeouts).
-const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(5);
+use crate::limits::{ConnectionLimits, LimitGuard};
+use crate::proxy::{CallContext, Hs2Proxy, ReplyEncoder};
+use crate::session::Owner;
+use crate::tls::TlsAcceptorCell;
 
 /// Tokens that steer shutdown: `stop_accepting` first, `force_close` when the grace period ends.
 #[derive(Clone, Default)]
@@ -33,19 +33,27 @@ pub struct Shutdown {
     pub force_close: CancellationToken,
 }
 
-/// Accepts connections until told to stop; each runs on `tracker`.
-pub async fn serve(
-    listener: TcpListener,
-    config: Arc<Config>,
-    authenticator: Arc<dyn Authenticator>,
-    shutdown: Shutdown,
-    tracker: TaskTracker,
-) {
-    let limit = Arc::new(Semaphore::new(config.server.max_connections));
+/// What every connection task shares.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub auth: Arc<AuthService>,
+    pub proxy: Arc<Hs2Proxy>,
+    pub limits: Arc<ConnectionLimits>,
+    pub tls: Option<Arc<TlsAcceptorCell>>,
+    pub shutdown: Shutdown,
+    pub tracker: TaskTracker,
+}
+
+/// Connection ids, the owners of binary-transport sessions.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts binary-transport connections until told to stop; each runs on the tracker.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let limit = Arc::new(Semaphore::new(shared.config.server.max_connections));
     loop {
         let permit = tokio::select! {
             permit = limit.clone().acquire_owned() => permit.expect("semaphore never closed"),
-            _ = shutdown.stop_accepting.cancelled() => break,
+            _ = shared.shutdown.stop_accepting.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -57,43 +65,69 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.stop_accepting.cancelled() => break,
+            _ = shared.shutdown.stop_accepting.cancelled() => break,
         };
-        let span = info_span!("connection", client.addr = %peer);
-        let connection = Connection {
-            config: config.clone(),
-            authenticator: authenticator.clone(),
-            peer,
-            force_close: shutdown.force_close.clone(),
-        };
-        tracker.spawn(
+        let _ = stream.set_nodelay(true);
+        let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        let span = info_span!("connection", conn.id = id, client.addr = %peer);
+        let shared_for_task = shared.clone();
+        shared.tracker.spawn(
             async move {
-                connection.run(stream).await;
+                let shared = shared_for_task;
+                let Some(address_guard) = shared.limits.admit_address(peer.ip()) else {
+                    warn!(
+                        max = shared.config.server.max_connections_per_address,
+                        "refused: too many connections from this address (server.max_connections_per_address)"
+                    );
+                    return;
+                };
+                let connection = Connection {
+                    shared: shared.clone(),
+                    id,
+                    peer,
+                };
+                match shared.tls.as_ref().map(|t| t.current()) {
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            shared.config.server.handshake_timeout,
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(tls)) => connection.run(tls).await,
+                            Ok(Err(e)) => warn!(error = %e, "TLS handshake failed; closing connection"),
+                            Err(_) => warn!("TLS handshake timed out; closing connection"),
+                        }
+                    }
+                    None => connection.run(stream).await,
+                }
+                drop(address_guard);
                 drop(permit);
             }
             .instrument(span),
         );
     }
-    info!("stopped accepting connections");
+    info!("stopped accepting binary connections");
 }
 
 struct Connection {
-    config: Arc<Config>,
-    authenticator: Arc<dyn Authenticator>,
+    shared: Arc<Shared>,
+    id: u64,
     peer: SocketAddr,
-    force_close: CancellationToken,
 }
 
 impl Connection {
-    async fn run(self, mut stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
+    async fn run<S>(self, mut stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = &self.shared.config;
         debug!("connection accepted");
         let mut read_buf = BytesMut::with_capacity(8 * 1024);
         let handshake = tokio::time::timeout(
-            self.config.server.handshake_timeout,
+            config.server.handshake_timeout,
             self.handshake(&mut stream, &mut read_buf),
         );
-        let (framing, user) = match handshake.await {
+        let (framing, principal) = match handshake.await {
             Ok(Ok(result)) => result,
             Ok(Err(reason)) => {
                 warn!(%reason, "handshake failed; closing connection");
@@ -101,34 +135,48 @@ impl Connection {
             }
             Err(_) => {
                 warn!(
-                    timeout_secs = self.config.server.handshake_timeout.as_secs_f64(),
+                    timeout_secs = config.server.handshake_timeout.as_secs_f64(),
                     "client sent no complete handshake in time; closing connection"
                 );
                 return;
             }
         };
-        let mut proxy = SessionProxy::new(self.config.clone(), user);
-        let end = self
-            .serve_messages(stream, read_buf, framing, &mut proxy)
-            .await;
-        let sessions = proxy.session_count();
-        // Backend sessions must be closed even though the client is gone: this runs to the end
+        let _user_guard: Option<LimitGuard> = match &principal {
+            Some(p) => match self.shared.limits.admit_user(&p.user) {
+                Some(guard) => Some(guard),
+                None => {
+                    warn!(
+                        user = %p.user,
+                        max = config.server.max_connections_per_user,
+                        "refused: too many connections for this user (server.max_connections_per_user)"
+                    );
+                    return;
+                }
+            },
+            None => None,
+        };
+        let ctx = CallContext {
+            owner: Owner::Connection(self.id),
+            principal,
+            peer: self.peer,
+        };
+        let end = self.serve_messages(stream, read_buf, framing, &ctx).await;
+        // Driver sessions must be closed even though the client is gone: this runs to the end
         // on the connection's own task, which shutdown waits for.
-        proxy.close_all().await;
-        info!(
-            reason = end,
-            closed_sessions = sessions,
-            "connection closed"
-        );
+        let closed = self.shared.proxy.close_owned_by(&ctx.owner).await;
+        info!(reason = end, closed_sessions = closed, "connection closed");
     }
 
     /// SASL: negotiate and authenticate. NOSASL: nothing to do, identity comes with OpenSession.
-    async fn handshake(
+    async fn handshake<S>(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         read_buf: &mut BytesMut,
-    ) -> Result<(Framing, Option<String>), String> {
-        match self.config.server.transport {
+    ) -> Result<(Framing, Option<Principal>), String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self.shared.config.server.transport {
             FrontendTransport::Nosasl => {
                 // No negotiation, but a client that never sends its first byte is held to the
                 // same deadline as a SASL handshake.
@@ -157,25 +205,34 @@ impl Connection {
                         Err(e) => return Err(format!("read failed during SASL negotiation: {e}")),
                     }
                 };
-                let principal = self.authenticator.authenticate(&Credential::Password {
+                let credential = Credential::Password {
                     user: &credentials.user,
                     password: &credentials.password,
-                });
+                };
+                let result = self
+                    .shared
+                    .auth
+                    .authenticate(&credential, self.peer.ip())
+                    .await;
                 let mut out = BytesMut::new();
-                match principal {
+                match result {
                     Ok(principal) => {
                         SaslServer::accept(&mut out);
                         stream
                             .write_all(&out)
                             .await
                             .map_err(|e| format!("write failed: {e}"))?;
-                        debug!(user = %principal.user, "authenticated");
-                        Ok((Framing::Sasl, Some(principal.user)))
+                        debug!(user = %principal.user, groups = ?principal.groups, "authenticated");
+                        Ok((Framing::Sasl, Some(principal)))
                     }
                     Err(e) => {
                         SaslServer::refuse(&format!("sparkgate: {e}"), &mut out);
                         let _ = stream.write_all(&out).await;
-                        Err(format!("authentication failed: {e}"))
+                        let _ = stream.flush().await;
+                        Err(format!(
+                            "authentication failed for user {:?}: {e}",
+                            credentials.user
+                        ))
                     }
                 }
             }
@@ -184,41 +241,38 @@ impl Connection {
 
     /// Reads calls and answers them until the client leaves, errs or shutdown forces an end.
     /// Returns why it ended.
-    async fn serve_messages(
+    async fn serve_messages<S>(
         &self,
-        stream: TcpStream,
+        stream: S,
         read_buf: BytesMut,
         framing: Framing,
-        proxy: &mut SessionProxy,
-    ) -> &'static str {
-        let max = self.config.server.max_message_size;
-        let (reader, writer) = stream.into_split();
+        ctx: &CallContext,
+    ) -> &'static str
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = &self.shared.config;
+        let max = config.server.max_message_size;
+        let (reader, writer) = tokio::io::split(stream);
         let mut reader = MessageReader {
             reader,
             decoder: MessageCodec::new(framing, max),
             read_buf,
-            read_timeout: self.config.server.read_timeout,
+            read_timeout: config.server.read_timeout,
             deadline: None,
         };
         let mut writer = FramedWrite::new(writer, ReplyEncoder(MessageCodec::new(framing, max)));
-        let sweep_every = IDLE_SWEEP_EVERY.min(self.config.server.idle_session_timeout / 2);
-        let mut idle_sweep = tokio::time::interval(sweep_every);
-        idle_sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 biased;
-                _ = self.force_close.cancelled() => return "shutdown",
-                _ = idle_sweep.tick() => {
-                    proxy.expire_idle_sessions().await;
-                    continue;
-                }
+                _ = self.shared.shutdown.force_close.cancelled() => return "shutdown",
                 next = reader.next_message() => next,
             };
             let message = match next {
                 Ok(Some(message)) => message,
                 Ok(None) => return "client closed the connection",
                 Err(e) => {
-                    warn!(error = %e, peer = %self.peer, "closing connection: bad input from client");
+                    warn!(error = %e, "closing connection: bad input from client");
                     return "bad input";
                 }
             };
@@ -229,7 +283,7 @@ impl Connection {
                     return "bad input";
                 }
             };
-            let reply = proxy.handle(&header, &message).await;
+            let reply = self.shared.proxy.handle(ctx, &header, &message).await;
             if let Err(e) = writer.send(reply).await {
                 debug!(error = %e, "write to client failed");
                 return "client write failed";
@@ -240,8 +294,8 @@ impl Connection {
 
 /// Whole messages from the client's read half, with a deadline that starts at a message's
 /// first byte: an idle connection may wait forever between calls, a half-sent call may not.
-struct MessageReader {
-    reader: OwnedReadHalf,
+struct MessageReader<S> {
+    reader: ReadHalf<S>,
     decoder: MessageCodec,
     read_buf: BytesMut,
     read_timeout: Duration,
@@ -259,7 +313,7 @@ enum ReadError {
     CutMidMessage(usize),
 }
 
-impl MessageReader {
+impl<S: AsyncRead> MessageReader<S> {
     /// The next whole message; `Ok(None)` when the client closed cleanly between messages.
     ///
     /// # Cancel safety

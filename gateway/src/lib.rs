@@ -1,15 +1,22 @@
 //! sparkgate: a HiveServer2 gateway in front of Spark Thrift Server drivers.
 //!
 //! Layers, outside in:
-//! * [`frontend`]: listener, SASL/NOSASL handshake, one task per connection.
-//! * [`proxy`]: each call of a connection: handle checks, forwarding, local answers.
-//! * [`session`]: the per-connection session table (client handle → driver handle).
+//! * [`frontend`] (binary transport) and [`http`] (Thrift over HTTP), optionally over [`tls`]:
+//!   listeners, handshakes, authentication, [`limits`].
+//! * [`proxy`]: every call: handle checks, tenant decision, forwarding, local answers.
+//! * [`session`]: the session table (client handle → owner, tenant, driver handle).
+//! * [`tenant`]: which users and groups may run SQL on which drivers.
+//! * [`server`]: startup checks, listeners, housekeeping, the one shutdown path.
 //! * [`config`] and [`error`]: settings, and errors with the one mapping to HS2 statuses.
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod http;
+pub mod limits;
 pub mod proxy;
 pub mod server;
 pub mod session;
+pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls;

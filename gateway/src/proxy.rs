@@ -1,6 +1,7 @@
 //! What sparkgate does with each HS2 call of one client connection: check the caller owns the
 //! handles it names, swap them for the driver's, forward, and answer what it can itself.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,12 @@ use hive_thrift::sasl::PlainCredentials;
 use hive_thrift::FrameError;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use sparkgate_auth::{AuthService, Credential, Principal};
+
 use crate::config::{Config, FrontendTransport};
 use crate::error::{Fault, GatewayError};
-use crate::session::{display_id, is_final, SessionTable};
+use crate::session::{display_id, is_final, OperationEntry, Owner, Session, SessionTable};
+use crate::tenant::{Tenants, TENANT_KEYS};
 
 /// The newest protocol version sparkgate understands; newer client requests are capped to it.
 pub const MAX_PROTOCOL: t::TProtocolVersion = t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V11;
@@ -67,39 +71,43 @@ impl tokio_util::codec::Encoder<Reply> for ReplyEncoder {
     }
 }
 
-/// Per-connection proxy state: the backend connection and the sessions this client owns.
-pub struct SessionProxy {
-    config: Arc<Config>,
-    /// User the frontend authenticated (SASL); `None` on NOSASL, where OpenSession names it.
-    transport_user: Option<String>,
-    /// Opened at the first OpenSession, as the session's user, so the driver sees the real user.
-    backend: Option<Hs2Connection>,
-    table: SessionTable,
-    /// Why the backend connection went away, for the errors of calls on sessions it carried.
-    backend_lost: Option<String>,
+/// Who is calling: the owner identity for handle checks, the authenticated principal (none yet
+/// on a NOSASL connection, whose user comes with OpenSession), and the client's address.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub owner: Owner,
+    pub principal: Option<Principal>,
+    pub peer: SocketAddr,
 }
 
-impl SessionProxy {
-    pub fn new(config: Arc<Config>, transport_user: Option<String>) -> Self {
-        Self {
-            config,
-            transport_user,
-            backend: None,
-            table: SessionTable::default(),
-            backend_lost: None,
-        }
-    }
+/// The OpenSession configuration key that asks to run the session as another user.
+pub const PROXY_USER_KEY: &str = "hive.server2.proxy.user";
 
-    pub fn session_count(&self) -> usize {
-        self.table.session_count()
+/// What sparkgate does with HS2 calls, shared by every connection and transport.
+pub struct Hs2Proxy {
+    config: Arc<Config>,
+    tenants: Tenants,
+    auth: Arc<AuthService>,
+    pub table: SessionTable,
+}
+
+impl Hs2Proxy {
+    pub fn new(config: Arc<Config>, auth: Arc<AuthService>) -> Self {
+        Self {
+            tenants: Tenants::new(config.effective_tenants()),
+            config,
+            auth,
+            table: SessionTable::default(),
+        }
     }
 
     /// Answers one call. Never fails: every problem becomes an HS2 error status or a Thrift
     /// application exception for the client.
     ///
     /// # Cancel safety
-    /// Not cancel-safe (a backend call may be half done); the connection loop awaits it whole.
-    pub async fn handle(&mut self, header: &MessageHeader, message: &[u8]) -> Reply {
+    /// Not cancel-safe (a backend call may be half done, and the session's driver connection
+    /// is then unusable); callers await it whole.
+    pub async fn handle(&self, ctx: &CallContext, header: &MessageHeader, message: &[u8]) -> Reply {
         let seqid = header.seqid;
         if header.kind != MessageKind::Call {
             return exception(header, message::PROTOCOL_ERROR, "expected a call message");
@@ -123,7 +131,7 @@ impl SessionProxy {
                 return exception(header, message::PROTOCOL_ERROR, &format!("sparkgate: {e}"));
             }
         };
-        match self.dispatch(request.clone(), seqid).await {
+        match self.dispatch(ctx, request.clone(), seqid).await {
             Ok(reply) => reply,
             Err(e) => {
                 match e.fault() {
@@ -139,175 +147,284 @@ impl SessionProxy {
         }
     }
 
-    async fn dispatch(&mut self, request: Hs2Request, seqid: i32) -> Result<Reply, GatewayError> {
+    async fn dispatch(
+        &self,
+        ctx: &CallContext,
+        request: Hs2Request,
+        seqid: i32,
+    ) -> Result<Reply, GatewayError> {
         use Hs2Request as R;
+        let owner = &ctx.owner;
         match request {
-            R::OpenSession(req) => self.open_session(req, seqid).await,
-            R::CloseSession(req) => self.close_session(req, seqid).await,
-            R::GetOperationStatus(req) => self.operation_status(req, seqid).await,
+            R::OpenSession(req) => self.open_session(ctx, req, seqid).await,
+            R::CloseSession(req) => self.close_session(owner, req, seqid).await,
+            R::GetOperationStatus(req) => self.operation_status(owner, req, seqid).await,
             R::FetchResults(mut req) => {
-                req.operation_handle = self.backend_operation(&req.operation_handle)?;
+                let op = self.operation(&req.operation_handle, owner)?;
+                req.operation_handle = op.backend_handle;
                 req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
-                self.forward_raw(&R::FetchResults(req), seqid).await
+                let (message, header) = self
+                    .session_call_raw(&op.session, &R::FetchResults(req))
+                    .await?;
+                Ok(Reply::Passthrough {
+                    message,
+                    header,
+                    seqid,
+                })
             }
             R::CloseOperation(mut req) => {
                 let client_handle = req.operation_handle.clone();
-                req.operation_handle = self.backend_operation(&client_handle)?;
-                let reply = self.forward(R::CloseOperation(req), seqid).await?;
-                self.table.remove_operation(&client_handle);
+                let op = self.operation(&client_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                let reply = self
+                    .forward(&op.session, R::CloseOperation(req), seqid)
+                    .await?;
+                self.table.remove_operation(&client_handle, owner);
                 Ok(reply)
             }
             R::CancelOperation(mut req) => {
                 let client_handle = req.operation_handle.clone();
-                req.operation_handle = self.backend_operation(&client_handle)?;
-                let reply = self.forward(R::CancelOperation(req), seqid).await?;
+                let op = self.operation(&client_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                let reply = self
+                    .forward(&op.session, R::CancelOperation(req), seqid)
+                    .await?;
                 // The state changes; the next status poll must ask the driver.
-                if let Some(op) = self.table.operation_mut(&client_handle) {
-                    op.final_status = None;
-                }
+                self.table.set_final_status(&client_handle, None);
                 Ok(reply)
             }
             R::GetResultSetMetadata(mut req) => {
-                req.operation_handle = self.backend_operation(&req.operation_handle)?;
-                self.forward(R::GetResultSetMetadata(req), seqid).await
+                let op = self.operation(&req.operation_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                self.forward(&op.session, R::GetResultSetMetadata(req), seqid)
+                    .await
             }
             R::GetQueryId(mut req) => {
-                req.operation_handle = self.backend_operation(&req.operation_handle)?;
-                self.forward(R::GetQueryId(req), seqid).await
+                let op = self.operation(&req.operation_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                self.forward(&op.session, R::GetQueryId(req), seqid).await
             }
             R::GetInfo(mut req) => {
-                req.session_handle = self.backend_session(&req.session_handle)?;
-                self.forward(R::GetInfo(req), seqid).await
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::GetInfo(req), seqid).await
             }
             R::SetClientInfo(mut req) => {
-                req.session_handle = self.backend_session(&req.session_handle)?;
-                self.forward(R::SetClientInfo(req), seqid).await
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::SetClientInfo(req), seqid).await
             }
             R::GetDelegationToken(mut req) => {
-                req.session_handle = self.backend_session(&req.session_handle)?;
-                self.forward(R::GetDelegationToken(req), seqid).await
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::GetDelegationToken(req), seqid)
+                    .await
             }
             R::CancelDelegationToken(mut req) => {
-                req.session_handle = self.backend_session(&req.session_handle)?;
-                self.forward(R::CancelDelegationToken(req), seqid).await
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::CancelDelegationToken(req), seqid)
+                    .await
             }
             R::RenewDelegationToken(mut req) => {
-                req.session_handle = self.backend_session(&req.session_handle)?;
-                self.forward(R::RenewDelegationToken(req), seqid).await
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::RenewDelegationToken(req), seqid)
+                    .await
             }
-            other => self.start_operation(other, seqid).await,
+            other => self.start_operation(owner, other, seqid).await,
         }
     }
 
+    fn is_admin(&self, principal: &Principal) -> bool {
+        let server = &self.config.server;
+        server.admin_users.contains(&principal.user)
+            || principal
+                .groups
+                .iter()
+                .any(|g| server.admin_groups.contains(g))
+    }
+
     async fn open_session(
-        &mut self,
+        &self,
+        ctx: &CallContext,
         mut req: t::TOpenSessionReq,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
+        let principal = match &ctx.principal {
+            Some(principal) => principal.clone(),
+            None => {
+                // NOSASL: the transport carried no identity; OpenSession names the user.
+                let user = req.username.clone().filter(|u| !u.is_empty());
+                let user = user.as_deref().unwrap_or("anonymous");
+                self.auth
+                    .authenticate(&Credential::Anonymous { user }, ctx.peer.ip())
+                    .await
+                    .map_err(GatewayError::Auth)?
+            }
+        };
         let max = self.config.server.max_sessions_per_connection;
-        if self.table.session_count() >= max {
+        if self.table.count_owned_by(&ctx.owner) >= max {
             return Err(GatewayError::TooManySessions { max });
         }
-        let user = self
-            .transport_user
-            .clone()
-            .or_else(|| req.username.clone().filter(|u| !u.is_empty()))
-            .unwrap_or_else(|| "anonymous".to_owned());
-        if self.backend.is_none() {
-            self.connect_backend(&user).await?;
+        let configuration = req.configuration.get_or_insert_with(Default::default);
+        let mut requested = None;
+        for key in TENANT_KEYS {
+            if let Some(value) = configuration.remove(key) {
+                requested = Some(value);
+            }
         }
+        let user = match configuration.remove(PROXY_USER_KEY) {
+            Some(proxy_user) if self.is_admin(&principal) => proxy_user,
+            Some(proxy_user) => {
+                return Err(GatewayError::ProxyUserRefused {
+                    user: principal.user.clone(),
+                    proxy_user,
+                })
+            }
+            None => principal.user.clone(),
+        };
+        let tenant = self
+            .tenants
+            .decide(&principal, requested.as_deref())
+            .map_err(GatewayError::Tenant)?;
+        let addr = self.tenants.pick_backend(tenant).to_owned();
+        let mut conn = self.connect(&addr, &user, "OpenSession").await?;
         let client_protocol = req.client_protocol;
         if client_protocol > MAX_PROTOCOL {
             req.client_protocol = MAX_PROTOCOL;
         }
-        let Hs2Response::OpenSession(mut resp) = self.call(&Hs2Request::OpenSession(req)).await?
+        req.username = Some(user.clone());
+        req.password = None;
+        let request = Hs2Request::OpenSession(req);
+        let reply = self
+            .timed_call(&mut conn, &addr, &request)
+            .await
+            .map_err(|(e, _)| e)?;
+        let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply.0)
+            .map_err(|e| GatewayError::BackendLost {
+                addr: addr.clone(),
+                method: "OpenSession",
+                detail: e.to_string(),
+            })?
         else {
             unreachable!("reply decoded for OpenSession");
         };
-        if let Some(backend_handle) = resp.session_handle.take() {
-            if resp.status.status_code == t::TStatusCode::SUCCESS_STATUS
-                || resp.status.status_code == t::TStatusCode::SUCCESS_WITH_INFO_STATUS
-            {
-                let handle = self.table.add_session(backend_handle, user.clone());
-                info!(
-                    session.id = %display_id(&handle.session_id),
-                    user = %user,
-                    client_protocol = client_protocol.0,
-                    server_protocol = resp.server_protocol_version.0,
-                    "session opened"
-                );
-                resp.session_handle = Some(handle);
-                let configuration = resp.configuration.get_or_insert_with(Default::default);
-                configuration
-                    .entry(FETCH_SIZE_KEY.to_owned())
-                    .or_insert_with(|| self.config.server.default_fetch_size.to_string());
-            }
+        let succeeded = matches!(
+            resp.status.status_code,
+            t::TStatusCode::SUCCESS_STATUS | t::TStatusCode::SUCCESS_WITH_INFO_STATUS
+        );
+        if let (true, Some(backend_handle)) = (succeeded, resp.session_handle.take()) {
+            let handle = t::TSessionHandle {
+                session_id: crate::session::mint_identifier(),
+            };
+            let session = self.table.insert(Session::new(
+                handle.clone(),
+                ctx.owner.clone(),
+                user.clone(),
+                tenant.name.clone(),
+                addr.clone(),
+                backend_handle,
+                Some(conn),
+            ));
+            info!(
+                session.id = %session.id(),
+                user = %user,
+                authenticated_as = %principal.user,
+                tenant = %tenant.name,
+                driver = %addr,
+                client_protocol = client_protocol.0,
+                server_protocol = resp.server_protocol_version.0,
+                "session opened"
+            );
+            resp.session_handle = Some(handle);
+            resp.configuration
+                .get_or_insert_with(Default::default)
+                .entry(FETCH_SIZE_KEY.to_owned())
+                .or_insert_with(|| self.config.server.default_fetch_size.to_string());
         }
         Ok(encoded(Hs2Response::OpenSession(resp), seqid))
     }
 
-    async fn connect_backend(&mut self, user: &str) -> Result<(), GatewayError> {
+    /// A new connection to a driver, authenticated as `user` (the driver runs auth NONE and
+    /// takes the SASL user as the session's user).
+    async fn connect(
+        &self,
+        addr: &str,
+        user: &str,
+        method: &'static str,
+    ) -> Result<Hs2Connection, GatewayError> {
         let backend = &self.config.backend;
         let auth = match backend.transport {
             FrontendTransport::Sasl => ClientAuth::Plain(PlainCredentials {
                 authzid: String::new(),
                 user: user.to_owned(),
-                // The driver runs auth NONE: the password is ignored; the real check is ours.
+                // The driver ignores the password (auth NONE); the real check was ours.
                 password: "sparkgate".to_owned(),
             }),
             FrontendTransport::Nosasl => ClientAuth::NoSasl,
         };
-        let conn = Hs2Connection::connect(
-            &backend.address,
+        Hs2Connection::connect(
+            addr,
             &auth,
             backend.max_message_size,
             backend.connect_timeout,
         )
         .await
-        .map_err(|e| GatewayError::from_backend(&backend.address, "OpenSession", e))?;
-        debug!(backend = %backend.address, "backend connection open");
-        self.backend = Some(conn);
-        self.backend_lost = None;
-        Ok(())
+        .map_err(|e| GatewayError::from_backend(addr, method, e))
     }
 
     async fn close_session(
-        &mut self,
+        &self,
+        owner: &Owner,
         req: t::TCloseSessionReq,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
-        let entry = self
+        let session = self
             .table
-            .remove_session(&req.session_handle)
-            .ok_or_else(|| self.unknown_handle("session"))?;
-        info!(session.id = %display_id(&entry.client_handle.session_id), "session closed by client");
+            .remove_session(&req.session_handle, owner)
+            .ok_or(GatewayError::UnknownHandle { kind: "session" })?;
+        info!(session.id = %session.id(), "session closed by client");
+        if session.lost_reason().is_some() {
+            // Nothing left to close on the driver.
+            let resp = Hs2Response::CloseSession(t::TCloseSessionResp {
+                status: message::success_status(),
+            });
+            return Ok(encoded(resp, seqid));
+        }
         let forwarded = t::TCloseSessionReq {
-            session_handle: entry.backend_handle,
+            session_handle: session.backend_handle.clone(),
         };
-        self.forward(Hs2Request::CloseSession(forwarded), seqid)
+        self.forward(&session, Hs2Request::CloseSession(forwarded), seqid)
             .await
     }
 
     /// ExecuteStatement and the metadata calls: each starts an operation in a session.
     async fn start_operation(
-        &mut self,
+        &self,
+        owner: &Owner,
         mut request: Hs2Request,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
         let client_session = session_of(&mut request)
             .expect("every remaining call names a session")
             .clone();
-        let backend_session = self.backend_session(&client_session)?;
-        *session_of(&mut request).expect("checked above") = backend_session;
+        let session = self.session(&client_session, owner)?;
+        *session_of(&mut request).expect("checked above") = session.backend_handle.clone();
         let span = info_span!(
             "operation",
             method = request.method(),
+            session.id = %session.id(),
+            tenant = %session.tenant,
             op.id = tracing::field::Empty
         );
-        let mut response = self.call(&request).instrument(span.clone()).await?;
+        let mut response = self
+            .session_call(&session, &request)
+            .instrument(span.clone())
+            .await?;
         if let Some(handle) = operation_of(&mut response) {
             if let Some(backend_handle) = handle.take() {
-                let client_handle = self.table.add_operation(&client_session, backend_handle);
+                let client_handle = self.table.add_operation(&session, backend_handle);
                 span.record("op.id", display_id(&client_handle.operation_id));
                 let _enter = span.enter();
                 debug!("operation started");
@@ -319,108 +436,135 @@ impl SessionProxy {
 
     /// GetOperationStatus: from sparkgate's memory once the operation is final, else the driver.
     async fn operation_status(
-        &mut self,
+        &self,
+        owner: &Owner,
         mut req: t::TGetOperationStatusReq,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
         let client_handle = req.operation_handle.clone();
-        let Some(op) = self.table.operation_mut(&client_handle) else {
-            return Err(self.unknown_handle("operation"));
-        };
-        if let Some(cached) = &op.final_status {
-            let header = MessageHeader::parse(cached).expect("sparkgate encoded it");
+        let op = self.operation(&client_handle, owner)?;
+        if let Some(cached) = op.final_status {
+            let header = MessageHeader::parse(&cached).expect("sparkgate encoded it");
             return Ok(Reply::Passthrough {
-                message: cached.clone(),
+                message: cached,
                 header,
                 seqid,
             });
         }
-        req.operation_handle = op.backend_handle.clone();
-        let response = self.call(&Hs2Request::GetOperationStatus(req)).await?;
+        req.operation_handle = op.backend_handle;
+        let response = self
+            .session_call(&op.session, &Hs2Request::GetOperationStatus(req))
+            .await?;
         let mut out = Vec::new();
         response.encode_reply(seqid, &mut out);
         if let Hs2Response::GetOperationStatus(status) = &response {
             let done = status.status.status_code == t::TStatusCode::SUCCESS_STATUS
                 && status.operation_state.is_some_and(is_final);
             if done {
-                if let Some(op) = self.table.operation_mut(&client_handle) {
-                    op.final_status = Some(Bytes::from(out.clone()));
-                }
+                self.table
+                    .set_final_status(&client_handle, Some(Bytes::from(out.clone())));
             }
         }
         Ok(Reply::Encoded(out))
     }
 
-    fn backend_session(
-        &mut self,
+    fn session(
+        &self,
         handle: &t::TSessionHandle,
-    ) -> Result<t::TSessionHandle, GatewayError> {
-        match self.table.session_mut(handle) {
-            Some(entry) => Ok(entry.backend_handle.clone()),
-            None => Err(self.unknown_handle("session")),
-        }
+        owner: &Owner,
+    ) -> Result<Arc<Session>, GatewayError> {
+        self.table
+            .session(handle, owner)
+            .ok_or(GatewayError::UnknownHandle { kind: "session" })
     }
 
-    fn backend_operation(
-        &mut self,
+    fn operation(
+        &self,
         handle: &t::TOperationHandle,
-    ) -> Result<t::TOperationHandle, GatewayError> {
-        match self.table.operation_mut(handle) {
-            Some(op) => Ok(op.backend_handle.clone()),
-            None => Err(self.unknown_handle("operation")),
-        }
+        owner: &Owner,
+    ) -> Result<OperationEntry, GatewayError> {
+        self.table
+            .operation(handle, owner)
+            .ok_or(GatewayError::UnknownHandle { kind: "operation" })
     }
 
-    fn unknown_handle(&self, kind: &'static str) -> GatewayError {
-        match &self.backend_lost {
-            Some(reason) => GatewayError::BackendLost {
-                addr: self.config.backend.address.clone(),
-                method: "an earlier call",
-                detail: reason.clone(),
-            },
-            None => GatewayError::UnknownHandle { kind },
-        }
-    }
-
-    async fn forward(&mut self, request: Hs2Request, seqid: i32) -> Result<Reply, GatewayError> {
-        let response = self.call(&request).await?;
+    async fn forward(
+        &self,
+        session: &Session,
+        request: Hs2Request,
+        seqid: i32,
+    ) -> Result<Reply, GatewayError> {
+        let response = self.session_call(session, &request).await?;
         Ok(encoded(response, seqid))
     }
 
-    async fn call(&mut self, request: &Hs2Request) -> Result<Hs2Response, GatewayError> {
-        let (reply, _) = self.call_raw(request).await?;
+    async fn session_call(
+        &self,
+        session: &Session,
+        request: &Hs2Request,
+    ) -> Result<Hs2Response, GatewayError> {
+        let (reply, _) = self.session_call_raw(session, request).await?;
         Hs2Response::decode_for(request, &reply).map_err(|e| {
-            self.lose_backend(&e.to_string());
+            session.mark_lost(&e.to_string());
             GatewayError::BackendLost {
-                addr: self.config.backend.address.clone(),
+                addr: session.backend_addr.clone(),
                 method: request.method(),
                 detail: e.to_string(),
             }
         })
     }
 
-    async fn forward_raw(
-        &mut self,
-        request: &Hs2Request,
-        seqid: i32,
-    ) -> Result<Reply, GatewayError> {
-        let (message, header) = self.call_raw(request).await?;
-        Ok(Reply::Passthrough {
-            message,
-            header,
-            seqid,
-        })
-    }
-
-    async fn call_raw(
-        &mut self,
+    /// Sends a call of `session` to its driver, on the session's connection, or, while that is
+    /// busy with a long call (a synchronous ExecuteStatement), on a connection of its own, so
+    /// that a cancel or a status poll is not stuck behind it.
+    async fn session_call_raw(
+        &self,
+        session: &Session,
         request: &Hs2Request,
     ) -> Result<(Bytes, MessageHeader), GatewayError> {
-        let backend = &self.config.backend;
-        let addr = backend.address.clone();
-        let Some(conn) = self.backend.as_mut() else {
-            return Err(self.unknown_handle("session"));
+        let lost = |reason: String| GatewayError::BackendLost {
+            addr: session.backend_addr.clone(),
+            method: "an earlier call",
+            detail: reason,
         };
+        if let Some(reason) = session.lost_reason() {
+            return Err(lost(reason));
+        }
+        match session.link.try_lock() {
+            Ok(mut link) => {
+                let Some(conn) = link.as_mut() else {
+                    return Err(lost(session.lost_reason().unwrap_or_default()));
+                };
+                match self.timed_call(conn, &session.backend_addr, request).await {
+                    Ok(reply) => Ok(reply),
+                    Err((e, reason)) => {
+                        *link = None;
+                        session.mark_lost(&reason);
+                        warn!(session.id = %session.id(), %reason, "driver connection lost");
+                        Err(e)
+                    }
+                }
+            }
+            Err(_) => {
+                let mut side = self
+                    .connect(&session.backend_addr, &session.user, request.method())
+                    .await?;
+                self.timed_call(&mut side, &session.backend_addr, request)
+                    .await
+                    .map_err(|(e, _)| e)
+            }
+        }
+    }
+
+    /// One call with the configured deadline; on failure, the error and why the connection is
+    /// now unusable.
+    async fn timed_call(
+        &self,
+        conn: &mut Hs2Connection,
+        addr: &str,
+        request: &Hs2Request,
+    ) -> Result<(Bytes, MessageHeader), (GatewayError, String)> {
+        let backend = &self.config.backend;
         let sync_execute =
             matches!(request, Hs2Request::ExecuteStatement(r) if r.run_async != Some(true));
         let (timeout, setting) = if sync_execute {
@@ -431,61 +575,65 @@ impl SessionProxy {
         match tokio::time::timeout(timeout, conn.call_raw(request)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => {
-                self.lose_backend(&e.to_string());
-                Err(GatewayError::from_backend(&addr, request.method(), e))
+                let reason = e.to_string();
+                Err((
+                    GatewayError::from_backend(addr, request.method(), e),
+                    reason,
+                ))
             }
-            Err(_) => {
-                self.lose_backend(&format!("no answer within {}", humantime(timeout)));
-                Err(GatewayError::BackendTimeout {
-                    addr,
+            Err(_) => Err((
+                GatewayError::BackendTimeout {
+                    addr: addr.to_owned(),
                     method: request.method(),
                     secs: timeout.as_secs(),
                     setting,
-                })
-            }
+                },
+                format!("no answer within {}", humantime(timeout)),
+            )),
         }
     }
 
-    /// The backend connection is gone, and with it every session it carried.
-    fn lose_backend(&mut self, reason: &str) {
-        self.backend = None;
-        let lost = self.table.take_all();
-        warn!(reason, sessions = lost.len(), "backend connection lost");
-        self.backend_lost = Some(reason.to_owned());
-    }
-
-    /// Closes sessions idle for longer than the configured timeout, on the backend too.
-    pub async fn expire_idle_sessions(&mut self) {
+    /// Closes sessions idle for longer than the configured timeout, on the driver too.
+    pub async fn expire_idle_sessions(&self) {
         let timeout = self.config.server.idle_session_timeout;
         let Some(cutoff) = Instant::now().checked_sub(timeout) else {
             return;
         };
-        let idle = self.table.take_idle(cutoff);
-        for entry in idle {
-            info!(
-                session.id = %display_id(&entry.client_handle.session_id),
-                idle = %humantime(timeout),
-                "closing idle session"
-            );
-            self.close_backend_session(entry.backend_handle).await;
+        for session in self.table.take_idle(cutoff) {
+            info!(session.id = %session.id(), idle = %humantime(timeout), "closing idle session");
+            self.close_on_driver(&session).await;
         }
     }
 
-    /// Closes every session on the backend (client gone, or shutdown).
-    pub async fn close_all(&mut self) {
-        for entry in self.table.take_all() {
-            self.close_backend_session(entry.backend_handle).await;
+    /// Closes, on their drivers, the sessions a finished connection owned.
+    pub async fn close_owned_by(&self, owner: &Owner) -> usize {
+        let sessions = self.table.take_owned_by(owner);
+        for session in &sessions {
+            self.close_on_driver(session).await;
+        }
+        sessions.len()
+    }
+
+    /// Closes every session on its driver (shutdown).
+    pub async fn close_all(&self) {
+        for session in self.table.take_all() {
+            self.close_on_driver(&session).await;
         }
     }
 
-    async fn close_backend_session(&mut self, handle: t::TSessionHandle) {
+    async fn close_on_driver(&self, session: &Session) {
+        if session.lost_reason().is_some() {
+            return;
+        }
         let request = Hs2Request::CloseSession(t::TCloseSessionReq {
-            session_handle: handle,
+            session_handle: session.backend_handle.clone(),
         });
-        match self.call(&request).await {
+        match self.session_call(session, &request).await {
             Ok(resp) if resp.status().status_code == t::TStatusCode::SUCCESS_STATUS => {}
-            Ok(resp) => warn!(status = ?resp.status(), "backend refused CloseSession"),
-            Err(e) => debug!(error = %e, "backend CloseSession failed"),
+            Ok(resp) => {
+                warn!(session.id = %session.id(), status = ?resp.status(), "driver refused CloseSession")
+            }
+            Err(e) => debug!(session.id = %session.id(), error = %e, "driver CloseSession failed"),
         }
     }
 }

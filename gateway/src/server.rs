@@ -1,77 +1,201 @@
-//! Running a whole gateway: bind, serve, and the one shutdown path.
+//! Running a whole gateway: check the config, bind, serve, and the one shutdown path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use sparkgate_auth::{Authenticator, NoneAuthenticator};
+use rand::RngCore;
+use sparkgate_auth::AuthService;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::Config;
-use crate::frontend::{serve, Shutdown};
+use crate::config::{Config, FrontendTransport};
+use crate::frontend::{serve, Shared, Shutdown};
+use crate::http::CookieSigner;
+use crate::limits::ConnectionLimits;
+use crate::proxy::Hs2Proxy;
+use crate::tls::{TlsAcceptorCell, RELOAD_CHECK_EVERY};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
 
 /// A bound, running gateway.
 pub struct Gateway {
+    /// The binary-transport listener's address.
     pub local_addr: SocketAddr,
-    shutdown: Shutdown,
-    tracker: TaskTracker,
-    config: Arc<Config>,
+    /// The HTTP listener's address, when one is configured.
+    pub http_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+}
+
+/// Refuses setups that would let anyone in by accident.
+fn check_auth(config: &Config, auth: &AuthService) -> Result<(), StartError> {
+    let anonymous = auth.allows_anonymous();
+    if config.server.transport == FrontendTransport::Nosasl && !anonymous {
+        return Err(StartError::Config(
+            "server.transport = \"nosasl\" carries no credentials: it needs the `none` auth method"
+                .into(),
+        ));
+    }
+    let network_binds = std::iter::once(config.server.bind)
+        .chain(config.http.bind)
+        .filter(|a| !a.ip().is_loopback())
+        .collect::<Vec<_>>();
+    if anonymous && !network_binds.is_empty() && !config.server.allow_none_auth_on_network {
+        return Err(StartError::Config(format!(
+            "auth method `none` admits anyone, and {network_binds:?} is reachable from the network; \
+             configure real authentication, bind to 127.0.0.1, or set server.allow_none_auth_on_network = true"
+        )));
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 impl Gateway {
-    /// Binds the listener and starts serving in the background.
-    pub async fn start(config: Config) -> std::io::Result<Self> {
+    /// Checks the configuration, binds the listeners and starts serving in the background.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        config
+            .validate()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let auth = Arc::new(
+            AuthService::from_config(&config.auth)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        );
+        check_auth(&config, &auth)?;
+        let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+            (Some(cert), Some(key)) => Some(
+                TlsAcceptorCell::load(cert, key).map_err(|e| StartError::Config(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let cookie_key = match &config.http.cookie_key_file {
+            Some(path) => std::fs::read(path).map_err(|e| {
+                StartError::Config(format!(
+                    "cannot read http.cookie_key_file {}: {e}",
+                    path.display()
+                ))
+            })?,
+            None => {
+                let mut key = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut key);
+                key
+            }
+        };
         let config = Arc::new(config);
-        let listener = TcpListener::bind(config.server.bind).await?;
-        let local_addr = listener.local_addr()?;
-        let authenticator: Arc<dyn Authenticator> = Arc::new(NoneAuthenticator);
-        let shutdown = Shutdown::default();
-        let tracker = TaskTracker::new();
-        tokio::spawn(serve(
-            listener,
-            config.clone(),
-            authenticator,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
+        let listener = bind(config.server.bind).await?;
+        let http_listener = match config.http.bind {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let local_addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let http_addr = http_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound"));
+        let shared = Arc::new(Shared {
+            proxy: Arc::new(Hs2Proxy::new(config.clone(), auth.clone())),
+            limits: ConnectionLimits::new(
+                config.server.max_connections_per_user,
+                config.server.max_connections_per_address,
+            ),
+            auth,
+            tls: tls.clone(),
+            shutdown: Shutdown::default(),
+            tracker: TaskTracker::new(),
+            config: config.clone(),
+        });
+        tokio::spawn(serve(listener, shared.clone()));
+        if let Some(http_listener) = http_listener {
+            let cookies = Arc::new(CookieSigner::new(
+                cookie_key,
+                config.http.cookie_ttl,
+                tls.is_some(),
+            ));
+            tokio::spawn(crate::http::serve(http_listener, shared.clone(), cookies));
+        }
+        spawn_housekeeping(shared.clone());
         info!(
             %local_addr,
+            http = ?http_addr,
+            tls = tls.is_some(),
             transport = ?config.server.transport,
-            backend = %config.backend.address,
+            tenants = ?config.effective_tenants().iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
             "sparkgate listening"
         );
         Ok(Self {
             local_addr,
-            shutdown,
-            tracker,
-            config,
+            http_addr,
+            shared,
         })
     }
 
+    /// Sessions open right now.
+    pub fn session_count(&self) -> usize {
+        self.shared.proxy.table.session_count()
+    }
+
     /// Stops accepting, lets connections finish within the grace period, then closes the rest
-    /// (their backend sessions are closed on the way out).
+    /// and every session still open on its driver.
     pub async fn shutdown(self) {
-        let grace = self.config.server.shutdown_grace;
+        let shared = self.shared;
+        let grace = shared.config.server.shutdown_grace;
         info!(
             grace_secs = grace.as_secs(),
-            connections = self.tracker.len(),
+            connections = shared.tracker.len(),
             "shutting down"
         );
-        self.shutdown.stop_accepting.cancel();
-        self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait())
+        shared.shutdown.stop_accepting.cancel();
+        shared.tracker.close();
+        if tokio::time::timeout(grace, shared.tracker.wait())
             .await
             .is_err()
         {
             warn!(
-                connections = self.tracker.len(),
+                connections = shared.tracker.len(),
                 "grace period over; closing remaining connections"
             );
-            self.shutdown.force_close.cancel();
-            // Closing backend sessions is bounded by backend.call_timeout per session.
-            self.tracker.wait().await;
+            shared.shutdown.force_close.cancel();
+            // Closing driver sessions is bounded by backend.call_timeout per session.
+            shared.tracker.wait().await;
         }
+        // HTTP sessions outlive their connections; close what is left.
+        shared.proxy.close_all().await;
         info!("shutdown complete");
     }
+}
+
+/// Idle-session expiry and TLS certificate reloads, until shutdown.
+fn spawn_housekeeping(shared: Arc<Shared>) {
+    let every = Duration::from_secs(5)
+        .min(shared.config.server.idle_session_timeout / 2)
+        .min(RELOAD_CHECK_EVERY);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shared.shutdown.stop_accepting.cancelled() => return,
+            }
+            shared.proxy.expire_idle_sessions().await;
+            if let Some(tls) = &shared.tls {
+                tls.reload_if_changed();
+            }
+        }
+    });
 }

@@ -1,14 +1,18 @@
-//! The session table of one client connection: which sessions and operations it owns, and the
-//! backend handle behind each.
+//! The session table: every open session and operation, who owns it, and what stands behind it
+//! on the driver.
 //!
 //! Clients only ever see handles sparkgate minted (random guid and secret), never the driver's.
-//! A handle is found only in the table of the connection that opened it, and its secret must
-//! match too, so a handle copied from elsewhere, guessed or forged is refused, never routed.
+//! A handle is found only if its secret matches and the caller is its owner: the binary
+//! connection that opened it, or, over HTTP (where every request may come on a new connection),
+//! the user who opened it. A handle copied to another connection or user, guessed or forged is
+//! refused, never routed.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use hive_thrift::client::Hs2Connection;
 use hive_thrift::generated::tcliservice::{
     THandleIdentifier, TOperationHandle, TOperationState, TSessionHandle,
 };
@@ -36,21 +40,94 @@ pub fn display_id(id: &THandleIdentifier) -> String {
     id.guid.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Who may use a session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// The binary-transport connection with this id (sessions end with the connection).
+    Connection(u64),
+    /// This authenticated user, over HTTP.
+    User(String),
+}
+
+/// One open session.
 #[derive(Debug)]
-pub struct SessionEntry {
+pub struct Session {
     pub client_handle: TSessionHandle,
-    pub backend_handle: TSessionHandle,
+    pub owner: Owner,
+    /// The user the driver runs the session as.
     pub user: String,
-    pub last_used: Instant,
+    pub tenant: String,
+    /// The driver's address, and its handle for this session.
+    pub backend_addr: String,
+    pub backend_handle: TSessionHandle,
+    /// The session's own connection to its driver; a call holds it while it runs. `None` once
+    /// the connection failed (the driver's session went with it).
+    pub link: tokio::sync::Mutex<Option<Hs2Connection>>,
+    state: Mutex<SessionState>,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    last_used: Instant,
+    /// Why the backend connection failed, once it has.
+    lost: Option<String>,
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client_handle: TSessionHandle,
+        owner: Owner,
+        user: String,
+        tenant: String,
+        backend_addr: String,
+        backend_handle: TSessionHandle,
+        link: Option<Hs2Connection>,
+    ) -> Self {
+        Self {
+            client_handle,
+            owner,
+            user,
+            tenant,
+            backend_addr,
+            backend_handle,
+            link: tokio::sync::Mutex::new(link),
+            state: Mutex::new(SessionState {
+                last_used: Instant::now(),
+                lost: None,
+            }),
+        }
+    }
+
+    pub fn id(&self) -> String {
+        display_id(&self.client_handle.session_id)
+    }
+
+    fn touch(&self) {
+        self.state.lock().expect("session state").last_used = Instant::now();
+    }
+
+    fn last_used(&self) -> Instant {
+        self.state.lock().expect("session state").last_used
+    }
+
+    /// Why the session's backend connection failed, if it has.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.state.lock().expect("session state").lost.clone()
+    }
+
+    pub fn mark_lost(&self, reason: &str) {
+        self.state.lock().expect("session state").lost = Some(reason.to_owned());
+    }
 }
 
 /// What sparkgate remembers of an operation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OperationEntry {
     pub client_handle: TOperationHandle,
     pub backend_handle: TOperationHandle,
-    /// The session the operation belongs to (its guid).
-    pub session: HandleId,
+    /// The session the operation belongs to.
+    pub session: Arc<Session>,
     /// Once the driver reported a final state, the encoded GetOperationStatus reply (seqid to be
     /// patched), answered from here: the Hive JDBC driver asks once per fetched row.
     pub final_status: Option<Bytes>,
@@ -68,85 +145,113 @@ pub fn is_final(state: TOperationState) -> bool {
     )
 }
 
-/// Sessions and operations owned by one client connection.
+/// Every session and operation of the gateway.
 #[derive(Debug, Default)]
 pub struct SessionTable {
-    sessions: HashMap<HandleId, SessionEntry>,
-    operations: HashMap<HandleId, OperationEntry>,
+    sessions: Mutex<HashMap<HandleId, Arc<Session>>>,
+    operations: Mutex<HashMap<HandleId, OperationEntry>>,
+}
+
+/// Finds an owned entry: the guid must be known, the secret must match, the caller must own it.
+fn owned<'a, T>(
+    map: &'a HashMap<HandleId, T>,
+    id: &THandleIdentifier,
+    secret_of: impl Fn(&T) -> &[u8],
+    owner_of: impl Fn(&T) -> &Owner,
+    caller: &Owner,
+) -> Option<&'a T> {
+    let entry = map.get(&key_of(id)?)?;
+    (secret_of(entry) == id.secret.as_slice() && owner_of(entry) == caller).then_some(entry)
 }
 
 impl SessionTable {
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.sessions.lock().expect("sessions").len()
     }
 
     pub fn operation_count(&self) -> usize {
-        self.operations.len()
+        self.operations.lock().expect("operations").len()
     }
 
-    /// Registers a session the backend opened; returns the handle to give the client.
-    pub fn add_session(&mut self, backend_handle: TSessionHandle, user: String) -> TSessionHandle {
-        let client_handle = TSessionHandle {
-            session_id: mint_identifier(),
+    /// Sessions `owner` holds.
+    pub fn count_owned_by(&self, owner: &Owner) -> usize {
+        let sessions = self.sessions.lock().expect("sessions");
+        sessions.values().filter(|s| &s.owner == owner).count()
+    }
+
+    pub fn insert(&self, session: Session) -> Arc<Session> {
+        let key = key_of(&session.client_handle.session_id).expect("minted guid has 16 bytes");
+        let session = Arc::new(session);
+        self.sessions
+            .lock()
+            .expect("sessions")
+            .insert(key, session.clone());
+        session
+    }
+
+    /// The session behind a client handle, if `caller` owns it; marks it used.
+    pub fn session(&self, handle: &TSessionHandle, caller: &Owner) -> Option<Arc<Session>> {
+        let sessions = self.sessions.lock().expect("sessions");
+        let session = owned(
+            &sessions,
+            &handle.session_id,
+            |s| &s.client_handle.session_id.secret,
+            |s| &s.owner,
+            caller,
+        )?
+        .clone();
+        drop(sessions);
+        session.touch();
+        Some(session)
+    }
+
+    /// Removes a session `caller` owns, and its operations.
+    pub fn remove_session(&self, handle: &TSessionHandle, caller: &Owner) -> Option<Arc<Session>> {
+        let session = self.session(handle, caller)?;
+        self.forget(&session);
+        Some(session)
+    }
+
+    fn forget(&self, session: &Arc<Session>) {
+        let key = key_of(&session.client_handle.session_id).expect("minted guid has 16 bytes");
+        self.sessions.lock().expect("sessions").remove(&key);
+        self.operations
+            .lock()
+            .expect("operations")
+            .retain(|_, op| !Arc::ptr_eq(&op.session, session));
+    }
+
+    /// Removes and returns the sessions matching `pick`.
+    fn take_where(&self, pick: impl Fn(&Session) -> bool) -> Vec<Arc<Session>> {
+        let picked: Vec<Arc<Session>> = {
+            let sessions = self.sessions.lock().expect("sessions");
+            sessions.values().filter(|s| pick(s)).cloned().collect()
         };
-        let key = key_of(&client_handle.session_id).expect("minted guid has 16 bytes");
-        self.sessions.insert(
-            key,
-            SessionEntry {
-                client_handle: client_handle.clone(),
-                backend_handle,
-                user,
-                last_used: Instant::now(),
-            },
-        );
-        client_handle
-    }
-
-    /// The session behind a client handle, if this connection owns it; marks it used.
-    pub fn session_mut(&mut self, handle: &TSessionHandle) -> Option<&mut SessionEntry> {
-        let entry = self.sessions.get_mut(&key_of(&handle.session_id)?)?;
-        if entry.client_handle.session_id.secret != handle.session_id.secret {
-            return None;
+        for session in &picked {
+            self.forget(session);
         }
-        entry.last_used = Instant::now();
-        Some(entry)
+        picked
     }
 
-    /// Removes a session and its operations.
-    pub fn remove_session(&mut self, handle: &TSessionHandle) -> Option<SessionEntry> {
-        let key = key_of(&handle.session_id)?;
-        let owned = self
-            .sessions
-            .get(&key)
-            .is_some_and(|e| e.client_handle.session_id.secret == handle.session_id.secret);
-        if !owned {
-            return None;
-        }
-        self.operations.retain(|_, op| op.session != key);
-        self.sessions.remove(&key)
+    /// Every session `owner` holds, removed (its connection ended).
+    pub fn take_owned_by(&self, owner: &Owner) -> Vec<Arc<Session>> {
+        self.take_where(|s| &s.owner == owner)
     }
 
-    /// Sessions unused since before `cutoff`, removed from the table.
-    pub fn take_idle(&mut self, cutoff: Instant) -> Vec<SessionEntry> {
-        let idle: Vec<TSessionHandle> = self
-            .sessions
-            .values()
-            .filter(|e| e.last_used < cutoff)
-            .map(|e| e.client_handle.clone())
-            .collect();
-        idle.iter().filter_map(|h| self.remove_session(h)).collect()
+    /// Sessions unused since before `cutoff`, removed.
+    pub fn take_idle(&self, cutoff: Instant) -> Vec<Arc<Session>> {
+        self.take_where(|s| s.last_used() < cutoff)
     }
 
-    /// Every session, removed from the table (connection end, shutdown).
-    pub fn take_all(&mut self) -> Vec<SessionEntry> {
-        self.operations.clear();
-        self.sessions.drain().map(|(_, e)| e).collect()
+    /// Every session, removed (shutdown).
+    pub fn take_all(&self) -> Vec<Arc<Session>> {
+        self.take_where(|_| true)
     }
 
     /// Registers an operation the backend started in `session`; returns the client's handle.
     pub fn add_operation(
-        &mut self,
-        session: &TSessionHandle,
+        &self,
+        session: &Arc<Session>,
         backend_handle: TOperationHandle,
     ) -> TOperationHandle {
         let client_handle = TOperationHandle {
@@ -154,34 +259,54 @@ impl SessionTable {
             ..backend_handle.clone()
         };
         let key = key_of(&client_handle.operation_id).expect("minted guid has 16 bytes");
-        let session = key_of(&session.session_id).expect("session handle was looked up");
-        self.operations.insert(
+        self.operations.lock().expect("operations").insert(
             key,
             OperationEntry {
                 client_handle: client_handle.clone(),
                 backend_handle,
-                session,
+                session: session.clone(),
                 final_status: None,
             },
         );
         client_handle
     }
 
-    /// The operation behind a client handle, if this connection owns it; marks its session used.
-    pub fn operation_mut(&mut self, handle: &TOperationHandle) -> Option<&mut OperationEntry> {
-        let op = self.operations.get_mut(&key_of(&handle.operation_id)?)?;
-        if op.client_handle.operation_id.secret != handle.operation_id.secret {
-            return None;
-        }
-        if let Some(session) = self.sessions.get_mut(&op.session) {
-            session.last_used = Instant::now();
-        }
+    /// The operation behind a client handle, if `caller` owns its session; marks the session used.
+    pub fn operation(&self, handle: &TOperationHandle, caller: &Owner) -> Option<OperationEntry> {
+        let operations = self.operations.lock().expect("operations");
+        let op = owned(
+            &operations,
+            &handle.operation_id,
+            |op| &op.client_handle.operation_id.secret,
+            |op| &op.session.owner,
+            caller,
+        )?
+        .clone();
+        drop(operations);
+        op.session.touch();
         Some(op)
     }
 
-    pub fn remove_operation(&mut self, handle: &TOperationHandle) -> Option<OperationEntry> {
-        self.operation_mut(handle)?;
-        self.operations.remove(&key_of(&handle.operation_id)?)
+    /// Remembers (or, with `None`, forgets) the final status reply of an operation.
+    pub fn set_final_status(&self, handle: &TOperationHandle, reply: Option<Bytes>) {
+        if let Some(key) = key_of(&handle.operation_id) {
+            if let Some(op) = self.operations.lock().expect("operations").get_mut(&key) {
+                op.final_status = reply;
+            }
+        }
+    }
+
+    pub fn remove_operation(
+        &self,
+        handle: &TOperationHandle,
+        caller: &Owner,
+    ) -> Option<OperationEntry> {
+        let op = self.operation(handle, caller)?;
+        self.operations
+            .lock()
+            .expect("operations")
+            .remove(&key_of(&handle.operation_id)?);
+        Some(op)
     }
 }
 

@@ -189,7 +189,7 @@ async fn fetch_results_pass_through_all_rows() {
     let ids: Vec<i64> = fetch_all(&mut conn, &op, 10_000).await.concat();
     let (rows, sum) = (ids.len(), ids.iter().sum::<i64>());
     assert_eq!(rows, 25_000);
-    assert_eq!(sum, (0..25_000i64).sum());
+    assert_eq!(sum, (0..25_000i64).sum::<i64>());
 }
 
 #[tokio::test]

@@ -16,59 +16,137 @@ fn backend_operation() -> TOperationHandle {
     }
 }
 
-#[test]
-fn client_handles_are_fresh_and_map_to_backend_handles() {
-    let mut table = SessionTable::default();
+fn open(table: &SessionTable, owner: Owner) -> (TSessionHandle, TSessionHandle) {
+    let client = TSessionHandle {
+        session_id: mint_identifier(),
+    };
     let backend = backend_session();
-    let client = table.add_session(backend.clone(), "alice".into());
+    table.insert(Session::new(
+        client.clone(),
+        owner,
+        "alice".into(),
+        "default".into(),
+        "127.0.0.1:1".into(),
+        backend.clone(),
+        None,
+    ));
+    (client, backend)
+}
+
+const CONN_A: Owner = Owner::Connection(1);
+const CONN_B: Owner = Owner::Connection(2);
+
+#[test]
+fn client_handles_map_to_backend_handles_for_their_owner_only() {
+    let table = SessionTable::default();
+    let (client, backend) = open(&table, CONN_A);
     assert_ne!(
         client, backend,
         "the driver's handle is never shown to the client"
     );
-    assert_eq!(table.session_mut(&client).unwrap().backend_handle, backend);
+    assert_eq!(
+        table.session(&client, &CONN_A).unwrap().backend_handle,
+        backend
+    );
+    assert!(
+        table.session(&client, &CONN_B).is_none(),
+        "another connection"
+    );
+    assert!(
+        table
+            .session(&client, &Owner::User("alice".into()))
+            .is_none(),
+        "HTTP, same user"
+    );
+    assert!(table.remove_session(&client, &CONN_B).is_none());
+    assert_eq!(table.session_count(), 1);
+}
+
+#[test]
+fn http_sessions_belong_to_their_user() {
+    let table = SessionTable::default();
+    let alice = Owner::User("alice".into());
+    let (client, _) = open(&table, alice.clone());
+    assert!(table.session(&client, &alice).is_some());
+    assert!(table.session(&client, &Owner::User("bob".into())).is_none());
+    assert!(table.session(&client, &CONN_A).is_none());
 }
 
 #[test]
 fn forged_secret_or_unknown_guid_is_refused() {
-    let mut table = SessionTable::default();
-    let client = table.add_session(backend_session(), "alice".into());
+    let table = SessionTable::default();
+    let (client, _) = open(&table, CONN_A);
     let mut forged = client.clone();
     forged.session_id.secret = vec![0; 16];
-    assert!(table.session_mut(&forged).is_none());
-    assert!(table.remove_session(&forged).is_none());
+    assert!(table.session(&forged, &CONN_A).is_none());
+    assert!(table.remove_session(&forged, &CONN_A).is_none());
     let mut short = client.clone();
     short.session_id.guid.truncate(3);
-    assert!(table.session_mut(&short).is_none());
-    assert!(table.session_mut(&backend_session()).is_none());
+    assert!(table.session(&short, &CONN_A).is_none());
+    assert!(table.session(&backend_session(), &CONN_A).is_none());
     assert_eq!(table.session_count(), 1);
 }
 
 #[test]
 fn closing_a_session_drops_its_operations() {
-    let mut table = SessionTable::default();
-    let s1 = table.add_session(backend_session(), "a".into());
-    let s2 = table.add_session(backend_session(), "a".into());
-    let op1 = table.add_operation(&s1, backend_operation());
-    let op2 = table.add_operation(&s2, backend_operation());
-    assert!(table.remove_session(&s1).is_some());
-    assert!(table.operation_mut(&op1).is_none());
-    assert!(table.operation_mut(&op2).is_some());
+    let table = SessionTable::default();
+    let (s1, _) = open(&table, CONN_A);
+    let (s2, _) = open(&table, CONN_A);
+    let session1 = table.session(&s1, &CONN_A).unwrap();
+    let session2 = table.session(&s2, &CONN_A).unwrap();
+    let op1 = table.add_operation(&session1, backend_operation());
+    let op2 = table.add_operation(&session2, backend_operation());
+    assert!(
+        table.operation(&op1, &CONN_B).is_none(),
+        "another connection's operation"
+    );
+    assert!(table.remove_session(&s1, &CONN_A).is_some());
+    assert!(table.operation(&op1, &CONN_A).is_none());
+    assert!(table.operation(&op2, &CONN_A).is_some());
     let mut forged = op2.clone();
     forged.operation_id.secret[0] ^= 1;
-    assert!(table.remove_operation(&forged).is_none());
-    assert!(table.remove_operation(&op2).is_some());
+    assert!(table.remove_operation(&forged, &CONN_A).is_none());
+    assert!(table.remove_operation(&op2, &CONN_A).is_some());
     assert_eq!(table.operation_count(), 0);
 }
 
 #[test]
-fn idle_sessions_are_taken_out() {
-    let mut table = SessionTable::default();
-    let old = table.add_session(backend_session(), "a".into());
+fn connection_end_and_idle_expiry_take_the_right_sessions() {
+    let table = SessionTable::default();
+    let (old, _) = open(&table, CONN_A);
     std::thread::sleep(std::time::Duration::from_millis(5));
     let cutoff = Instant::now();
-    let fresh = table.add_session(backend_session(), "a".into());
+    let (fresh, _) = open(&table, CONN_A);
+    let (other, _) = open(&table, CONN_B);
     let idle = table.take_idle(cutoff);
     assert_eq!(idle.len(), 1);
     assert_eq!(idle[0].client_handle, old);
-    assert!(table.session_mut(&fresh).is_some());
+    assert_eq!(table.count_owned_by(&CONN_A), 1);
+    let ended = table.take_owned_by(&CONN_A);
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].client_handle, fresh);
+    assert!(table.session(&other, &CONN_B).is_some());
+}
+
+#[test]
+fn final_status_is_remembered_and_forgotten() {
+    let table = SessionTable::default();
+    let (s, _) = open(&table, CONN_A);
+    let session = table.session(&s, &CONN_A).unwrap();
+    let op = table.add_operation(&session, backend_operation());
+    table.set_final_status(&op, Some(Bytes::from_static(b"reply")));
+    assert_eq!(
+        table
+            .operation(&op, &CONN_A)
+            .unwrap()
+            .final_status
+            .as_deref(),
+        Some(&b"reply"[..])
+    );
+    table.set_final_status(&op, None);
+    assert!(table
+        .operation(&op, &CONN_A)
+        .unwrap()
+        .final_status
+        .is_none());
 }

@@ -1,0 +1,169 @@
+//! Users from a TOML file with argon2id password hashes, reloaded when the file changes.
+//!
+//! ```toml
+//! [users.alice]
+//! password = "$argon2id$v=19$m=19456,t=2,p=1$..."
+//! groups = ["analysts"]
+//! ```
+//! `sparkgate passwd FILE USER [--group G]...` writes entries ([`set_user`]).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::{Deserialize, Serialize};
+
+use crate::config::UsersFileConfig;
+use crate::{read_config_file, AuthError, Authenticator, Credential, Principal};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UsersDocument {
+    #[serde(default)]
+    pub users: BTreeMap<String, UserEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    /// An argon2 PHC string; never a plaintext password.
+    pub password: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A salted argon2id hash of `password`, as a PHC string.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters")
+        .to_string()
+}
+
+fn parse(path: &Path) -> Result<UsersDocument, AuthError> {
+    let text = read_config_file(path, "users file")?;
+    let doc: UsersDocument = toml::from_str(&text)
+        .map_err(|e| AuthError::Config(format!("users file {}: {e}", path.display())))?;
+    for (user, entry) in &doc.users {
+        PasswordHash::new(&entry.password).map_err(|e| {
+            AuthError::Config(format!(
+                "users file {}: user {user:?}: password is not an argon2 hash ({e}); write entries with `sparkgate passwd`",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(doc)
+}
+
+/// Adds or replaces `user` in the file at `path` (created if missing), written atomically and
+/// readable by the owner only.
+pub fn set_user(path: &Path, user: &str, password: &str, groups: &[String]) -> std::io::Result<()> {
+    let mut doc = if path.exists() {
+        parse(path).map_err(|e| std::io::Error::other(e.to_string()))?
+    } else {
+        UsersDocument::default()
+    };
+    doc.users.insert(
+        user.to_owned(),
+        UserEntry {
+            password: hash_password(password),
+            groups: groups.to_vec(),
+        },
+    );
+    let text = toml::to_string(&doc).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+/// What identifies a version of the file (modification time, size), to notice changes.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+pub struct UsersFile {
+    path: PathBuf,
+    loaded: Mutex<(Stamp, Arc<UsersDocument>)>,
+}
+
+impl UsersFile {
+    pub fn new(config: &UsersFileConfig) -> Result<Self, AuthError> {
+        let doc = parse(&config.path)?;
+        Ok(Self {
+            loaded: Mutex::new((stamp(&config.path), Arc::new(doc))),
+            path: config.path.clone(),
+        })
+    }
+
+    /// The current users; re-read when the file changed. A broken new version is logged and
+    /// the previous one kept.
+    fn users(&self) -> Arc<UsersDocument> {
+        let now = stamp(&self.path);
+        let mut loaded = self.loaded.lock().expect("users file");
+        if now.is_some() && now != loaded.0 {
+            match parse(&self.path) {
+                Ok(doc) => {
+                    tracing::info!(path = %self.path.display(), users = doc.users.len(), "users file reloaded");
+                    *loaded = (now, Arc::new(doc));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "users file changed but does not load; keeping the previous version")
+                }
+            }
+        }
+        loaded.1.clone()
+    }
+}
+
+impl Authenticator for UsersFile {
+    async fn authenticate(
+        &self,
+        credential: &Credential<'_>,
+    ) -> Result<Option<Principal>, AuthError> {
+        let Credential::Password { user, password } = credential else {
+            return Ok(None);
+        };
+        let users = self.users();
+        let Some(entry) = users.users.get(*user) else {
+            return Err(AuthError::Rejected);
+        };
+        let hash = entry.password.clone();
+        let password = password.to_string();
+        // argon2 is deliberately slow: keep it off the async workers.
+        let verified = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| AuthError::Unavailable(format!("password check failed: {e}")))?;
+        if verified {
+            Ok(Some(Principal {
+                user: user.to_string(),
+                groups: entry.groups.clone(),
+            }))
+        } else {
+            Err(AuthError::Rejected)
+        }
+    }
+}

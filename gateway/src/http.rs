@@ -1,0 +1,414 @@
+//! Thrift over HTTP: each POST to the configured path carries one binary-protocol call and gets
+//! its reply back (beeline `;transportMode=http;httpPath=cliservice`, PyHive `THttpClient`).
+//!
+//! Every request is authenticated: a valid session cookie (signed by sparkgate, expiring) or an
+//! `Authorization: Basic|Bearer` header. Sessions opened over HTTP belong to the user, not to a
+//! TCP connection, since a client may send each request on a new connection.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use hive_thrift::frame::{Framing, MessageCodec};
+use hive_thrift::message::MessageHeader;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use sha2::Sha256;
+use sparkgate_auth::{AuthError, Credential, Principal};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::frontend::Shared;
+use crate::proxy::CallContext;
+use crate::session::Owner;
+
+/// The cookie Hive's own HTTP transport uses; clients that keep cookies send it back.
+pub const COOKIE_NAME: &str = "hive.server2.auth";
+
+/// Signs and checks session cookies.
+pub struct CookieSigner {
+    key: Vec<u8>,
+    ttl: Duration,
+    secure: bool,
+}
+
+impl CookieSigner {
+    pub fn new(key: Vec<u8>, ttl: Duration, secure: bool) -> Self {
+        Self { key, ttl, secure }
+    }
+
+    fn mac(&self, payload: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(payload.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// `Set-Cookie` value for `principal`.
+    pub fn issue(&self, principal: &Principal, now: SystemTime) -> String {
+        let expires = now.duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
+        let payload = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(&principal.user),
+            URL_SAFE_NO_PAD.encode(principal.groups.join("\n")),
+            expires.as_secs()
+        );
+        let signature = self.mac(&payload);
+        format!(
+            "{COOKIE_NAME}={payload}.{signature}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
+            self.ttl.as_secs(),
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// The principal of a cookie value, if its signature is right and it has not expired.
+    pub fn verify(&self, value: &str, now: SystemTime) -> Option<Principal> {
+        let (payload, signature) = value.rsplit_once('.')?;
+        let expected = self.mac(payload);
+        // Constant-time comparison through the MAC API.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(payload.as_bytes());
+        let given = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        mac.verify_slice(&given).ok()?;
+        debug_assert_eq!(expected, signature);
+        let mut parts = payload.splitn(3, '.');
+        let user = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+        let groups = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+        let expires: u64 = parts.next()?.parse().ok()?;
+        if now.duration_since(UNIX_EPOCH).ok()?.as_secs() >= expires {
+            return None;
+        }
+        let groups = groups
+            .split('\n')
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Some(Principal { user, groups })
+    }
+}
+
+/// Serves HTTP connections until told to stop.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, cookies: Arc<CookieSigner>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shared.shutdown.stop_accepting.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let span = info_span!("http_connection", client.addr = %peer);
+        let shared_for_task = shared.clone();
+        let cookies = cookies.clone();
+        shared.tracker.spawn(
+            async move {
+                let shared = shared_for_task;
+                let Some(address_guard) = shared.limits.admit_address(peer.ip()) else {
+                    warn!("refused: too many connections from this address (server.max_connections_per_address)");
+                    return;
+                };
+                match shared.tls.as_ref().map(|t| t.current()) {
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            shared.config.server.handshake_timeout,
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(tls)) => serve_connection(tls, peer, shared.clone(), cookies).await,
+                            Ok(Err(e)) => warn!(error = %e, "TLS handshake failed; closing connection"),
+                            Err(_) => warn!("TLS handshake timed out; closing connection"),
+                        }
+                    }
+                    None => serve_connection(stream, peer, shared.clone(), cookies).await,
+                }
+                drop(address_guard);
+            }
+            .instrument(span),
+        );
+    }
+    info!("stopped accepting HTTP connections");
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    cookies: Arc<CookieSigner>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let force_close = shared.shutdown.force_close.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let shared = shared.clone();
+        let cookies = cookies.clone();
+        async move { Ok::<_, Infallible>(handle(request, peer, &shared, &cookies).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        result = connection => if let Err(e) = result {
+            debug!(error = %e, "HTTP connection ended with an error");
+        },
+        _ = force_close.cancelled() => {}
+    }
+}
+
+fn text_response(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn unauthorized(text: &str) -> Response<Full<Bytes>> {
+    let mut response = text_response(StatusCode::UNAUTHORIZED, text);
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"sparkgate\", Bearer"),
+    );
+    response
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop when the peer is a
+/// configured proxy.
+fn client_address(request: &Request<Incoming>, peer: SocketAddr, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|first| first.trim().parse().ok())
+        .unwrap_or(peer.ip())
+}
+
+fn cookie_value(request: &Request<Incoming>) -> Option<&str> {
+    request
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+}
+
+/// Who sent the request: by cookie, else by credentials (and then a new cookie to set).
+async fn authenticate(
+    request: &Request<Incoming>,
+    client: IpAddr,
+    shared: &Shared,
+    cookies: &CookieSigner,
+) -> Result<(Principal, Option<String>), Response<Full<Bytes>>> {
+    let now = SystemTime::now();
+    if let Some(principal) = cookie_value(request).and_then(|v| cookies.verify(v, now)) {
+        return Ok((principal, None));
+    }
+    let Some(header) = request.headers().get(AUTHORIZATION) else {
+        return Err(unauthorized(
+            "sparkgate: authentication required: send Authorization: Basic (user and password) or Bearer (a JWT)",
+        ));
+    };
+    let header = header.to_str().unwrap_or_default();
+    let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
+    let decoded;
+    let credential = match scheme.to_ascii_lowercase().as_str() {
+        "basic" => {
+            decoded = STANDARD
+                .decode(value.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| unauthorized("sparkgate: malformed Basic credentials"))?;
+            let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+            Credential::Password { user, password }
+        }
+        "bearer" => Credential::Bearer {
+            token: value.trim(),
+        },
+        _ => {
+            return Err(unauthorized(
+                "sparkgate: unsupported Authorization scheme (use Basic or Bearer)",
+            ))
+        }
+    };
+    match shared.auth.authenticate(&credential, client).await {
+        Ok(principal) => {
+            let cookie = cookies.issue(&principal, now);
+            Ok((principal, Some(cookie)))
+        }
+        Err(e) => {
+            warn!(client = %client, error = %e, "HTTP authentication failed");
+            let status = match e {
+                AuthError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let text = format!("sparkgate: authentication failed: {e}");
+            Err(if status == StatusCode::UNAUTHORIZED {
+                unauthorized(&text)
+            } else {
+                text_response(status, &text)
+            })
+        }
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+    cookies: &CookieSigner,
+) -> Response<Full<Bytes>> {
+    let config = &shared.config;
+    let path = request.uri().path();
+    if path.trim_end_matches('/') != config.http.path.trim_end_matches('/') {
+        return text_response(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "sparkgate: no such path; HiveServer2 clients POST to {}",
+                config.http.path
+            ),
+        );
+    }
+    if request.method() != Method::POST {
+        return text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "sparkgate: HiveServer2 over HTTP takes POST requests",
+        );
+    }
+    let client = client_address(&request, peer, &config.http.trusted_proxies);
+    let (principal, new_cookie) = match authenticate(&request, client, shared, cookies).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let body = match Limited::new(request.into_body(), config.http.max_body_size)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            warn!(%client, error = %e, "refused HTTP request body");
+            return text_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("sparkgate: request body refused: {e} (http.max_body_size)"),
+            );
+        }
+    };
+    let header = match MessageHeader::parse(&body) {
+        Ok(header) => header,
+        Err(e) => {
+            warn!(%client, error = %e, "HTTP body is not a Thrift message");
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                &format!("sparkgate: the body is not a Thrift binary message: {e}"),
+            );
+        }
+    };
+    let ctx = CallContext {
+        owner: Owner::User(principal.user.clone()),
+        principal: Some(principal),
+        peer: SocketAddr::new(client, peer.port()),
+    };
+    let reply = shared.proxy.handle(&ctx, &header, &body).await;
+    let mut out = BytesMut::new();
+    let codec = MessageCodec::new(Framing::Raw, usize::MAX);
+    if let Err(e) = reply.encode(&codec, &mut out) {
+        return text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("sparkgate: {e}"),
+        );
+    }
+    let mut response = Response::new(Full::new(out.freeze()));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-thrift"),
+    );
+    if let Some(cookie) = new_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal() -> Principal {
+        Principal {
+            user: "alice".into(),
+            groups: vec!["analysts".into(), "admins".into()],
+        }
+    }
+
+    fn value_of(set_cookie: &str) -> &str {
+        set_cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("hive.server2.auth=")
+            .unwrap()
+    }
+
+    #[test]
+    fn cookie_round_trip_and_attributes() {
+        let signer = CookieSigner::new(b"k".repeat(32), Duration::from_secs(60), true);
+        let now = SystemTime::now();
+        let set = signer.issue(&principal(), now);
+        assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("Max-Age=60"));
+        assert_eq!(signer.verify(value_of(&set), now), Some(principal()));
+        let plain = CookieSigner::new(b"k".repeat(32), Duration::from_secs(60), false);
+        assert!(!plain.issue(&principal(), now).contains("Secure"));
+    }
+
+    #[test]
+    fn forged_tampered_or_expired_cookies_are_refused() {
+        let signer = CookieSigner::new(b"k".repeat(32), Duration::from_secs(60), false);
+        let now = SystemTime::now();
+        let set = signer.issue(&principal(), now);
+        let value = value_of(&set);
+        let other_key = CookieSigner::new(b"x".repeat(32), Duration::from_secs(60), false);
+        assert_eq!(
+            other_key.verify(value, now),
+            None,
+            "signed with another key"
+        );
+        let (payload, sig) = value.rsplit_once('.').unwrap();
+        let tampered = format!(
+            "{}.{sig}",
+            payload.replacen(
+                &URL_SAFE_NO_PAD.encode("alice"),
+                &URL_SAFE_NO_PAD.encode("admin"),
+                1
+            )
+        );
+        assert_eq!(signer.verify(&tampered, now), None, "payload changed");
+        assert_eq!(
+            signer.verify(value, now + Duration::from_secs(61)),
+            None,
+            "expired"
+        );
+        assert_eq!(signer.verify("garbage", now), None);
+    }
+}

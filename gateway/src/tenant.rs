@@ -1,0 +1,124 @@
+//! Tenants: which users and groups may run SQL where. The tenant of a session is decided once,
+//! at OpenSession, from the authenticated principal; a client may only *ask* for one of its own.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Deserialize;
+use sparkgate_auth::Principal;
+
+/// Admits everyone; only for a tenant's `users` list.
+pub const ANYONE: &str = "*";
+
+/// The OpenSession configuration key a client uses to ask for a tenant. Hive JDBC sends URL
+/// settings after `?` as `set:hiveconf:KEY`; PyHive sends `configuration` keys as they are.
+pub const TENANT_KEYS: [&str; 2] = ["sparkgate.tenant", "set:hiveconf:sparkgate.tenant"];
+
+/// One tenant, as configured.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Shown to users and in logs; what clients ask for with `sparkgate.tenant`.
+    pub name: String,
+    /// Members of any of these groups are admitted.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// These users are admitted; `"*"` admits every authenticated user.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// The tenant's Spark Thrift Servers (`host:port`), used in turn.
+    pub backends: Vec<String>,
+}
+
+impl TenantConfig {
+    pub fn admits(&self, principal: &Principal) -> bool {
+        self.users
+            .iter()
+            .any(|u| u == ANYONE || *u == principal.user)
+            || self.groups.iter().any(|g| principal.groups.contains(g))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantError {
+    #[error("user {user:?} is not admitted by any tenant; ask an administrator to add the user or one of the user's groups to a tenant")]
+    NoTenant { user: String },
+    #[error("there is no tenant {tenant:?}")]
+    Unknown { tenant: String },
+    #[error("user {user:?} may not use tenant {tenant:?}")]
+    NotAdmitted { user: String, tenant: String },
+}
+
+/// The configured tenants, in config order.
+#[derive(Debug)]
+pub struct Tenants {
+    tenants: Vec<TenantConfig>,
+    /// Per tenant, the next backend to use (round robin over its static addresses).
+    next_backend: Vec<AtomicUsize>,
+}
+
+impl Tenants {
+    pub fn new(tenants: Vec<TenantConfig>) -> Self {
+        let next_backend = tenants.iter().map(|_| AtomicUsize::new(0)).collect();
+        Self {
+            tenants,
+            next_backend,
+        }
+    }
+
+    /// The tenant a session of `principal` runs as: the one it asked for, if it is admitted
+    /// there, else the first in config order that admits it.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        requested: Option<&str>,
+    ) -> Result<&TenantConfig, TenantError> {
+        decide(&self.tenants, principal, requested)
+    }
+
+    /// The next backend address of `tenant`.
+    pub fn pick_backend<'t>(&self, tenant: &'t TenantConfig) -> &'t str {
+        let i = self
+            .tenants
+            .iter()
+            .position(|t| t.name == tenant.name)
+            .expect("tenant from this list");
+        let n = self.next_backend[i].fetch_add(1, Ordering::Relaxed);
+        &tenant.backends[n % tenant.backends.len()]
+    }
+}
+
+/// The tenant decision as a pure function (see [`Tenants::decide`]).
+pub fn decide<'a>(
+    tenants: &'a [TenantConfig],
+    principal: &Principal,
+    requested: Option<&str>,
+) -> Result<&'a TenantConfig, TenantError> {
+    match requested.filter(|r| !r.is_empty()) {
+        Some(name) => {
+            let tenant =
+                tenants
+                    .iter()
+                    .find(|t| t.name == name)
+                    .ok_or_else(|| TenantError::Unknown {
+                        tenant: name.to_owned(),
+                    })?;
+            if tenant.admits(principal) {
+                Ok(tenant)
+            } else {
+                Err(TenantError::NotAdmitted {
+                    user: principal.user.clone(),
+                    tenant: name.to_owned(),
+                })
+            }
+        }
+        None => tenants
+            .iter()
+            .find(|t| t.admits(principal))
+            .ok_or_else(|| TenantError::NoTenant {
+                user: principal.user.clone(),
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
