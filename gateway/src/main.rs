@@ -13,6 +13,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config file (see gateway/sparkgate.example.toml). Without it, defaults apply.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -27,6 +29,36 @@ struct Cli {
     transport: Option<FrontendTransport>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Adds or updates a user in a users file (auth method `users_file`). The password is read
+    /// from standard input (first line), so it never shows in the process list or history.
+    Passwd {
+        /// The users file (TOML; created if missing).
+        file: PathBuf,
+        /// The user name.
+        user: String,
+        /// A group of the user (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+}
+
+fn passwd(file: &std::path::Path, user: &str, groups: &[String]) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprintln!("password for {user} (input is shown; pipe it in to avoid that):");
+    }
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    sparkgate_auth::users_file::set_user(file, user, password, groups)
+        .with_context(|| format!("writing {}", file.display()))?;
+    eprintln!("{user} written to {}", file.display());
+    Ok(())
+}
+
 fn parse_transport(s: &str) -> Result<FrontendTransport, String> {
     match s {
         "sasl" => Ok(FrontendTransport::Sasl),
@@ -37,6 +69,9 @@ fn parse_transport(s: &str) -> Result<FrontendTransport, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Passwd { file, user, groups }) = &cli.command {
+        return passwd(file, user, groups);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SPARKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -69,7 +104,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let bind = config.server.bind;
     let gateway = Gateway::start(config)
         .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
+        .with_context(|| format!("cannot start sparkgate on {bind}"))?;
     wait_for_signal().await?;
     gateway.shutdown().await;
     Ok(())
