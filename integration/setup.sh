@@ -19,6 +19,14 @@ if ! java_ok; then
 fi
 java_ok || { echo "setup: Java 17 is required and could not be installed" >&2; exit 1; }
 
+# A real OpenLDAP server for the LDAP tests; openssl makes their TLS certificates.
+if ! [ -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null || ! command -v openssl >/dev/null; then
+  echo "setup: installing slapd, ldap-utils, openssl (Debian)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq slapd ldap-utils openssl >/dev/null
+fi
+
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

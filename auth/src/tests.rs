@@ -11,11 +11,16 @@ use crate::config::{JwtConfig, UsersFileConfig};
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn service(methods: Vec<MethodConfig>) -> AuthService {
@@ -36,14 +41,19 @@ fn password<'a>(user: &'a str, password: &'a str) -> Credential<'a> {
 async fn none_accepts_any_password_but_needs_a_user() {
     let auth = service(vec![MethodConfig::None]);
     assert!(auth.allows_anonymous());
-    let p = auth.authenticate(&password("alice", "whatever"), LOCALHOST).await.unwrap();
+    let p = auth
+        .authenticate(&password("alice", "whatever"), LOCALHOST)
+        .await
+        .unwrap();
     assert_eq!(p.user, "alice");
     assert_eq!(
-        auth.authenticate(&Credential::Anonymous { user: "" }, LOCALHOST).await,
+        auth.authenticate(&Credential::Anonymous { user: "" }, LOCALHOST)
+            .await,
         Err(AuthError::MissingUser)
     );
     assert_eq!(
-        auth.authenticate(&Credential::Bearer { token: "x" }, LOCALHOST).await,
+        auth.authenticate(&Credential::Bearer { token: "x" }, LOCALHOST)
+            .await,
         Err(AuthError::Rejected),
         "none does not take tokens"
     );
@@ -61,22 +71,43 @@ async fn users_file_checks_argon2_hashes_and_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let path = users_file(dir.path());
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("$argon2id$") && !text.contains("wonderland"), "only hashes are stored");
+    assert!(
+        text.contains("$argon2id$") && !text.contains("wonderland"),
+        "only hashes are stored"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
-    let auth = service(vec![MethodConfig::UsersFile(UsersFileConfig { path: path.clone() })]);
+    let auth = service(vec![MethodConfig::UsersFile(UsersFileConfig {
+        path: path.clone(),
+    })]);
     assert!(!auth.allows_anonymous());
-    let alice = auth.authenticate(&password("alice", "wonderland"), LOCALHOST).await.unwrap();
+    let alice = auth
+        .authenticate(&password("alice", "wonderland"), LOCALHOST)
+        .await
+        .unwrap();
     assert_eq!(alice.groups, vec!["analysts".to_string()]);
-    assert_eq!(auth.authenticate(&password("alice", "wrong"), LOCALHOST).await, Err(AuthError::Rejected));
-    assert_eq!(auth.authenticate(&password("nobody", "x"), LOCALHOST).await, Err(AuthError::Rejected));
+    assert_eq!(
+        auth.authenticate(&password("alice", "wrong"), LOCALHOST)
+            .await,
+        Err(AuthError::Rejected)
+    );
+    assert_eq!(
+        auth.authenticate(&password("nobody", "x"), LOCALHOST).await,
+        Err(AuthError::Rejected)
+    );
     // A new user appears without a restart.
     std::thread::sleep(Duration::from_millis(20));
     users_file::set_user(&path, "carol", "singer", &["engineers".into()]).unwrap();
-    let carol = auth.authenticate(&password("carol", "singer"), LOCALHOST).await.unwrap();
+    let carol = auth
+        .authenticate(&password("carol", "singer"), LOCALHOST)
+        .await
+        .unwrap();
     assert_eq!(carol.groups, vec!["engineers".to_string()]);
 }
 
@@ -113,7 +144,12 @@ fn hs256(dir: &Path) -> (MethodConfig, &'static [u8]) {
 }
 
 fn token(secret: &[u8], claims: serde_json::Value) -> String {
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret)).unwrap()
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
 }
 
 fn claims(extra: serde_json::Value) -> serde_json::Value {
@@ -122,7 +158,9 @@ fn claims(extra: serde_json::Value) -> serde_json::Value {
         "iss": "https://idp.example", "aud": "sparkgate",
         "exp": now() + 600, "nbf": now() - 10,
     });
-    c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     c
 }
 
@@ -132,12 +170,30 @@ async fn jwt_hs256_checks_signature_issuer_audience_and_time() {
     let (method, secret) = hs256(dir.path());
     let auth = service(vec![method]);
     let good = token(secret, claims(json!({})));
-    let p = auth.authenticate(&Credential::Bearer { token: &good }, LOCALHOST).await.unwrap();
-    assert_eq!(p, Principal { user: "alice".into(), groups: vec!["analysts".into(), "admins".into()] });
+    let p = auth
+        .authenticate(&Credential::Bearer { token: &good }, LOCALHOST)
+        .await
+        .unwrap();
+    assert_eq!(
+        p,
+        Principal {
+            user: "alice".into(),
+            groups: vec!["analysts".into(), "admins".into()]
+        }
+    );
     // The same token in a SASL PLAIN password, with the matching user or none.
-    assert!(auth.authenticate(&password("alice", &good), LOCALHOST).await.is_ok());
-    assert!(auth.authenticate(&password("", &good), LOCALHOST).await.is_ok());
-    assert_eq!(auth.authenticate(&password("bob", &good), LOCALHOST).await, Err(AuthError::Rejected));
+    assert!(auth
+        .authenticate(&password("alice", &good), LOCALHOST)
+        .await
+        .is_ok());
+    assert!(auth
+        .authenticate(&password("", &good), LOCALHOST)
+        .await
+        .is_ok());
+    assert_eq!(
+        auth.authenticate(&password("bob", &good), LOCALHOST).await,
+        Err(AuthError::Rejected)
+    );
     let bad = [
         token(secret, claims(json!({"exp": now() - 60}))),
         token(secret, claims(json!({"nbf": now() + 600}))),
@@ -149,7 +205,8 @@ async fn jwt_hs256_checks_signature_issuer_audience_and_time() {
     ];
     for t in &bad {
         assert_eq!(
-            auth.authenticate(&Credential::Bearer { token: t }, LOCALHOST).await,
+            auth.authenticate(&Credential::Bearer { token: t }, LOCALHOST)
+                .await,
             Err(AuthError::Rejected),
             "{t}"
         );
@@ -180,12 +237,19 @@ async fn jwt_rs256_and_groups_from_a_string_claim() {
         .unwrap()
     };
     let good = sign("rs256-private.pem");
-    let p = auth.authenticate(&Credential::Bearer { token: &good }, LOCALHOST).await.unwrap();
+    let p = auth
+        .authenticate(&Credential::Bearer { token: &good }, LOCALHOST)
+        .await
+        .unwrap();
     assert_eq!(p.user, "bob");
-    assert_eq!(p.groups, vec!["engineers".to_string(), "oncall".to_string()]);
+    assert_eq!(
+        p.groups,
+        vec!["engineers".to_string(), "oncall".to_string()]
+    );
     let forged = sign("other-private.pem");
     assert_eq!(
-        auth.authenticate(&Credential::Bearer { token: &forged }, LOCALHOST).await,
+        auth.authenticate(&Credential::Bearer { token: &forged }, LOCALHOST)
+            .await,
         Err(AuthError::Rejected)
     );
 }
@@ -204,19 +268,35 @@ async fn failures_are_throttled_per_user_and_per_address() {
     .unwrap();
     let elsewhere: IpAddr = "127.0.0.2".parse().unwrap();
     for _ in 0..3 {
-        assert_eq!(auth.authenticate(&password("alice", "bad"), LOCALHOST).await, Err(AuthError::Rejected));
+        assert_eq!(
+            auth.authenticate(&password("alice", "bad"), LOCALHOST)
+                .await,
+            Err(AuthError::Rejected)
+        );
     }
     // alice is locked out from anywhere, even with the right password...
     for addr in [LOCALHOST, elsewhere] {
-        let r = auth.authenticate(&password("alice", "wonderland"), addr).await;
+        let r = auth
+            .authenticate(&password("alice", "wonderland"), addr)
+            .await;
         assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
     }
     // ...and so is the address that failed, for every user.
-    let r = auth.authenticate(&password("bob", "builder"), LOCALHOST).await;
+    let r = auth
+        .authenticate(&password("bob", "builder"), LOCALHOST)
+        .await;
     assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
-    assert!(auth.authenticate(&password("bob", "builder"), elsewhere).await.is_ok());
+    assert!(auth
+        .authenticate(&password("bob", "builder"), elsewhere)
+        .await
+        .is_ok());
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(auth.authenticate(&password("alice", "wonderland"), LOCALHOST).await.is_ok(), "lockout ends");
+    assert!(
+        auth.authenticate(&password("alice", "wonderland"), LOCALHOST)
+            .await
+            .is_ok(),
+        "lockout ends"
+    );
 }
 
 #[tokio::test]
@@ -224,24 +304,50 @@ async fn chain_tries_methods_in_order_and_caches_successes() {
     let dir = tempfile::tempdir().unwrap();
     let path = users_file(dir.path());
     let (jwt, secret) = hs256(dir.path());
-    let auth = service(vec![MethodConfig::UsersFile(UsersFileConfig { path: path.clone() }), jwt]);
-    assert!(auth.authenticate(&password("alice", "wonderland"), LOCALHOST).await.is_ok());
+    let auth = service(vec![
+        MethodConfig::UsersFile(UsersFileConfig { path: path.clone() }),
+        jwt,
+    ]);
+    assert!(auth
+        .authenticate(&password("alice", "wonderland"), LOCALHOST)
+        .await
+        .is_ok());
     let t = token(secret, claims(json!({})));
-    assert_eq!(auth.authenticate(&password("alice", &t), LOCALHOST).await.unwrap().user, "alice");
+    assert_eq!(
+        auth.authenticate(&password("alice", &t), LOCALHOST)
+            .await
+            .unwrap()
+            .user,
+        "alice"
+    );
     // Cached: the result survives the user's removal from the file until the TTL ends.
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&path, "").unwrap();
-    assert!(auth.authenticate(&password("alice", "wonderland"), LOCALHOST).await.is_ok());
-    assert_eq!(auth.authenticate(&password("bob", "builder"), LOCALHOST).await, Err(AuthError::Rejected));
+    assert!(auth
+        .authenticate(&password("alice", "wonderland"), LOCALHOST)
+        .await
+        .is_ok());
+    assert_eq!(
+        auth.authenticate(&password("bob", "builder"), LOCALHOST)
+            .await,
+        Err(AuthError::Rejected)
+    );
 }
 
 #[test]
 fn secrets_never_show_in_debug_or_errors() {
     let c = password("alice", "hunter2");
     assert!(!format!("{c:?}").contains("hunter2"));
-    let b = Credential::Bearer { token: "eyJsecret.token.here" };
+    let b = Credential::Bearer {
+        token: "eyJsecret.token.here",
+    };
     assert!(!format!("{b:?}").contains("eyJ"));
-    for e in [AuthError::Rejected, AuthError::Throttled { retry_after: Duration::from_secs(3) }] {
+    for e in [
+        AuthError::Rejected,
+        AuthError::Throttled {
+            retry_after: Duration::from_secs(3),
+        },
+    ] {
         assert!(!e.to_string().contains("hunter2"));
     }
 }
