@@ -62,11 +62,14 @@ def stop_process(proc: subprocess.Popen, grace: float = 20.0) -> None:
 class SparkThriftServer:
     """A Spark Thrift Server in local mode on a loopback port (see shared HS2-NOTES launch line)."""
 
-    def __init__(self, workdir: Path, port: int | None = None, auth: str = "NONE", cores: int = 2):
+    def __init__(self, workdir: Path, port: int | None = None, auth: str = "NONE", cores: int = 2,
+                 conf: dict[str, str] | None = None):
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.auth = auth
         self.cores = cores
+        # Extra --conf settings, e.g. spark.sparkgate.tenant=NAME to tell drivers apart in tests.
+        self.conf = conf or {}
         self.log = self.workdir / "sts.log"
         self.proc: subprocess.Popen | None = None
 
@@ -83,6 +86,7 @@ class SparkThriftServer:
             "--conf", f"spark.sql.warehouse.dir={w}/warehouse",
             "--conf", "spark.driver.host=127.0.0.1",
             "--conf", "spark.driver.bindAddress=127.0.0.1",
+            *[arg for key, value in self.conf.items() for arg in ("--conf", f"{key}={value}")],
             "spark-internal",
             "--hiveconf", f"javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={w}/metastore_db;create=true",
             "--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1",

@@ -127,7 +127,7 @@ impl Connection {
             config.server.handshake_timeout,
             self.handshake(&mut stream, &mut read_buf),
         );
-        let (framing, principal) = match handshake.await {
+        let (framing, principal, _user_slot) = match handshake.await {
             Ok(Ok(result)) => result,
             Ok(Err(reason)) => {
                 warn!(%reason, "handshake failed; closing connection");
@@ -140,20 +140,6 @@ impl Connection {
                 );
                 return;
             }
-        };
-        let _user_guard: Option<LimitGuard> = match &principal {
-            Some(p) => match self.shared.limits.admit_user(&p.user) {
-                Some(guard) => Some(guard),
-                None => {
-                    warn!(
-                        user = %p.user,
-                        max = config.server.max_connections_per_user,
-                        "refused: too many connections for this user (server.max_connections_per_user)"
-                    );
-                    return;
-                }
-            },
-            None => None,
         };
         let ctx = CallContext {
             owner: Owner::Connection(self.id),
@@ -172,7 +158,7 @@ impl Connection {
         &self,
         stream: &mut S,
         read_buf: &mut BytesMut,
-    ) -> Result<(Framing, Option<Principal>), String>
+    ) -> Result<(Framing, Option<Principal>, Option<LimitGuard>), String>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -182,7 +168,7 @@ impl Connection {
                 // same deadline as a SASL handshake.
                 match stream.read_buf(read_buf).await {
                     Ok(0) => Err("client closed before sending anything".into()),
-                    Ok(_) => Ok((Framing::Raw, None)),
+                    Ok(_) => Ok((Framing::Raw, None, None)),
                     Err(e) => Err(format!("read failed: {e}")),
                 }
             }
@@ -215,24 +201,30 @@ impl Connection {
                     .authenticate(&credential, self.peer.ip())
                     .await;
                 let mut out = BytesMut::new();
+                let result = result.map_err(|e| format!("sparkgate: {e}")).and_then(|principal| {
+                    match self.shared.limits.admit_user(&principal.user) {
+                        Some(slot) => Ok((principal, slot)),
+                        None => Err(format!(
+                            "sparkgate: user {:?} already holds {} connections (server.max_connections_per_user)",
+                            principal.user, self.shared.config.server.max_connections_per_user
+                        )),
+                    }
+                });
                 match result {
-                    Ok(principal) => {
+                    Ok((principal, slot)) => {
                         SaslServer::accept(&mut out);
                         stream
                             .write_all(&out)
                             .await
                             .map_err(|e| format!("write failed: {e}"))?;
                         debug!(user = %principal.user, groups = ?principal.groups, "authenticated");
-                        Ok((Framing::Sasl, Some(principal)))
+                        Ok((Framing::Sasl, Some(principal), Some(slot)))
                     }
-                    Err(e) => {
-                        SaslServer::refuse(&format!("sparkgate: {e}"), &mut out);
+                    Err(message) => {
+                        SaslServer::refuse(&message, &mut out);
                         let _ = stream.write_all(&out).await;
                         let _ = stream.flush().await;
-                        Err(format!(
-                            "authentication failed for user {:?}: {e}",
-                            credentials.user
-                        ))
+                        Err(format!("refused user {:?}: {message}", credentials.user))
                     }
                 }
             }

@@ -22,7 +22,7 @@ use hyper::header::{
     HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use sha2::Sha256;
 use sparkgate_auth::{AuthError, Credential, Principal};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -153,14 +153,17 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let force_close = shared.shutdown.force_close.clone();
+    let shared_handshake_timeout = shared.config.server.handshake_timeout;
     let service = hyper::service::service_fn(move |request| {
         let shared = shared.clone();
         let cookies = cookies.clone();
         async move { Ok::<_, Infallible>(handle(request, peer, &shared, &cookies).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(Duration::from_secs(30))
+        // A client that opens a connection and never finishes its headers is cut off.
+        .header_read_timeout(shared_handshake_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         result = connection => if let Err(e) = result {

@@ -44,7 +44,8 @@ def workdir():
 
 @pytest.fixture(scope="session")
 def sts(workdir):
-    server = SparkThriftServer(workdir / "sts")
+    # Tenant tests tell drivers apart by this setting (`SET spark.sparkgate.tenant`).
+    server = SparkThriftServer(workdir / "sts", conf={"spark.sparkgate.tenant": "analytics"})
     try:
         server.start()
         print(f"\n[harness] Spark Thrift Server ready on {server.port} in {server.startup_seconds:.1f} s")
