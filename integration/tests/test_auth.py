@@ -365,3 +365,34 @@ def test_no_secret_reaches_the_logs(env):
     assert "session opened" in logs
     for secret in ("alice-pw", "bob-pw", "carol-pw", "dave-pw", "wrong-pw", JWT_SECRET.decode(), "eyJ"):
         assert secret not in logs, secret
+
+
+@pytest.mark.timeout(120)
+def test_tls_certificate_is_reloaded_without_restart(env, workdir):
+    """Replace the certificate files under a running sparkgate: new connections get the new one."""
+    d = workdir / "auth" / "reload"
+    d.mkdir(exist_ok=True)
+    first = make_tls(d)
+    config = workdir / "auth" / "reload.toml"
+    port = free_port()
+    config.write_text(
+        f'[server]\nbind = "127.0.0.1:{port}"\n[tls]\ncert_file = "{first["cert"]}"\nkey_file = "{first["key"]}"\n'
+        f'[backend]\naddress = "127.0.0.1:{env["sts_analytics"]}"\n'
+    )
+    gw = Sparkgate(["--config", str(config)], port, workdir / "auth" / "reload.log").start()
+    try:
+        before = ssl.get_server_certificate(("127.0.0.1", port))
+        assert before.strip() == first["cert"].read_text().strip()
+        renewed = make_tls(d / "new") if (d / "new").mkdir() is None else None
+        shutil.copy(renewed["key"], first["key"])
+        shutil.copy(renewed["cert"], first["cert"])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if ssl.get_server_certificate(("127.0.0.1", port)).strip() == renewed["cert"].read_text().strip():
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the renewed certificate was not served within 20 s")
+        assert "TLS certificate reloaded" in gw.log_text()
+    finally:
+        gw.stop()
