@@ -194,12 +194,11 @@ fn unauthorized(text: &str) -> Response<Full<Bytes>> {
 
 /// The client's address: the peer, or the first `X-Forwarded-For` hop when the peer is a
 /// configured proxy.
-fn client_address(request: &Request<Incoming>, peer: SocketAddr, trusted: &[IpAddr]) -> IpAddr {
+fn client_address(headers: &hyper::HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer.ip()) {
         return peer.ip();
     }
-    request
-        .headers()
+    headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
@@ -300,7 +299,7 @@ async fn handle(
             "sparkgate: HiveServer2 over HTTP takes POST requests",
         );
     }
-    let client = client_address(&request, peer, &config.http.trusted_proxies);
+    let client = client_address(request.headers(), peer, &config.http.trusted_proxies);
     let (principal, new_cookie) = match authenticate(&request, client, shared, cookies).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -372,6 +371,27 @@ mod tests {
             .unwrap()
             .strip_prefix("hive.server2.auth=")
             .unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
+        );
+        let proxy: SocketAddr = "127.0.0.9:4000".parse().unwrap();
+        let stranger: SocketAddr = "127.0.0.5:4000".parse().unwrap();
+        let trusted = [proxy.ip()];
+        assert_eq!(
+            client_address(&headers, proxy, &trusted),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_address(&headers, stranger, &trusted), stranger.ip());
+        assert_eq!(
+            client_address(&hyper::HeaderMap::new(), proxy, &trusted),
+            proxy.ip()
+        );
     }
 
     #[test]

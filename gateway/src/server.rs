@@ -199,3 +199,24 @@ fn spawn_housekeeping(shared: Arc<Shared>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checked without binding: tests only ever listen on loopback addresses.
+    #[test]
+    fn none_auth_on_a_network_address_needs_an_explicit_opt_in() {
+        let auth = AuthService::from_config(&Default::default()).unwrap();
+        let mut config = Config::default();
+        assert!(check_auth(&config, &auth).is_ok(), "loopback is fine");
+        config.http.bind = Some("0.0.0.0:10010".parse().unwrap());
+        let err = check_auth(&config, &auth).unwrap_err();
+        assert!(
+            err.to_string().contains("allow_none_auth_on_network"),
+            "{err}"
+        );
+        config.server.allow_none_auth_on_network = true;
+        assert!(check_auth(&config, &auth).is_ok());
+    }
+}

@@ -422,3 +422,25 @@ async fn oversized_fetch_requests_are_lowered_to_the_limit() {
         "every row arrives, in batches of at most the limit"
     );
 }
+
+#[tokio::test]
+async fn unsafe_auth_setups_are_refused_at_startup() {
+    let dir = std::env::temp_dir().join(format!("sparkgate-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.toml");
+    sparkgate_auth::users_file::set_user(&users, "alice", "pw", &[]).unwrap();
+
+    // NOSASL carries no password: it needs the `none` method.
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.transport = FrontendTransport::Nosasl;
+    config.auth.methods = vec![sparkgate_auth::MethodConfig::UsersFile(
+        sparkgate_auth::config::UsersFileConfig {
+            path: users.clone(),
+        },
+    )];
+    let err = Gateway::start(config).await.err().expect("refused");
+    assert!(err.to_string().contains("nosasl"), "{err}");
+
+    std::fs::remove_dir_all(dir).unwrap();
+}

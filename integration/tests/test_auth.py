@@ -114,7 +114,7 @@ def env(sts, workdir):
         e = {"ldap": ldap, "users_file": users_file, "jwt_secret": jwt_secret, "sts_analytics": sts.port,
              "sts_engineering": second.port, "tls": make_tls(d)}
         http_port, https_port = free_port(), free_port()
-        plain = Sparkgate.with_config(d, gateway_toml(e, http_port=http_port), "auth-plain")
+        plain = Sparkgate.with_config(d, gateway_toml(e, http_port=http_port, server_extra='admin_groups = ["admins"]\n'), "auth-plain")
         secure = Sparkgate.with_config(d, gateway_toml(e, http_port=https_port, tls=e["tls"]), "auth-tls")
         gateways += [plain, secure]
         plain.start()
@@ -396,3 +396,27 @@ def test_tls_certificate_is_reloaded_without_restart(env, workdir):
         assert "TLS certificate reloaded" in gw.log_text()
     finally:
         gw.stop()
+
+
+@pytest.mark.timeout(120)
+def test_sqlalchemy_uri_with_ldap_password(env):
+    """The URI form Superset users type: hive://user:password@host:port/db?auth=LDAP."""
+    from sqlalchemy import create_engine, text  # noqa: PLC0415
+
+    engine = create_engine(f"hive://bob:bob-pw@127.0.0.1:{env['plain'].port}/default?auth=LDAP")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SET spark.sparkgate.tenant")).fetchall()
+        assert rows[0][1] == "engineering"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_admins_may_open_sessions_as_another_user(env):
+    conn = pyhive(env["plain"].port, "alice", "alice-pw", {"hive.server2.proxy.user": "zed"})
+    try:
+        assert current_user(conn) == "zed"
+        assert tenant_of(conn) == "analytics", "the tenant still comes from the admin's own groups"
+    finally:
+        conn.close()
