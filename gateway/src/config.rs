@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::tenant::{TenantConfig, ANYONE};
+use crate::launcher::LocalLauncherConfig;
+use crate::tenant::{LauncherKind, TenantConfig, ANYONE};
 
 /// Everything sparkgate reads from its config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -22,6 +23,40 @@ pub struct Config {
     /// Who may run SQL where. Empty: one tenant, `default`, admitting everyone, on
     /// `backend.address`.
     pub tenants: Vec<TenantConfig>,
+    /// Driver pools of tenants with `launcher = "local"`.
+    pub pools: PoolsConfig,
+    /// The local launcher (drivers as child processes).
+    pub local: LocalLauncherConfig,
+}
+
+/// Settings shared by every driver pool.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolsConfig {
+    /// Sessions one driver takes at most.
+    pub max_sessions_per_driver: u32,
+    /// Sessions that may wait for a driver per tenant; more are refused at once.
+    pub max_waiting: u32,
+    /// How long a session waits for a driver (cold start, full pool) before it is refused.
+    #[serde(with = "humantime_serde")]
+    pub wait_timeout: Duration,
+    /// A draining driver is stopped when its sessions end, or after this long.
+    #[serde(with = "humantime_serde")]
+    pub drain_grace: Duration,
+    /// On shutdown, stop the drivers (`true`) or leave them for the next run to adopt.
+    pub stop_drivers_on_exit: bool,
+}
+
+impl Default for PoolsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions_per_driver: 50,
+            max_waiting: 200,
+            wait_timeout: Duration::from_secs(180),
+            drain_grace: Duration::from_secs(600),
+            stop_drivers_on_exit: true,
+        }
+    }
 }
 
 /// The client-facing listener.
@@ -217,12 +252,12 @@ impl Config {
     /// The tenants sessions are routed to; without configured ones, `default` admits everyone.
     pub fn effective_tenants(&self) -> Vec<TenantConfig> {
         if self.tenants.is_empty() {
-            vec![TenantConfig {
-                name: "default".into(),
-                groups: Vec::new(),
-                users: vec![ANYONE.into()],
-                backends: vec![self.backend.address.clone()],
-            }]
+            vec![TenantConfig::new_static(
+                "default",
+                Vec::new(),
+                vec![ANYONE.into()],
+                vec![self.backend.address.clone()],
+            )]
         } else {
             self.tenants.clone()
         }
@@ -249,8 +284,28 @@ impl Config {
                     tenant.name
                 ));
             }
-            if tenant.backends.is_empty() {
-                return invalid(format!("tenant {:?} has no backends", tenant.name));
+            if tenant.launcher == LauncherKind::Static && tenant.backends.is_empty() {
+                return invalid(format!(
+                    "tenant {:?} has no backends (static launcher)",
+                    tenant.name
+                ));
+            }
+            let scaling = &tenant.scaling;
+            if scaling.max_drivers == 0 || scaling.min_drivers > scaling.max_drivers {
+                return invalid(format!(
+                    "tenant {:?}: scaling needs 0 <= min_drivers <= max_drivers and max_drivers >= 1",
+                    tenant.name
+                ));
+            }
+            if !tenant
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return invalid(format!(
+                    "tenant name {:?}: use letters, digits, '-' and '_' only",
+                    tenant.name
+                ));
             }
             if let Some(bad) = tenant.backends.iter().find(|b| not_host_port(b)) {
                 return invalid(format!(

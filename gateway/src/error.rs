@@ -4,6 +4,7 @@ use hive_thrift::client::ClientError;
 use hive_thrift::generated::tcliservice::{TStatus, TStatusCode};
 use sparkgate_auth::AuthError;
 
+use crate::pool::PoolError;
 use crate::tenant::TenantError;
 
 /// Whose fault an error is; decides the SQLSTATE class and the log level.
@@ -25,6 +26,8 @@ pub enum GatewayError {
     UnknownHandle { kind: &'static str },
     #[error("{0}")]
     Tenant(#[from] TenantError),
+    #[error("{0}")]
+    Pool(#[from] PoolError),
     #[error("authentication failed: {0}")]
     Auth(AuthError),
     #[error("user {user:?} may not open sessions as another user ({proxy_user:?}): hive.server2.proxy.user is for sparkgate administrators")]
@@ -61,7 +64,8 @@ impl GatewayError {
             Self::Auth(_) => Fault::Client,
             Self::BackendUnreachable { .. }
             | Self::BackendTimeout { .. }
-            | Self::BackendLost { .. } => Fault::Backend,
+            | Self::BackendLost { .. }
+            | Self::Pool(_) => Fault::Backend,
             Self::ShuttingDown => Fault::Internal,
         }
     }
@@ -71,6 +75,7 @@ impl GatewayError {
         matches!(
             self,
             Self::BackendUnreachable { .. }
+                | Self::Pool(_)
                 | Self::TooManySessions { .. }
                 | Self::ShuttingDown
                 | Self::Auth(AuthError::Unavailable(_) | AuthError::Throttled { .. })
@@ -81,7 +86,7 @@ impl GatewayError {
     /// HY000 otherwise.
     fn sql_state(&self) -> &'static str {
         match self {
-            Self::BackendUnreachable { .. } => "08001",
+            Self::BackendUnreachable { .. } | Self::Pool(_) => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } | Self::ShuttingDown => "08S01",
             Self::UnknownHandle { .. } | Self::TooManySessions { .. } => "HY000",
             // "invalid authorization specification"

@@ -1,6 +1,7 @@
 //! What sparkgate does with each HS2 call of one client connection: check the caller owns the
 //! handles it names, swap them for the driver's, forward, and answer what it can itself.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use sparkgate_auth::{AuthService, Credential, Principal};
 
 use crate::config::{Config, FrontendTransport};
 use crate::error::{Fault, GatewayError};
+use crate::pool::DriverPool;
 use crate::session::{display_id, is_final, OperationEntry, Owner, Session, SessionTable};
 use crate::tenant::{Tenants, TENANT_KEYS};
 
@@ -89,15 +91,22 @@ pub struct Hs2Proxy {
     tenants: Tenants,
     auth: Arc<AuthService>,
     pub table: SessionTable,
+    /// Driver pools of tenants whose drivers sparkgate starts, by tenant name.
+    pub pools: HashMap<String, Arc<DriverPool>>,
 }
 
 impl Hs2Proxy {
-    pub fn new(config: Arc<Config>, auth: Arc<AuthService>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        auth: Arc<AuthService>,
+        pools: HashMap<String, Arc<DriverPool>>,
+    ) -> Self {
         Self {
             tenants: Tenants::new(config.effective_tenants()),
             config,
             auth,
             table: SessionTable::default(),
+            pools,
         }
     }
 
@@ -288,7 +297,35 @@ impl Hs2Proxy {
             .tenants
             .decide(&principal, requested.as_deref())
             .map_err(GatewayError::Tenant)?;
-        let addr = self.tenants.pick_backend(tenant).to_owned();
+        let lease = match self.pools.get(&tenant.name) {
+            Some(pool) => {
+                let waited = Instant::now();
+                let tenant_name = tenant.name.clone();
+                let lease = pool
+                    .acquire(|| {
+                        info!(
+                            tenant = %tenant_name,
+                            user = %user,
+                            "no driver free for the session yet; waiting for one to start (cold start)"
+                        )
+                    })
+                    .await?;
+                if waited.elapsed() > Duration::from_millis(100) {
+                    info!(
+                        tenant = %tenant.name,
+                        driver = %lease.driver_id,
+                        waited_secs = waited.elapsed().as_secs_f64(),
+                        "session waited for a driver"
+                    );
+                }
+                Some(lease)
+            }
+            None => None,
+        };
+        let addr = match &lease {
+            Some(lease) => lease.address.clone(),
+            None => self.tenants.pick_backend(tenant).to_owned(),
+        };
         let mut conn = self.connect(&addr, &user, "OpenSession").await?;
         let client_protocol = req.client_protocol;
         if client_protocol > MAX_PROTOCOL {
@@ -318,7 +355,7 @@ impl Hs2Proxy {
             let handle = t::TSessionHandle {
                 session_id: crate::session::mint_identifier(),
             };
-            let session = self.table.insert(Session::new(
+            let mut session = Session::new(
                 handle.clone(),
                 ctx.owner.clone(),
                 user.clone(),
@@ -326,7 +363,9 @@ impl Hs2Proxy {
                 addr.clone(),
                 backend_handle,
                 Some(conn),
-            ));
+            );
+            session.lease = lease;
+            let session = self.table.insert(session);
             info!(
                 session.id = %session.id(),
                 user = %user,

@@ -1,5 +1,6 @@
 //! Running a whole gateway: check the config, bind, serve, and the one shutdown path.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +14,11 @@ use tracing::{info, warn};
 use crate::config::{Config, FrontendTransport};
 use crate::frontend::{serve, Shared, Shutdown};
 use crate::http::CookieSigner;
+use crate::launcher::{DriverSpec, LocalLauncher};
 use crate::limits::ConnectionLimits;
+use crate::pool::{DriverPool, PoolLimits};
 use crate::proxy::Hs2Proxy;
+use crate::tenant::LauncherKind;
 use crate::tls::{TlsAcceptorCell, RELOAD_CHECK_EVERY};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +99,7 @@ impl Gateway {
                 key
             }
         };
+        let pools = start_pools(&config).await?;
         let config = Arc::new(config);
         let listener = bind(config.server.bind).await?;
         let http_listener = match config.http.bind {
@@ -108,7 +113,7 @@ impl Gateway {
             .as_ref()
             .map(|l| l.local_addr().expect("bound"));
         let shared = Arc::new(Shared {
-            proxy: Arc::new(Hs2Proxy::new(config.clone(), auth.clone())),
+            proxy: Arc::new(Hs2Proxy::new(config.clone(), auth.clone(), pools.clone())),
             limits: ConnectionLimits::new(
                 config.server.max_connections_per_user,
                 config.server.max_connections_per_address,
@@ -129,6 +134,9 @@ impl Gateway {
             tokio::spawn(crate::http::serve(http_listener, shared.clone(), cookies));
         }
         spawn_housekeeping(shared.clone());
+        for pool in pools.values() {
+            tokio::spawn(pool.clone().run(shared.shutdown.stop_accepting.clone()));
+        }
         info!(
             %local_addr,
             http = ?http_addr,
@@ -175,8 +183,60 @@ impl Gateway {
         }
         // HTTP sessions outlive their connections; close what is left.
         shared.proxy.close_all().await;
+        if shared.config.pools.stop_drivers_on_exit {
+            for pool in shared.proxy.pools.values() {
+                pool.stop_all().await;
+            }
+        } else if !shared.proxy.pools.is_empty() {
+            info!("leaving drivers running for the next run to adopt (pools.stop_drivers_on_exit = false)");
+        }
         info!("shutdown complete");
     }
+}
+
+/// A pool per tenant with the local launcher; drivers a previous run left are adopted.
+async fn start_pools(config: &Config) -> Result<HashMap<String, Arc<DriverPool>>, StartError> {
+    let local: Vec<_> = config
+        .tenants
+        .iter()
+        .filter(|t| t.launcher == LauncherKind::Local)
+        .collect();
+    let mut pools = HashMap::new();
+    if local.is_empty() {
+        return Ok(pools);
+    }
+    let launcher = Arc::new(
+        LocalLauncher::new(config.local.clone()).map_err(|e| StartError::Config(e.to_string()))?,
+    );
+    let limits = PoolLimits {
+        max_sessions_per_driver: config.pools.max_sessions_per_driver,
+        max_waiting: config.pools.max_waiting,
+        wait_timeout: config.pools.wait_timeout,
+        drain_grace: config.pools.drain_grace,
+    };
+    for tenant in local {
+        let spec = DriverSpec {
+            tenant: tenant.name.clone(),
+            driver_memory: tenant.driver_memory.clone(),
+            spark_conf: tenant.spark_conf.clone(),
+        };
+        let pool = DriverPool::new(
+            spec,
+            tenant.scaling.clone(),
+            limits.clone(),
+            launcher.clone(),
+        );
+        pool.adopt().await;
+        pools.insert(tenant.name.clone(), pool);
+    }
+    // Drivers of tenants no longer configured are not adopted by anyone: stop them.
+    for orphan in launcher.list() {
+        if !pools.contains_key(&orphan.tenant) {
+            warn!(driver = %orphan.id, tenant = %orphan.tenant, "stopping a driver of a tenant no longer configured");
+            launcher.stop(&orphan).await;
+        }
+    }
+    Ok(pools)
 }
 
 /// Idle-session expiry and TLS certificate reloads, until shutdown.

@@ -63,6 +63,8 @@ pub struct Session {
     /// The session's own connection to its driver; a call holds it while it runs. `None` once
     /// the connection failed (the driver's session went with it).
     pub link: tokio::sync::Mutex<Option<Hs2Connection>>,
+    /// Its place on a pooled driver, given back when the session ends.
+    pub lease: Option<crate::pool::DriverLease>,
     state: Mutex<SessionState>,
 }
 
@@ -92,6 +94,7 @@ impl Session {
             backend_addr,
             backend_handle,
             link: tokio::sync::Mutex::new(link),
+            lease: None,
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
                 lost: None,

@@ -1,10 +1,13 @@
 //! Tenants: which users and groups may run SQL where. The tenant of a session is decided once,
 //! at OpenSession, from the authenticated principal; a client may only *ask* for one of its own.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
 use sparkgate_auth::Principal;
+
+use crate::autoscale::ScalingPolicy;
 
 /// Admits everyone; only for a tenant's `users` list.
 pub const ANYONE: &str = "*";
@@ -25,8 +28,54 @@ pub struct TenantConfig {
     /// These users are admitted; `"*"` admits every authenticated user.
     #[serde(default)]
     pub users: Vec<String>,
-    /// The tenant's Spark Thrift Servers (`host:port`), used in turn.
+    /// With the static launcher: the tenant's Spark Thrift Servers (`host:port`), used in turn.
+    #[serde(default)]
     pub backends: Vec<String>,
+    /// `static` (the `backends` above) or `local` (sparkgate starts the tenant's drivers).
+    #[serde(default)]
+    pub launcher: LauncherKind,
+    /// How the tenant's pool scales (local launcher).
+    #[serde(default)]
+    pub scaling: ScalingPolicy,
+    /// Driver JVM heap (Spark refuses less than ~450 MiB).
+    #[serde(default = "default_driver_memory")]
+    pub driver_memory: String,
+    /// The tenant's own Spark settings, e.g. `spark.dynamicAllocation.enabled = "true"`.
+    #[serde(default)]
+    pub spark_conf: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LauncherKind {
+    #[default]
+    Static,
+    Local,
+}
+
+fn default_driver_memory() -> String {
+    "1g".into()
+}
+
+impl TenantConfig {
+    /// A tenant with the static launcher on `backends`.
+    pub fn new_static(
+        name: &str,
+        groups: Vec<String>,
+        users: Vec<String>,
+        backends: Vec<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            groups,
+            users,
+            backends,
+            launcher: LauncherKind::Static,
+            scaling: ScalingPolicy::default(),
+            driver_memory: default_driver_memory(),
+            spark_conf: BTreeMap::new(),
+        }
+    }
 }
 
 impl TenantConfig {

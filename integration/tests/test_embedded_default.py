@@ -1,6 +1,6 @@
-"""The README's first command: `integration/run-local.sh` installs what is missing, starts a local
-Spark Thrift Server and sparkgate in front of it; beeline connects and runs SQL; Ctrl-C/SIGTERM
-stops everything it started."""
+"""The README's first command: `integration/run-local.sh` installs what is missing and runs
+sparkgate with the local launcher, which starts a Spark Thrift Server driver itself; beeline
+connects and runs SQL; SIGTERM stops sparkgate and every driver it started."""
 
 from __future__ import annotations
 
@@ -26,11 +26,13 @@ def test_run_local_serves_beeline_and_stops_cleanly(workdir):
         wait_for_port(gateway_port, 300, proc, workdir / "run-local.log")
         out = subprocess.run(
             [str(spark_home() / "bin" / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{gateway_port}/default",
-             "-n", "newuser", "--outputformat=csv2", "-e", "select 'hello from spark' as greeting, 6 * 7 as answer"],
+             "-n", "newuser", "--outputformat=csv2", "-e",
+             "select 'hello from spark' as greeting, 6 * 7 as answer; SET spark.sparkgate.tenant"],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
         )
         assert out.returncode == 0, out.stderr[-2000:]
         assert "hello from spark,42" in out.stdout
+        assert "spark.sparkgate.tenant,default" in out.stdout, "a driver sparkgate started for tenant default"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -42,7 +44,7 @@ def test_run_local_serves_beeline_and_stops_cleanly(workdir):
     # Nothing it started is left behind.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        left = subprocess.run(["pgrep", "-f", f"hive.server2.thrift.port={sts_port}"], capture_output=True, text=True)
+        left = subprocess.run(["pgrep", "-f", f"spark.sparkgate.tenant=default.*{home}"], capture_output=True, text=True)
         if not left.stdout.strip():
             break
         time.sleep(0.5)

@@ -1,12 +1,12 @@
 use super::*;
 
 fn tenant(name: &str, groups: &[&str], users: &[&str]) -> TenantConfig {
-    TenantConfig {
-        name: name.into(),
-        groups: groups.iter().map(|s| s.to_string()).collect(),
-        users: users.iter().map(|s| s.to_string()).collect(),
-        backends: vec![format!("{name}:10000")],
-    }
+    TenantConfig::new_static(
+        name,
+        groups.iter().map(|s| s.to_string()).collect(),
+        users.iter().map(|s| s.to_string()).collect(),
+        vec![format!("{name}:10000")],
+    )
 }
 
 fn who(user: &str, groups: &[&str]) -> Principal {

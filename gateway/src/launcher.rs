@@ -1,0 +1,320 @@
+//! Launchers start, stop and list Spark Thrift Server drivers. The `local` launcher runs them as
+//! child processes of sparkgate (the embedded default); the Kubernetes launcher will run Pods.
+//!
+//! Which drivers exist is read back from the launcher (state files in the work dir for local
+//! drivers), so a restarted sparkgate finds the drivers of its previous run instead of leaking
+//! them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hive_thrift::client::{ClientAuth, Hs2Connection};
+use hive_thrift::generated::tcliservice as t;
+use hive_thrift::message::{Hs2Request, Hs2Response};
+use hive_thrift::sasl::PlainCredentials;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+/// Settings of the local launcher.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalLauncherConfig {
+    /// Spark home (with `bin/spark-submit`); default: `$SPARK_HOME`, else the pyspark package
+    /// of the repo's venv.
+    pub spark_home: Option<PathBuf>,
+    /// Where drivers keep their work dirs, logs and state files.
+    pub work_dir: PathBuf,
+    /// Loopback ports handed to drivers, from this one up.
+    pub first_port: u16,
+    /// A driver not answering an HS2 OpenSession within this time has failed to start.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    /// After SIGTERM, a driver gets this long before SIGKILL.
+    #[serde(with = "humantime_serde")]
+    pub stop_grace: Duration,
+}
+
+impl Default for LocalLauncherConfig {
+    fn default() -> Self {
+        Self {
+            spark_home: None,
+            work_dir: PathBuf::from("sparkgate-work"),
+            first_port: 20_100,
+            startup_timeout: Duration::from_secs(180),
+            stop_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What a tenant's drivers are started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverSpec {
+    pub tenant: String,
+    pub driver_memory: String,
+    /// The tenant's own `spark.*` settings (e.g. dynamic allocation).
+    pub spark_conf: BTreeMap<String, String>,
+}
+
+/// A driver a launcher knows of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchedDriver {
+    pub id: String,
+    pub tenant: String,
+    /// `host:port` of its binary HS2 transport.
+    pub address: String,
+    pub pid: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot start a driver: {0}")]
+    Start(String),
+    #[error("driver {id} did not become ready within {secs} s; see {log}")]
+    NotReady { id: String, secs: u64, log: String },
+    #[error("launcher i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Child processes of Spark's HiveThriftServer2 on loopback ports.
+pub struct LocalLauncher {
+    config: LocalLauncherConfig,
+    spark_home: PathBuf,
+}
+
+fn default_spark_home() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("SPARK_HOME") {
+        return Some(PathBuf::from(home));
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv_lib = repo.join(".venv/lib");
+    std::fs::read_dir(venv_lib)
+        .ok()?
+        .flatten()
+        .find_map(|python| {
+            let home = python.path().join("site-packages/pyspark");
+            home.join("bin/spark-submit").exists().then_some(home)
+        })
+}
+
+/// Whether a process is alive (it may be a zombie child; `/proc` says so).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    // The driver leads its own process group (spark-submit starts the JVM as a child).
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(format!("-{pid}"))
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl LocalLauncher {
+    pub fn new(config: LocalLauncherConfig) -> Result<Self, LaunchError> {
+        let spark_home = config
+            .spark_home
+            .clone()
+            .or_else(default_spark_home)
+            .ok_or_else(|| {
+                LaunchError::Start(
+                    "no Spark home: set local.spark_home or SPARK_HOME, or run integration/setup.sh".into(),
+                )
+            })?;
+        if !spark_home.join("bin/spark-submit").exists() {
+            return Err(LaunchError::Start(format!(
+                "{} has no bin/spark-submit",
+                spark_home.display()
+            )));
+        }
+        std::fs::create_dir_all(config.work_dir.join("drivers"))?;
+        Ok(Self { config, spark_home })
+    }
+
+    fn driver_dir(&self, id: &str) -> PathBuf {
+        self.config.work_dir.join("drivers").join(id)
+    }
+
+    /// The drivers a previous run (or this one) left, alive; dead ones' state is removed.
+    pub fn list(&self) -> Vec<LaunchedDriver> {
+        let Ok(entries) = std::fs::read_dir(self.config.work_dir.join("drivers")) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let state = entry.path().join("driver.json");
+            let Ok(text) = std::fs::read_to_string(&state) else {
+                continue;
+            };
+            match serde_json::from_str::<LaunchedDriver>(&text) {
+                Ok(driver) if alive(driver.pid) => found.push(driver),
+                _ => {
+                    let _ = std::fs::remove_file(&state);
+                }
+            }
+        }
+        found
+    }
+
+    fn free_port(&self) -> Result<u16, LaunchError> {
+        let taken: Vec<u16> = self
+            .list()
+            .iter()
+            .filter_map(|d| d.address.rsplit_once(':')?.1.parse().ok())
+            .collect();
+        (self.config.first_port..u16::MAX)
+            .find(|p| !taken.contains(p) && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .ok_or_else(|| LaunchError::Start("no free loopback port".into()))
+    }
+
+    /// Starts a driver process; it is not ready yet (see [`wait_ready`]).
+    pub fn start(&self, spec: &DriverSpec) -> Result<LaunchedDriver, LaunchError> {
+        let port = self.free_port()?;
+        let id = format!("{}-{}-{port}", spec.tenant, std::process::id());
+        let dir = self.driver_dir(&id);
+        for sub in ["tmp", "warehouse", "scratch", "ls"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let w = dir.display().to_string();
+        let mut cmd = std::process::Command::new(self.spark_home.join("bin/spark-submit"));
+        cmd.args([
+            "--class",
+            "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
+        ])
+        .args([
+            "--master",
+            "local[2]",
+            "--driver-memory",
+            &spec.driver_memory,
+        ])
+        .args([
+            "--driver-java-options",
+            &format!("-Djava.io.tmpdir={w}/tmp -XX:TieredStopAtLevel=1 -XX:-UsePerfData"),
+        ])
+        .args(["--conf", "spark.ui.enabled=false"])
+        .args(["--conf", &format!("spark.local.dir={w}/tmp")])
+        .args(["--conf", &format!("spark.sql.warehouse.dir={w}/warehouse")])
+        .args(["--conf", "spark.driver.host=127.0.0.1"])
+        .args(["--conf", "spark.driver.bindAddress=127.0.0.1"])
+        .args(["--conf", &format!("spark.sparkgate.tenant={}", spec.tenant)]);
+        for (key, value) in &spec.spark_conf {
+            cmd.args(["--conf", &format!("{key}={value}")]);
+        }
+        cmd.arg("spark-internal")
+            .args([
+                "--hiveconf",
+                &format!("javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={w}/metastore_db;create=true"),
+            ])
+            .args(["--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1"])
+            .args(["--hiveconf", &format!("hive.server2.thrift.port={port}")])
+            .args(["--hiveconf", "hive.server2.transport.mode=binary"])
+            .args(["--hiveconf", "hive.server2.authentication=NONE"])
+            .args(["--hiveconf", &format!("hive.exec.scratchdir={w}/scratch")])
+            .args(["--hiveconf", &format!("hive.exec.local.scratchdir={w}/ls")])
+            .env("SPARK_HOME", &self.spark_home)
+            .env("SPARK_LOG_DIR", &dir)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("driver.log"))?)
+            .stderr(std::fs::File::create(dir.join("driver.err.log"))?);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().map_err(|e| LaunchError::Start(e.to_string()))?;
+        let driver = LaunchedDriver {
+            id,
+            tenant: spec.tenant.clone(),
+            address: format!("127.0.0.1:{port}"),
+            pid: child.id(),
+        };
+        // The child is reaped by a thread, so it never lingers as a zombie.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        std::fs::write(
+            dir.join("driver.json"),
+            serde_json::to_string(&driver).expect("serializable"),
+        )?;
+        info!(driver = %driver.id, address = %driver.address, "driver process started");
+        Ok(driver)
+    }
+
+    /// Waits until the driver answers an HS2 OpenSession (its port opens well before that).
+    pub async fn wait_ready(&self, driver: &LaunchedDriver) -> Result<(), LaunchError> {
+        let deadline = tokio::time::Instant::now() + self.config.startup_timeout;
+        while tokio::time::Instant::now() < deadline {
+            if !alive(driver.pid) {
+                break;
+            }
+            if probe(&driver.address).await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(LaunchError::NotReady {
+            id: driver.id.clone(),
+            secs: self.config.startup_timeout.as_secs(),
+            log: self
+                .driver_dir(&driver.id)
+                .join("driver.err.log")
+                .display()
+                .to_string(),
+        })
+    }
+
+    /// Stops a driver: SIGTERM, then SIGKILL after the grace period; forgets its state.
+    pub async fn stop(&self, driver: &LaunchedDriver) {
+        signal(driver.pid, "TERM");
+        let deadline = tokio::time::Instant::now() + self.config.stop_grace;
+        while alive(driver.pid) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if alive(driver.pid) {
+            warn!(driver = %driver.id, "driver ignored SIGTERM; killing it");
+            signal(driver.pid, "KILL");
+        }
+        let _ = std::fs::remove_file(self.driver_dir(&driver.id).join("driver.json"));
+        info!(driver = %driver.id, "driver stopped");
+    }
+
+    /// Whether the driver's process still runs.
+    pub fn is_alive(&self, driver: &LaunchedDriver) -> bool {
+        alive(driver.pid)
+    }
+}
+
+/// Whether an HS2 server at `address` opens (and closes) a session.
+pub async fn probe(address: &str) -> bool {
+    let auth = ClientAuth::Plain(PlainCredentials {
+        authzid: String::new(),
+        user: "sparkgate-probe".into(),
+        password: "x".into(),
+    });
+    let Ok(mut conn) =
+        Hs2Connection::connect(address, &auth, 1 << 20, Duration::from_secs(2)).await
+    else {
+        return false;
+    };
+    let open = Hs2Request::OpenSession(t::TOpenSessionReq {
+        client_protocol: t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V10,
+        username: Some("sparkgate-probe".into()),
+        password: None,
+        configuration: None,
+    });
+    let call = tokio::time::timeout(Duration::from_secs(10), conn.call(&open)).await;
+    let Ok(Ok(Hs2Response::OpenSession(resp))) = call else {
+        return false;
+    };
+    if let Some(session_handle) = resp.session_handle {
+        let close = Hs2Request::CloseSession(t::TCloseSessionReq { session_handle });
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.call(&close)).await;
+        return resp.status.status_code == t::TStatusCode::SUCCESS_STATUS;
+    }
+    false
+}

@@ -1,0 +1,199 @@
+"""Driver pools with the local launcher: sparkgate starts real Spark Thrift Server processes per
+tenant, scales them with load, replaces dead ones and adopts them after a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pyhive import hive
+
+from harness import Sparkgate, free_port
+
+
+def pool_toml(work: Path, first_port: int, *, min_drivers: int, max_drivers: int, idle_ttl: str = "10m",
+              target: int = 4, stop_on_exit: bool = True, extra_tenants: str = "") -> str:
+    return f"""
+[server]
+bind = "127.0.0.1:{{port}}"
+[local]
+work_dir = "{work}"
+first_port = {first_port}
+startup_timeout = "180s"
+stop_grace = "15s"
+[pools]
+wait_timeout = "240s"
+stop_drivers_on_exit = {"true" if stop_on_exit else "false"}
+[[tenants]]
+name = "pooled"
+users = ["*"]
+launcher = "local"
+driver_memory = "600m"
+[tenants.scaling]
+min_drivers = {min_drivers}
+max_drivers = {max_drivers}
+target_operations_per_driver = {target}
+scale_up_after = "2s"
+idle_ttl = "{idle_ttl}"
+max_concurrent_launches = 2
+{extra_tenants}
+"""
+
+
+def driver_pids(work: Path) -> list[int]:
+    """Driver JVMs whose work dir is under `work` (not spark-submit's short-lived launcher JVM)."""
+    out = subprocess.run(["pgrep", "-af", f"spark.sparkgate.tenant=.*{work}"], capture_output=True, text=True)
+    return sorted(int(line.split()[0]) for line in out.stdout.splitlines()
+                  if "org.apache.spark.launcher.Main" not in line)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def session_tenant(port: int) -> tuple[str, str]:
+    conn = hive.connect("127.0.0.1", port, username="carl", auth="NONE")
+    try:
+        cur = conn.cursor()
+        cur.execute("SET spark.sparkgate.tenant")
+        return "ok", cur.fetchall()[0][1]
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(600)
+def test_scale_to_zero_cold_start_and_back(workdir):
+    work = workdir / "pool-zero"
+    work.mkdir()
+    gw = Sparkgate.with_config(work, pool_toml(work, free_port(), min_drivers=0, max_drivers=1, idle_ttl="3s"), "gw")
+    gw.start()
+    try:
+        assert driver_pids(work) == [], "min_drivers = 0: no driver before the first session"
+        started = time.monotonic()
+        assert session_tenant(gw.port) == ("ok", "pooled"), "the first session waits for a cold start, then runs"
+        cold = time.monotonic() - started
+        assert "waiting for one to start (cold start)" in gw.log_text()
+        # Idle: the driver is drained and its process ends.
+        wait_for(lambda: driver_pids(work) == [], 90, "the idle driver to stop")
+        assert "scaling down" in gw.log_text()
+        # And back.
+        assert session_tenant(gw.port) == ("ok", "pooled")
+        print(f"\n[pools] cold start {cold:.1f} s")
+    finally:
+        gw.stop()
+    wait_for(lambda: driver_pids(work) == [], 60, "no driver process left after sparkgate stopped")
+
+
+@pytest.mark.timeout(600)
+def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
+    work = workdir / "pool-kill"
+    work.mkdir()
+    gw = Sparkgate.with_config(work, pool_toml(work, free_port(), min_drivers=1, max_drivers=1), "gw")
+    gw.start()
+    try:
+        conn = hive.connect("127.0.0.1", gw.port, username="carl", auth="NONE")
+        cur = conn.cursor()
+        cur.execute("select count(*) from range(0, 20000000000, 1, 4)", async_=True)
+        time.sleep(2)
+        victims = driver_pids(work)
+        assert len(victims) == 1
+        os.kill(victims[0], signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(Exception) as raised:
+            while True:
+                state = cur.poll().operationState
+                assert state in (0, 1, 7), state  # initialized, running, pending
+                time.sleep(0.2)
+        assert time.monotonic() - started < 15, "the client learns within seconds"
+        assert "Spark Thrift Server" in str(raised.value) or "sparkgate" in str(raised.value), raised.value
+        conn.close()
+        # A new driver replaces it; the next session succeeds there.
+        assert session_tenant(gw.port) == ("ok", "pooled")
+        assert "driver process died" in gw.log_text()
+        new = driver_pids(work)
+        assert len(new) == 1 and new != victims
+    finally:
+        gw.stop()
+    wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")
+
+
+@pytest.mark.timeout(600)
+def test_restarted_sparkgate_adopts_its_drivers(workdir):
+    work = workdir / "pool-adopt"
+    work.mkdir()
+    first_port = free_port()
+    config = pool_toml(work, first_port, min_drivers=1, max_drivers=1, stop_on_exit=False)
+    gw = Sparkgate.with_config(work, config, "gw1")
+    gw.start()
+    try:
+        assert session_tenant(gw.port)[1] == "pooled"
+        before = driver_pids(work)
+        assert len(before) == 1
+    finally:
+        gw.stop()
+    assert driver_pids(work) == before, "stop_drivers_on_exit = false keeps the driver running"
+    gw2 = Sparkgate.with_config(work, config.replace("stop_drivers_on_exit = false", "stop_drivers_on_exit = true"), "gw2")
+    gw2.start()
+    try:
+        started = time.monotonic()
+        assert session_tenant(gw2.port)[1] == "pooled"
+        assert time.monotonic() - started < 10, "an adopted driver needs no cold start"
+        assert "adopted a driver of a previous run" in gw2.log_text()
+        assert driver_pids(work) == before, "adopted, not duplicated"
+    finally:
+        gw2.stop()
+    wait_for(lambda: driver_pids(work) == [], 60, "no orphan driver after the second run stopped")
+
+
+@pytest.mark.timeout(900)
+def test_step_load_grows_the_pool_and_idle_shrinks_it(workdir):
+    work = workdir / "pool-step"
+    work.mkdir()
+    gw = Sparkgate.with_config(
+        work, pool_toml(work, free_port(), min_drivers=1, max_drivers=2, idle_ttl="8s", target=2), "gw"
+    )
+    gw.start()
+    try:
+        assert session_tenant(gw.port)[1] == "pooled"  # the first driver is up
+        drivers_seen = set()
+        errors = []
+
+        def client():
+            try:
+                conn = hive.connect("127.0.0.1", gw.port, username="load", auth="NONE")
+                cur = conn.cursor()
+                for _ in range(2):
+                    cur.execute("select count(*) from range(0, 3000000000, 1, 2)")
+                    cur.fetchall()
+                conn.close()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        clients = [threading.Thread(target=client) for _ in range(6)]
+        for c in clients:
+            c.start()
+        deadline = time.monotonic() + 240
+        while any(c.is_alive() for c in clients) and time.monotonic() < deadline:
+            drivers_seen.add(len(driver_pids(work)))
+            time.sleep(1)
+        for c in clients:
+            c.join(60)
+        assert not errors, errors
+        assert max(drivers_seen) >= 2, f"the pool grew under load: {sorted(drivers_seen)}"
+        assert "scaling up" in gw.log_text()
+        # Load gone: back to min_drivers after the idle TTL.
+        wait_for(lambda: len(driver_pids(work)) == 1, 120, "the pool to shrink back to 1 driver")
+    finally:
+        gw.stop()
+    wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")
