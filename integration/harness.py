@@ -1,12 +1,14 @@
 """Starts the real parts of an end-to-end test: a Spark Thrift Server and sparkgate processes.
 
-Used by the pytest suite (integration/tests) and by the scripts (run-local.sh, bench-beeline.sh).
+Used by the pytest suite (integration/tests), bench.py, and sts.sh (`python harness.py sts-start PORT
+WORKDIR [NONE|NOSASL]` / `sts-stop WORKDIR`). start_sts()/stop_sts() are the short forms.
 Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,10 +26,31 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).resolve().parent
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port. With SPARKGATE_IT_PORTS=LOW-HIGH (e.g. 20000-20999) it is taken from
+    that range (never the same one twice in a process), so parallel runs can be kept apart."""
+    span = os.environ.get("SPARKGATE_IT_PORTS", "").strip()
+    if not span:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    low, high = (int(p) for p in span.split("-"))
+    candidates = list(range(low, high + 1))
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in SPARKGATE_IT_PORTS={span}")
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
@@ -64,7 +87,7 @@ class SparkThriftServer:
 
     def __init__(self, workdir: Path, port: int | None = None, auth: str = "NONE", cores: int = 2,
                  conf: dict[str, str] | None = None):
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()
         self.port = port or free_port()
         self.auth = auth
         self.cores = cores
@@ -99,6 +122,11 @@ class SparkThriftServer:
 
     def start(self, timeout: float = 180.0) -> "SparkThriftServer":
         (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as e:
+                raise RuntimeError(f"cannot start a Spark Thrift Server on 127.0.0.1:{self.port}: {e}") from None
         env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_LOG_DIR=str(self.workdir))
         env.pop("PYSPARK_PYTHON", None)
         started = time.monotonic()
@@ -107,10 +135,20 @@ class SparkThriftServer:
                 self.command(), cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        wait_for_port(self.port, timeout, self.proc, self.log)
-        self._wait_for_session(started + timeout)
+        # spark-submit ends by exec'ing the driver JVM, so this pid is the server (and its group).
+        self.pid_file.write_text(f"{self.proc.pid}\n")
+        try:
+            wait_for_port(self.port, timeout, self.proc, self.log)
+            self._wait_for_session(started + timeout)
+        except BaseException:
+            self.stop()
+            raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / "sts.pid"
 
     def _wait_for_session(self, deadline: float) -> None:
         """Ready = an HS2 OpenSession succeeds (the port opens before the server can serve)."""
@@ -124,20 +162,93 @@ class SparkThriftServer:
                 return
             except Exception as e:  # noqa: BLE001 - any failure means "not yet"
                 last = e
+                if self.proc is not None and self.proc.poll() is not None:
+                    break
                 time.sleep(0.5)
-        raise RuntimeError(f"Spark Thrift Server on {self.port} accepted no session: {last}")
+        tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        raise RuntimeError(f"Spark Thrift Server on {self.port} accepted no session: {last}\n{tail}")
 
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
+            self.pid_file.unlink(missing_ok=True)
+
+
+def start_sts(port: int | None, workdir: Path | str, auth: str = "NONE", **kwargs) -> SparkThriftServer:
+    """Starts a Spark Thrift Server (auth NONE = SASL PLAIN, any password; NOSASL = raw Thrift) on
+    127.0.0.1:`port` (a free one if None) with everything under `workdir` (log: sts.log, pid:
+    sts.pid); returns once an HS2 OpenSession succeeds. Stop it with stop_sts()."""
+    auth = auth.upper()
+    if auth not in ("NONE", "NOSASL"):
+        raise ValueError(f"auth must be NONE or NOSASL, not {auth!r}")
+    return SparkThriftServer(Path(workdir), port, auth, **kwargs).start()
+
+
+def stop_sts(server: SparkThriftServer | Path | str, grace: float = 20.0) -> None:
+    """Stops a server from start_sts(), or the one whose pid file is in the given work dir (e.g.
+    started by `sts.sh start` in another process)."""
+    if isinstance(server, SparkThriftServer):
+        server.stop()
+        return
+    pid_file = Path(server) / "sts.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().strip())
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        cmdline = ""
+    # Only a process that is still our server (pids get reused).
+    if "HiveThriftServer2" in cmdline and str(Path(server).resolve()) in cmdline:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+                    break  # a zombie: gone, its parent has not reaped it
+                time.sleep(0.2)
+            else:
+                if Path(f"/proc/{pid}").exists():
+                    os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+    pid_file.unlink(missing_ok=True)
+
+
+_build_result: Path | Exception | None = None
 
 
 def sparkgate_binary() -> Path:
-    return Path(os.environ.get("SPARKGATE_BIN", REPO / "target" / "release" / "sparkgate"))
+    """$SPARKGATE_BIN if set; otherwise builds target/release/sparkgate with
+    `cargo build --release -p sparkgate` (once per process) and returns it. A failed build raises,
+    so every test that needs the gateway fails loudly with the compiler's output."""
+    global _build_result
+    if os.environ.get("SPARKGATE_BIN"):
+        return Path(os.environ["SPARKGATE_BIN"])
+    if _build_result is None:
+        started = time.monotonic()
+        try:
+            out = subprocess.run(["cargo", "build", "--release", "-p", "sparkgate"], cwd=REPO, capture_output=True,
+                                 text=True, stdin=subprocess.DEVNULL)
+        except OSError as e:
+            _build_result = RuntimeError(f"cannot run `cargo build --release -p sparkgate`: {e}")
+            raise _build_result from e
+        if out.returncode != 0:
+            _build_result = RuntimeError(
+                f"`cargo build --release -p sparkgate` failed ({out.returncode}):\n{out.stderr[-6000:]}")
+        else:
+            _build_result = REPO / "target" / "release" / "sparkgate"
+            print(f"[harness] cargo build --release -p sparkgate: {time.monotonic() - started:.1f} s", flush=True)
+    if isinstance(_build_result, Exception):
+        raise _build_result
+    return _build_result
 
 
 class Sparkgate:
     """A sparkgate process; `args` are its command-line arguments."""
+
+    # Every instance started in this process (the test suite shows their new log lines on failure).
+    started: list["Sparkgate"] = []
 
     def __init__(self, args: list[str], port: int, log: Path, env: dict | None = None):
         self.args = args
@@ -154,10 +265,26 @@ class Sparkgate:
         config.write_text(toml.replace("{port}", str(port)))
         return cls(["--config", str(config)], port, Path(workdir) / f"{name}.log")
 
+    @classmethod
+    def proxy(cls, workdir: Path, name: str, backend_port: int, transport: str = "sasl", **server: str | int) -> "Sparkgate":
+        """sparkgate as a plain proxy to one backend, from a config file; `server` adds settings
+        under [server], e.g. handshake_timeout="2s", max_message_size=1048576."""
+        def toml_value(v):
+            return str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, int) else f'"{v}"'
+
+        extra = "".join(f"{key} = {toml_value(value)}\n" for key, value in server.items())
+        return cls.with_config(
+            workdir,
+            f'[server]\nbind = "127.0.0.1:{{port}}"\ntransport = "{transport}"\n{extra}'
+            f'[backend]\naddress = "127.0.0.1:{backend_port}"\n',
+            name,
+        )
+
     def start(self, timeout: float = 20.0) -> "Sparkgate":
         binary = sparkgate_binary()
         if not binary.exists():
             raise RuntimeError(f"sparkgate binary {binary} is missing: run `cargo build --release -p sparkgate`")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, SPARKGATE_LOG=os.environ.get("SPARKGATE_LOG", "info"), NO_COLOR="1")
         env.update(self.env or {})
         with open(self.log, "ab") as log:
@@ -165,7 +292,12 @@ class Sparkgate:
                 [str(binary), *self.args], stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )
-        wait_for_port(self.port, timeout, self.proc, self.log)
+        Sparkgate.started.append(self)
+        try:
+            wait_for_port(self.port, timeout, self.proc, self.log)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def log_text(self) -> str:
@@ -176,7 +308,22 @@ class Sparkgate:
             stop_process(self.proc, grace=40.0)
 
 
-if __name__ == "__main__":
+def _main() -> None:
+    # `python harness.py sts-start PORT WORKDIR [AUTH]`: start an STS in the background (it outlives
+    # this process), print its pid once it serves; `sts-stop WORKDIR` stops it (integration/sts.sh).
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "sts-start":
+        port = int(sys.argv[2])
+        try:
+            sts = start_sts(port or None, Path(sys.argv[3]).resolve(), sys.argv[4] if len(sys.argv) > 4 else "NONE")
+        except (RuntimeError, ValueError) as e:
+            sys.exit(f"sts-start: {e}")
+        print(f"Spark Thrift Server ({sts.auth}) ready on 127.0.0.1:{sts.port} (pid {sts.proc.pid}) in"
+              f" {sts.startup_seconds:.1f} s; log {sts.log}", file=sys.stderr, flush=True)
+        print(sts.proc.pid, flush=True)
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "sts-stop":
+        stop_sts(Path(sys.argv[2]).resolve())
+        return
     # `python harness.py sts WORKDIR PORT [AUTH]`: start an STS in the foreground, for scripts.
     if len(sys.argv) >= 4 and sys.argv[1] == "sts":
         # SIGTERM (from run-local.sh's cleanup) must stop the server too, not orphan it.
@@ -193,3 +340,7 @@ if __name__ == "__main__":
     else:
         print(__doc__)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    _main()

@@ -21,6 +21,8 @@ step "hive-thrift without tokio (sans-IO core)"
 cargo build -p hive-thrift --no-default-features
 step "build sparkgate (release)"
 cargo build --release -p sparkgate
+# The suite's harness would build it too; this says "use exactly the binary just built".
+export SPARKGATE_BIN="$repo/target/release/sparkgate"
 
 step "end-to-end tests (real Spark Thrift Server, beeline, PyHive, SQLAlchemy)"
 set +e
@@ -33,6 +35,7 @@ if [ "$rc" -eq 5 ]; then
 fi
 [ "$rc" -eq 0 ] || exit "$rc"
 
+# ---- benchmarks: figures only, after every test passed (SPARKGATE_SKIP_BENCH=1 skips) ----
 if [ -z "${SPARKGATE_SKIP_BENCH:-}" ]; then
   step "benchmarks (figures only)"
   ./integration/bench.sh

@@ -1,39 +1,88 @@
 #!/usr/bin/env bash
 # Installs the real parts the end-to-end tests and the embedded default need, idempotently:
 # Java 17 from Debian, and a venv under the repo (.venv, git-ignored) with pyspark (Spark jars,
-# spark-submit, beeline), PyHive and SQLAlchemy. Safe to run again: it skips what is there.
+# spark-submit, beeline), PyHive and SQLAlchemy (integration/requirements.txt, exact pins).
+# Safe to run again: it skips what is there (a stamp in the venv holds the requirements' hash),
+# and it is quiet unless it installs something or fails. Works as root on a fresh Debian 12.
+# pip's cache (~/.cache/pip) speeds a re-install but is not needed.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$repo/.venv"
 req="$repo/integration/requirements.txt"
 started=$SECONDS
+timings=""
+lap() { timings+="${timings:+, }$1 $((SECONDS - lap_start)) s"; lap_start=$SECONDS; }
+lap_start=$SECONDS
+
+# apt-get install, with `apt-get update` only when the package lists are missing or stale (the
+# install fails on them). Quiet; on failure apt's own output is shown.
+apt_install() {
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: $*" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  echo "setup: installing $* (Debian)"
+  export DEBIAN_FRONTEND=noninteractive
+  local log
+  log="$(mktemp)"
+  if compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null \
+      && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >"$log" 2>&1; then
+    rm -f "$log"
+    return
+  fi
+  if ! "${sudo[@]}" apt-get update -qq >"$log" 2>&1 \
+      || ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >>"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "setup: could not install $*" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
 
 java_ok() {
   command -v java >/dev/null && java -version 2>&1 | grep -q 'version "17\.'
 }
 if ! java_ok; then
-  echo "setup: installing openjdk-17-jre-headless (Debian)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  apt_install openjdk-17-jre-headless
 fi
-java_ok || { echo "setup: Java 17 is required and could not be installed" >&2; exit 1; }
+java_ok || { echo "setup: Java 17 is required but \`java -version\` on PATH is: $(java -version 2>&1 | head -1)" >&2; exit 1; }
+lap java
 
-# A real OpenLDAP server for the LDAP tests; openssl makes their TLS certificates.
-if ! [ -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null || ! command -v openssl >/dev/null; then
-  echo "setup: installing slapd, ldap-utils, openssl (Debian)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq slapd ldap-utils openssl >/dev/null
+# A real OpenLDAP server for the LDAP tests; openssl makes their TLS certificates; procps gives pgrep.
+missing=()
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapadd >/dev/null || missing+=(ldap-utils)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v pgrep >/dev/null || missing+=(procps)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+lap debian-tools
+
+# Python 3 with venv + ensurepip (Debian ships ensurepip separately, in python3-venv).
+python="$(command -v python3 || true)"
+if [ -z "$python" ] || ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+  apt_install python3 python3-venv
+  python="$(command -v python3)"
 fi
 
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
   echo "setup: creating $venv (pyspark, PyHive, SQLAlchemy, pytest; ~1 min the first time)"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -r "$req"
+  "$python" -m venv --clear "$venv"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing integration/requirements.txt into $venv"
+  rm -f "$stamp"
+  pip=("$venv/bin/python" -m pip -q --disable-pip-version-check)
+  "${pip[@]}" install --upgrade pip
+  "${pip[@]}" install -r "$req"
   echo "$want" > "$stamp"
 fi
-echo "setup: ready in $((SECONDS - started)) s (Java: $(java -version 2>&1 | head -1); Spark home: $("$venv/bin/python" -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))'))"
+lap venv
+
+spark_home="$("$venv/bin/python" -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')"
+[ -x "$spark_home/bin/spark-submit" ] && [ -x "$spark_home/bin/beeline" ] \
+  || { echo "setup: $spark_home has no bin/spark-submit or bin/beeline" >&2; exit 1; }
+echo "setup: ready in $((SECONDS - started)) s (${timings}; $(java -version 2>&1 | head -1); Spark home $spark_home)"

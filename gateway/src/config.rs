@@ -27,6 +27,15 @@ pub struct Config {
     pub pools: PoolsConfig,
     /// The local launcher (drivers as child processes).
     pub local: LocalLauncherConfig,
+    pub admin: AdminConfig,
+}
+
+/// The admin HTTP port (health, readiness, metrics, drivers/sessions API).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Off unless set; it has no authentication, so keep it on loopback or a private network.
+    pub bind: Option<SocketAddr>,
 }
 
 /// Settings shared by every driver pool.

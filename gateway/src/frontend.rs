@@ -42,6 +42,7 @@ pub struct Shared {
     pub tls: Option<Arc<TlsAcceptorCell>>,
     pub shutdown: Shutdown,
     pub tracker: TaskTracker,
+    pub metrics: Arc<crate::admin::Metrics>,
 }
 
 /// Connection ids, the owners of binary-transport sessions.

@@ -108,13 +108,17 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-fn signal(pid: u32, signal: &str) {
-    // The driver leads its own process group (spark-submit starts the JVM as a child).
-    let _ = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(format!("-{pid}"))
-        .stderr(Stdio::null())
-        .status();
+/// Signals the driver's whole process group: it leads its own (spark-submit becomes the JVM,
+/// which may have children of its own).
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    if let Err(e) = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal) {
+        if e != nix::errno::Errno::ESRCH {
+            warn!(pid, ?signal, error = %e, "cannot signal driver");
+        }
+    }
 }
 
 impl LocalLauncher {
@@ -270,14 +274,14 @@ impl LocalLauncher {
 
     /// Stops a driver: SIGTERM, then SIGKILL after the grace period; forgets its state.
     pub async fn stop(&self, driver: &LaunchedDriver) {
-        signal(driver.pid, "TERM");
+        signal(driver.pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = tokio::time::Instant::now() + self.config.stop_grace;
         while alive(driver.pid) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         if alive(driver.pid) {
             warn!(driver = %driver.id, "driver ignored SIGTERM; killing it");
-            signal(driver.pid, "KILL");
+            signal(driver.pid, nix::sys::signal::Signal::SIGKILL);
         }
         let _ = std::fs::remove_file(self.driver_dir(&driver.id).join("driver.json"));
         info!(driver = %driver.id, "driver stopped");

@@ -8,6 +8,7 @@
 //! * [`tenant`]: which users and groups may run SQL on which drivers.
 //! * [`server`]: startup checks, listeners, housekeeping, the one shutdown path.
 //! * [`config`] and [`error`]: settings, and errors with the one mapping to HS2 statuses.
+pub mod admin;
 pub mod autoscale;
 pub mod config;
 pub mod error;

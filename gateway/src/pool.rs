@@ -27,6 +27,29 @@ pub enum DriverState {
     Failed,
 }
 
+impl DriverState {
+    pub const ALL: [DriverState; 4] = [Self::Starting, Self::Ready, Self::Draining, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Draining => "draining",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A pool's handles on the metrics it feeds (see `admin::Metrics`).
+#[derive(Clone, Default)]
+pub struct PoolMetrics {
+    pub launches: prometheus_client::metrics::counter::Counter,
+    pub launch_failures: prometheus_client::metrics::counter::Counter,
+    pub scale_ups: prometheus_client::metrics::counter::Counter,
+    pub scale_downs: prometheus_client::metrics::counter::Counter,
+    pub wait_seconds: Option<prometheus_client::metrics::histogram::Histogram>,
+}
+
 struct Driver {
     launched: LaunchedDriver,
     state: DriverState,
@@ -86,7 +109,8 @@ pub struct DriverPool {
     launcher: Arc<LocalLauncher>,
     drivers: Mutex<Vec<Driver>>,
     /// Sessions waiting for a driver.
-    waiting: AtomicU32,
+    pub waiting: AtomicU32,
+    metrics: PoolMetrics,
     ready: Notify,
     overloaded_since: Mutex<Option<Instant>>,
 }
@@ -97,8 +121,10 @@ impl DriverPool {
         policy: ScalingPolicy,
         limits: PoolLimits,
         launcher: Arc<LocalLauncher>,
+        metrics: PoolMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
+            metrics,
             tenant: spec.tenant.clone(),
             spec,
             policy,
@@ -176,6 +202,7 @@ impl DriverPool {
             });
         }
         on_wait();
+        let waited = Instant::now();
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.limits.wait_timeout;
         let result = loop {
@@ -195,6 +222,9 @@ impl DriverPool {
             }
         };
         self.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Some(histogram) = &self.metrics.wait_seconds {
+            histogram.observe(waited.elapsed().as_secs_f64());
+        }
         result
     }
 
@@ -243,6 +273,7 @@ impl DriverPool {
                 if d.state != DriverState::Failed && !self.launcher.is_alive(&d.launched) {
                     warn!(tenant = %self.tenant, driver = %d.launched.id, "driver process died");
                     d.state = DriverState::Failed;
+                    self.metrics.launch_failures.inc();
                 }
                 let drained = d.state == DriverState::Draining
                     && (sessions == 0
@@ -263,6 +294,7 @@ impl DriverPool {
             Decision::Hold => {}
             Decision::Launch(n) => {
                 info!(tenant = %self.tenant, launch = n, ?observed, "scaling up");
+                self.metrics.scale_ups.inc();
                 for _ in 0..n {
                     self.launch();
                 }
@@ -275,6 +307,7 @@ impl DriverPool {
                     .min_by_key(|d| d.idle_since)
                 {
                     info!(tenant = %self.tenant, driver = %d.launched.id, "scaling down: draining an idle driver");
+                    self.metrics.scale_downs.inc();
                     d.state = DriverState::Draining;
                     d.draining_since = Some(now);
                 }
@@ -287,9 +320,11 @@ impl DriverPool {
             Ok(launched) => launched,
             Err(e) => {
                 warn!(tenant = %self.tenant, error = %e, "driver launch failed");
+                self.metrics.launch_failures.inc();
                 return;
             }
         };
+        self.metrics.launches.inc();
         self.drivers.lock().expect("pool").push(Driver {
             launched: launched.clone(),
             state: DriverState::Starting,
@@ -312,12 +347,26 @@ impl DriverPool {
                     Err(e) => {
                         warn!(tenant = %pool.tenant, error = %e, "driver failed to start");
                         d.state = DriverState::Failed;
+                        pool.metrics.launch_failures.inc();
                     }
                 }
             }
             drop(drivers);
             pool.ready.notify_waiters();
         });
+    }
+
+    /// Takes a driver that refused a connection out of placement at once, without waiting for
+    /// the reconcile loop to notice its process is gone.
+    pub fn mark_failed(&self, id: &str) {
+        let mut drivers = self.drivers.lock().expect("pool");
+        if let Some(d) = drivers.iter_mut().find(|d| d.launched.id == id) {
+            if d.state != DriverState::Failed {
+                warn!(tenant = %self.tenant, driver = %id, "driver refused a connection; taking it out of placement");
+                d.state = DriverState::Failed;
+                self.metrics.launch_failures.inc();
+            }
+        }
     }
 
     /// Marks a driver Draining (admin API); `false` if the pool has no such driver.

@@ -21,9 +21,9 @@ use sparkgate_auth::{AuthService, Credential, Principal};
 
 use crate::config::{Config, FrontendTransport};
 use crate::error::{Fault, GatewayError};
-use crate::pool::DriverPool;
+use crate::pool::{DriverLease, DriverPool};
 use crate::session::{display_id, is_final, OperationEntry, Owner, Session, SessionTable};
-use crate::tenant::{Tenants, TENANT_KEYS};
+use crate::tenant::{TenantConfig, Tenants, TENANT_KEYS};
 
 /// The newest protocol version sparkgate understands; newer client requests are capped to it.
 pub const MAX_PROTOCOL: t::TProtocolVersion = t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V11;
@@ -149,8 +149,14 @@ impl Hs2Proxy {
                         warn!(method = request.method(), error = %e, "call failed")
                     }
                 }
+                let status = e.to_status();
+                if let Hs2Request::GetQueryId(_) = request {
+                    // TGetQueryIdResp has no status: report failures as HS2 does.
+                    let text = status.error_message.unwrap_or_default();
+                    return exception(header, message::INTERNAL_ERROR, &text);
+                }
                 let mut out = Vec::new();
-                error_response(&request, e.to_status()).encode_reply(seqid, &mut out);
+                error_response(&request, status).encode_reply(seqid, &mut out);
                 Reply::Encoded(out)
             }
         }
@@ -297,36 +303,7 @@ impl Hs2Proxy {
             .tenants
             .decide(&principal, requested.as_deref())
             .map_err(GatewayError::Tenant)?;
-        let lease = match self.pools.get(&tenant.name) {
-            Some(pool) => {
-                let waited = Instant::now();
-                let tenant_name = tenant.name.clone();
-                let lease = pool
-                    .acquire(|| {
-                        info!(
-                            tenant = %tenant_name,
-                            user = %user,
-                            "no driver free for the session yet; waiting for one to start (cold start)"
-                        )
-                    })
-                    .await?;
-                if waited.elapsed() > Duration::from_millis(100) {
-                    info!(
-                        tenant = %tenant.name,
-                        driver = %lease.driver_id,
-                        waited_secs = waited.elapsed().as_secs_f64(),
-                        "session waited for a driver"
-                    );
-                }
-                Some(lease)
-            }
-            None => None,
-        };
-        let addr = match &lease {
-            Some(lease) => lease.address.clone(),
-            None => self.tenants.pick_backend(tenant).to_owned(),
-        };
-        let mut conn = self.connect(&addr, &user, "OpenSession").await?;
+        let (mut conn, addr, lease) = self.place_session(tenant, &user).await?;
         let client_protocol = req.client_protocol;
         if client_protocol > MAX_PROTOCOL {
             req.client_protocol = MAX_PROTOCOL;
@@ -383,6 +360,53 @@ impl Hs2Proxy {
                 .or_insert_with(|| self.config.server.default_fetch_size.to_string());
         }
         Ok(encoded(Hs2Response::OpenSession(resp), seqid))
+    }
+
+    /// Where a new session of `tenant` runs: a pooled driver (waiting for one if needed; a driver
+    /// that refuses the connection is taken out and another tried), or a static backend.
+    async fn place_session(
+        &self,
+        tenant: &TenantConfig,
+        user: &str,
+    ) -> Result<(Hs2Connection, String, Option<DriverLease>), GatewayError> {
+        let Some(pool) = self.pools.get(&tenant.name) else {
+            let addr = self.tenants.pick_backend(tenant).to_owned();
+            let conn = self.connect(&addr, user, "OpenSession").await?;
+            return Ok((conn, addr, None));
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let waited = Instant::now();
+            let lease = pool
+                .acquire(|| {
+                    info!(
+                        tenant = %tenant.name,
+                        user,
+                        "no driver free for the session yet; waiting for one to start (cold start)"
+                    )
+                })
+                .await?;
+            if waited.elapsed() > Duration::from_millis(100) {
+                info!(
+                    tenant = %tenant.name,
+                    driver = %lease.driver_id,
+                    waited_secs = waited.elapsed().as_secs_f64(),
+                    "session waited for a driver"
+                );
+            }
+            match self.connect(&lease.address, user, "OpenSession").await {
+                Ok(conn) => {
+                    let addr = lease.address.clone();
+                    return Ok((conn, addr, Some(lease)));
+                }
+                Err(e @ GatewayError::BackendUnreachable { .. }) if attempts < 3 => {
+                    warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "placing the session elsewhere");
+                    pool.mark_failed(&lease.driver_id);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A new connection to a driver, authenticated as `user` (the driver runs auth NONE and
@@ -827,8 +851,8 @@ pub fn error_response(request: &Hs2Request, status: t::TStatus) -> Hs2Response {
         Q::RenewDelegationToken(_) => {
             R::RenewDelegationToken(t::TRenewDelegationTokenResp { status })
         }
+        // No status on the wire: `handle` answers failed GetQueryId calls with an exception.
         Q::GetQueryId(_) => R::GetQueryId(t::TGetQueryIdResp {
-            status,
             query_id: String::new(),
         }),
         Q::SetClientInfo(_) => R::SetClientInfo(t::TSetClientInfoResp { status }),

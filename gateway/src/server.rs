@@ -11,12 +11,13 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admin::{DecisionLabels, Metrics, TenantLabel};
 use crate::config::{Config, FrontendTransport};
 use crate::frontend::{serve, Shared, Shutdown};
 use crate::http::CookieSigner;
 use crate::launcher::{DriverSpec, LocalLauncher};
 use crate::limits::ConnectionLimits;
-use crate::pool::{DriverPool, PoolLimits};
+use crate::pool::{DriverPool, PoolLimits, PoolMetrics};
 use crate::proxy::Hs2Proxy;
 use crate::tenant::LauncherKind;
 use crate::tls::{TlsAcceptorCell, RELOAD_CHECK_EVERY};
@@ -38,6 +39,8 @@ pub struct Gateway {
     pub local_addr: SocketAddr,
     /// The HTTP listener's address, when one is configured.
     pub http_addr: Option<SocketAddr>,
+    /// The admin port's address, when one is configured.
+    pub admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
 }
 
@@ -99,7 +102,8 @@ impl Gateway {
                 key
             }
         };
-        let pools = start_pools(&config).await?;
+        let metrics = Arc::new(Metrics::default());
+        let pools = start_pools(&config, &metrics).await?;
         let config = Arc::new(config);
         let listener = bind(config.server.bind).await?;
         let http_listener = match config.http.bind {
@@ -110,6 +114,13 @@ impl Gateway {
             .local_addr()
             .expect("bound listener has an address");
         let http_addr = http_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound"));
+        let admin_listener = match config.admin.bind {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let admin_addr = admin_listener
             .as_ref()
             .map(|l| l.local_addr().expect("bound"));
         let shared = Arc::new(Shared {
@@ -123,6 +134,7 @@ impl Gateway {
             shutdown: Shutdown::default(),
             tracker: TaskTracker::new(),
             config: config.clone(),
+            metrics,
         });
         tokio::spawn(serve(listener, shared.clone()));
         if let Some(http_listener) = http_listener {
@@ -134,12 +146,16 @@ impl Gateway {
             tokio::spawn(crate::http::serve(http_listener, shared.clone(), cookies));
         }
         spawn_housekeeping(shared.clone());
+        if let Some(admin_listener) = admin_listener {
+            tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
+        }
         for pool in pools.values() {
             tokio::spawn(pool.clone().run(shared.shutdown.stop_accepting.clone()));
         }
         info!(
             %local_addr,
             http = ?http_addr,
+            admin = ?admin_addr,
             tls = tls.is_some(),
             transport = ?config.server.transport,
             tenants = ?config.effective_tenants().iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
@@ -148,6 +164,7 @@ impl Gateway {
         Ok(Self {
             local_addr,
             http_addr,
+            admin_addr,
             shared,
         })
     }
@@ -195,7 +212,10 @@ impl Gateway {
 }
 
 /// A pool per tenant with the local launcher; drivers a previous run left are adopted.
-async fn start_pools(config: &Config) -> Result<HashMap<String, Arc<DriverPool>>, StartError> {
+async fn start_pools(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<HashMap<String, Arc<DriverPool>>, StartError> {
     let local: Vec<_> = config
         .tenants
         .iter()
@@ -220,11 +240,32 @@ async fn start_pools(config: &Config) -> Result<HashMap<String, Arc<DriverPool>>
             driver_memory: tenant.driver_memory.clone(),
             spark_conf: tenant.spark_conf.clone(),
         };
+        let label = TenantLabel {
+            tenant: tenant.name.clone(),
+        };
+        let decision = |d: &str| DecisionLabels {
+            tenant: tenant.name.clone(),
+            decision: d.into(),
+        };
+        let pool_metrics = PoolMetrics {
+            launches: metrics.launches.get_or_create(&label).clone(),
+            launch_failures: metrics.launch_failures.get_or_create(&label).clone(),
+            scale_ups: metrics
+                .scale_decisions
+                .get_or_create(&decision("scale_up"))
+                .clone(),
+            scale_downs: metrics
+                .scale_decisions
+                .get_or_create(&decision("scale_down"))
+                .clone(),
+            wait_seconds: Some(metrics.queue_wait_seconds.get_or_create(&label).clone()),
+        };
         let pool = DriverPool::new(
             spec,
             tenant.scaling.clone(),
             limits.clone(),
             launcher.clone(),
+            pool_metrics,
         );
         pool.adopt().await;
         pools.insert(tenant.name.clone(), pool);

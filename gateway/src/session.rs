@@ -114,6 +114,11 @@ impl Session {
         self.state.lock().expect("session state").last_used
     }
 
+    /// How long since the session's last call.
+    pub fn idle_for(&self) -> std::time::Duration {
+        self.last_used().elapsed()
+    }
+
     /// Why the session's backend connection failed, if it has.
     pub fn lost_reason(&self) -> Option<String> {
         self.state.lock().expect("session state").lost.clone()
@@ -174,6 +179,16 @@ impl SessionTable {
 
     pub fn operation_count(&self) -> usize {
         self.operations.lock().expect("operations").len()
+    }
+
+    /// Every open session (admin API).
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .lock()
+            .expect("sessions")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Sessions `owner` holds.

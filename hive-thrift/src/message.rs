@@ -229,6 +229,60 @@ pub fn decode_reply<T: TSerializable>(msg: &[u8]) -> Result<T, DecodeError> {
     }
 }
 
+/// Where a response keeps its [`t::TStatus`].
+trait ResponseStatus {
+    fn status(&self) -> &t::TStatus;
+}
+
+macro_rules! response_status_field {
+    ($( $resp:ident ),* $(,)?) => {
+        $( impl ResponseStatus for t::$resp {
+            fn status(&self) -> &t::TStatus {
+                &self.status
+            }
+        } )*
+    };
+}
+
+response_status_field!(
+    TOpenSessionResp,
+    TCloseSessionResp,
+    TGetInfoResp,
+    TExecuteStatementResp,
+    TGetTypeInfoResp,
+    TGetCatalogsResp,
+    TGetSchemasResp,
+    TGetTablesResp,
+    TGetTableTypesResp,
+    TGetColumnsResp,
+    TGetFunctionsResp,
+    TGetPrimaryKeysResp,
+    TGetCrossReferenceResp,
+    TGetOperationStatusResp,
+    TCancelOperationResp,
+    TCloseOperationResp,
+    TGetResultSetMetadataResp,
+    TFetchResultsResp,
+    TGetDelegationTokenResp,
+    TCancelDelegationTokenResp,
+    TRenewDelegationTokenResp,
+    TSetClientInfoResp,
+);
+
+/// `TGetQueryIdResp` carries only the query id.
+impl ResponseStatus for t::TGetQueryIdResp {
+    fn status(&self) -> &t::TStatus {
+        const SUCCESS: t::TStatus = t::TStatus {
+            status_code: t::TStatusCode::SUCCESS_STATUS,
+            info_messages: None,
+            sql_state: None,
+            error_code: None,
+            error_message: None,
+        };
+        &SUCCESS
+    }
+}
+
 macro_rules! hs2_methods {
     ($( $variant:ident => $req:ident, $resp:ident; )*) => {
         /// One decoded TCLIService call.
@@ -290,9 +344,10 @@ macro_rules! hs2_methods {
                 })
             }
 
-            /// The status every TCLIService response carries.
+            /// The response's status. `GetQueryId` has none on the wire (its failures are
+            /// application exceptions), so a decoded one counts as a success.
             pub fn status(&self) -> &t::TStatus {
-                match self { $( Self::$variant(resp) => &resp.status, )* }
+                match self { $( Self::$variant(resp) => resp.status(), )* }
             }
         }
     };

@@ -1,9 +1,22 @@
-// HiveServer2 TCLIService: the wire contract between HS2 clients and servers.
-// Field ids, types, requiredness and enum values must match what Spark Thrift Server,
-// Hive JDBC and PyHive use; names are ours to choose but follow the usual ones.
+// sparkgate's description of the HiveServer2 wire protocol (TCLIService).
+//
+// Written for this project. Only the wire contract has to agree with Apache Hive's
+// service-rpc definition: field ids, field types, requiredness and enum values are what
+// Spark Thrift Server, Hive JDBC 2.3 and PyHive put on the wire, so change none of them.
+// Type and field names follow the usual spelling so generated code reads familiarly.
+// Defaults (`= ...`) only affect constructors in generated code, never the wire.
+//
+// Regenerate the Rust code with hive-thrift/scripts/regen.sh.
 
 namespace java org.apache.hive.service.rpc.thrift
 
+// ---------------------------------------------------------------------------------------
+// Versions and types
+// ---------------------------------------------------------------------------------------
+
+// Client and server each send theirs; the session runs at the lower one.
+// V6 switched results to columns, V8 added interval types, V10 progress updates,
+// V11 timestamp with local time zone.
 enum TProtocolVersion {
   HIVE_CLI_SERVICE_PROTOCOL_V1 = 0,
   HIVE_CLI_SERVICE_PROTOCOL_V2 = 1,
@@ -18,6 +31,7 @@ enum TProtocolVersion {
   HIVE_CLI_SERVICE_PROTOCOL_V11 = 10
 }
 
+// SQL type of a result column.
 enum TTypeId {
   BOOLEAN_TYPE = 0,
   TINYINT_TYPE = 1,
@@ -41,15 +55,19 @@ enum TTypeId {
   CHAR_TYPE = 19,
   INTERVAL_YEAR_MONTH_TYPE = 20,
   INTERVAL_DAY_TIME_TYPE = 21,
+  // TIMESTAMP WITH LOCAL TIME ZONE (V11).
   TIMESTAMPLOCALTZ_TYPE = 22
 }
 
+// Index into TTypeDesc.types.
 typedef i32 TTypeEntryPtr
+
+// Catalog call arguments: a literal name, a LIKE pattern (`%`, `_`, `\`), or either.
 typedef string TIdentifier
 typedef string TPattern
 typedef string TPatternOrIdentifier
 
-// Qualifiers of parameterized types (varchar length, decimal precision/scale).
+// One qualifier value; keys seen in practice: characterMaximumLength, precision, scale.
 union TTypeQualifierValue {
   1: optional i32 i32Value
   2: optional string stringValue
@@ -60,7 +78,7 @@ struct TTypeQualifiers {
 }
 
 struct TPrimitiveTypeEntry {
-  1: required TTypeId type,
+  1: required TTypeId type
   2: optional TTypeQualifiers typeQualifiers
 }
 
@@ -94,7 +112,8 @@ union TTypeEntry {
   6: TUserDefinedTypeEntry userDefinedTypeEntry
 }
 
-// A type as a flattened tree; entry 0 is the root.
+// A possibly nested type, flattened because Thrift has no recursive types:
+// types[0] is the column's type, nested entries point at later indexes.
 struct TTypeDesc {
   1: required list<TTypeEntry> types
 }
@@ -102,6 +121,7 @@ struct TTypeDesc {
 struct TColumnDesc {
   1: required string columnName
   2: required TTypeDesc typeDesc
+  // 1-based ordinal in the result.
   3: required i32 position
   4: optional string comment
 }
@@ -110,35 +130,46 @@ struct TTableSchema {
   1: required list<TColumnDesc> columns
 }
 
-// Row-based values (protocol V1..V5).
+// ---------------------------------------------------------------------------------------
+// Result data
+// ---------------------------------------------------------------------------------------
+
+// Row-wise cells (protocol V1..V5). An unset `value` is SQL NULL.
 struct TBoolValue {
   1: optional bool value
 }
+
 struct TByteValue {
-  1: optional byte value
+  1: optional i8 value
 }
+
 struct TI16Value {
   1: optional i16 value
 }
+
 struct TI32Value {
   1: optional i32 value
 }
+
 struct TI64Value {
   1: optional i64 value
 }
+
 struct TDoubleValue {
   1: optional double value
 }
+
 struct TStringValue {
   1: optional string value
 }
 
+// The Thrift carrier of a cell; the schema tells which SQL type it holds.
 union TColumnValue {
-  1: TBoolValue   boolVal
-  2: TByteValue   byteVal
-  3: TI16Value    i16Val
-  4: TI32Value    i32Val
-  5: TI64Value    i64Val
+  1: TBoolValue boolVal
+  2: TByteValue byteVal
+  3: TI16Value i16Val
+  4: TI32Value i32Val
+  5: TI64Value i64Val
   6: TDoubleValue doubleVal
   7: TStringValue stringVal
 }
@@ -147,51 +178,62 @@ struct TRow {
   1: required list<TColumnValue> colVals
 }
 
-// Column-based values (protocol V6+). `nulls` is a bitmap: bit i%8 of byte i/8.
+// Column-wise cells (protocol V6+). `nulls` is a bitmap: row i is NULL when bit i % 8
+// of byte i / 8 is set; trailing zero bytes may be left out. `list<i8>` (not `binary`)
+// is what peers send for TINYINT columns.
 struct TBoolColumn {
   1: required list<bool> values
   2: required binary nulls
 }
+
 struct TByteColumn {
-  1: required list<byte> values
+  1: required list<i8> values
   2: required binary nulls
 }
+
 struct TI16Column {
   1: required list<i16> values
   2: required binary nulls
 }
+
 struct TI32Column {
   1: required list<i32> values
   2: required binary nulls
 }
+
 struct TI64Column {
   1: required list<i64> values
   2: required binary nulls
 }
+
 struct TDoubleColumn {
   1: required list<double> values
   2: required binary nulls
 }
+
 struct TStringColumn {
   1: required list<string> values
   2: required binary nulls
 }
+
 struct TBinaryColumn {
   1: required list<binary> values
   2: required binary nulls
 }
 
 union TColumn {
-  1: TBoolColumn   boolVal
-  2: TByteColumn   byteVal
-  3: TI16Column    i16Val
-  4: TI32Column    i32Val
-  5: TI64Column    i64Val
+  1: TBoolColumn boolVal
+  2: TByteColumn byteVal
+  3: TI16Column i16Val
+  4: TI32Column i32Val
+  5: TI64Column i64Val
   6: TDoubleColumn doubleVal
   7: TStringColumn stringVal
   8: TBinaryColumn binaryVal
 }
 
+// A batch of results. From V6 on `columns` carries the data and `rows` is sent empty
+// (it stays required). `binaryColumns`/`columnCount` are for server-side serde (V9).
 struct TRowSet {
   1: required i64 startRowOffset
   2: required list<TRow> rows
@@ -199,6 +241,10 @@ struct TRowSet {
   4: optional binary binaryColumns
   5: optional i32 columnCount
 }
+
+// ---------------------------------------------------------------------------------------
+// Status, states and handles
+// ---------------------------------------------------------------------------------------
 
 enum TStatusCode {
   SUCCESS_STATUS = 0,
@@ -208,6 +254,8 @@ enum TStatusCode {
   INVALID_HANDLE_STATUS = 4
 }
 
+// Outcome of a call. On errors servers fill sqlState/errorCode/errorMessage and put a
+// stack trace in infoMessages (one frame per entry, starting with `*`).
 struct TStatus {
   1: required TStatusCode statusCode
   2: optional list<string> infoMessages
@@ -223,6 +271,7 @@ enum TOperationState {
   CANCELED_STATE = 3,
   CLOSED_STATE = 4,
   ERROR_STATE = 5,
+  // (sic) the misspelling is the established name.
   UKNOWN_STATE = 6,
   PENDING_STATE = 7,
   TIMEDOUT_STATE = 8
@@ -240,9 +289,10 @@ enum TOperationType {
   UNKNOWN = 8
 }
 
+// 16-byte public id plus a 16-byte secret, both chosen by the server.
 struct THandleIdentifier {
-  1: required binary guid,
-  2: required binary secret,
+  1: required binary guid
+  2: required binary secret
 }
 
 struct TSessionHandle {
@@ -252,14 +302,22 @@ struct TSessionHandle {
 struct TOperationHandle {
   1: required THandleIdentifier operationId
   2: required TOperationType operationType
+  // False: GetResultSetMetadata/FetchResults on this operation are errors.
   3: required bool hasResultSet
+  // Rows changed by DML, when known.
   4: optional double modifiedRowCount
 }
 
+// ---------------------------------------------------------------------------------------
+// Sessions
+// ---------------------------------------------------------------------------------------
+
 struct TOpenSessionReq {
   1: required TProtocolVersion client_protocol = TProtocolVersion.HIVE_CLI_SERVICE_PROTOCOL_V10
+  // May be empty when a lower layer (SASL, HTTP) authenticated the client.
   2: optional string username
   3: optional string password
+  // Session settings: `set:hiveconf:k`, `set:hivevar:k`, `use:database`, plain keys.
   4: optional map<string, string> configuration
 }
 
@@ -267,16 +325,8 @@ struct TOpenSessionResp {
   1: required TStatus status
   2: required TProtocolVersion serverProtocolVersion = TProtocolVersion.HIVE_CLI_SERVICE_PROTOCOL_V10
   3: optional TSessionHandle sessionHandle
+  // Server settings the client may read (e.g. the default fetch size).
   4: optional map<string, string> configuration
-}
-
-struct TSetClientInfoReq {
-  1: required TSessionHandle sessionHandle,
-  2: optional map<string, string> configuration
-}
-
-struct TSetClientInfoResp {
-  1: required TStatus status
 }
 
 struct TCloseSessionReq {
@@ -286,6 +336,20 @@ struct TCloseSessionReq {
 struct TCloseSessionResp {
   1: required TStatus status
 }
+
+// Client facts such as ApplicationName, for server-side bookkeeping.
+struct TSetClientInfoReq {
+  1: required TSessionHandle sessionHandle
+  2: optional map<string, string> configuration
+}
+
+struct TSetClientInfoResp {
+  1: required TStatus status
+}
+
+// ---------------------------------------------------------------------------------------
+// GetInfo (ODBC SQLGetInfo keys)
+// ---------------------------------------------------------------------------------------
 
 enum TGetInfoType {
   CLI_MAX_DRIVER_CONNECTIONS = 0,
@@ -357,11 +421,17 @@ struct TGetInfoResp {
   2: required TGetInfoValue infoValue
 }
 
+// ---------------------------------------------------------------------------------------
+// Statements and catalog calls: each starts an operation and answers with its handle
+// ---------------------------------------------------------------------------------------
+
 struct TExecuteStatementReq {
   1: required TSessionHandle sessionHandle
   2: required string statement
+  // Settings for this statement only.
   3: optional map<string, string> confOverlay
   4: optional bool runAsync = false
+  // Seconds; 0 means no limit.
   5: optional i64 queryTimeout = 0
 }
 
@@ -391,7 +461,7 @@ struct TGetCatalogsResp {
 struct TGetSchemasReq {
   1: required TSessionHandle sessionHandle
   2: optional TIdentifier catalogName
-  3: optional TPattern schemaName
+  3: optional TPatternOrIdentifier schemaName
 }
 
 struct TGetSchemasResp {
@@ -404,6 +474,7 @@ struct TGetTablesReq {
   2: optional TPatternOrIdentifier catalogName
   3: optional TPatternOrIdentifier schemaName
   4: optional TPatternOrIdentifier tableName
+  // E.g. TABLE, VIEW; unset means all.
   5: optional list<string> tableTypes
 }
 
@@ -473,17 +544,23 @@ struct TGetCrossReferenceResp {
   2: optional TOperationHandle operationHandle
 }
 
+// ---------------------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------------------
+
 struct TGetOperationStatusReq {
   1: required TOperationHandle operationHandle
+  // Ask for progressUpdateResponse (V10).
   2: optional bool getProgressUpdate
 }
 
 enum TJobExecutionStatus {
-  IN_PROGRESS,
-  COMPLETE,
-  NOT_AVAILABLE
+  IN_PROGRESS = 0,
+  COMPLETE = 1,
+  NOT_AVAILABLE = 2
 }
 
+// A progress table (beeline's in-place bar): headers, one row per stage, a footer.
 struct TProgressUpdateResp {
   1: required list<string> headerNames
   2: required list<list<string>> rows
@@ -496,10 +573,12 @@ struct TProgressUpdateResp {
 struct TGetOperationStatusResp {
   1: required TStatus status
   2: optional TOperationState operationState
+  // Fields 3-5 describe the failure when operationState is ERROR_STATE (V5+).
   3: optional string sqlState
   4: optional i32 errorCode
   5: optional string errorMessage
   6: optional string taskStatus
+  // Milliseconds since the epoch.
   7: optional i64 operationStarted
   8: optional i64 operationCompleted
   9: optional bool hasResultSet
@@ -532,28 +611,44 @@ struct TGetResultSetMetadataResp {
   2: optional TTableSchema schema
 }
 
+// Servers in practice support FETCH_NEXT and FETCH_FIRST only.
 enum TFetchOrientation {
-  FETCH_NEXT,
-  FETCH_PRIOR,
-  FETCH_RELATIVE,
-  FETCH_ABSOLUTE,
-  FETCH_FIRST,
-  FETCH_LAST
+  FETCH_NEXT = 0,
+  FETCH_PRIOR = 1,
+  FETCH_RELATIVE = 2,
+  FETCH_ABSOLUTE = 3,
+  FETCH_FIRST = 4,
+  FETCH_LAST = 5
 }
 
 struct TFetchResultsReq {
   1: required TOperationHandle operationHandle
   2: required TFetchOrientation orientation = TFetchOrientation.FETCH_NEXT
   3: required i64 maxRows
-  // 0 = query results, 1 = operation log.
+  // 0: result rows, 1: the operation's log lines.
   4: optional i16 fetchType = 0
 }
 
 struct TFetchResultsResp {
   1: required TStatus status
+  // Not reliable: some clients fetch until an empty batch instead.
   2: optional bool hasMoreRows
   3: optional TRowSet results
 }
+
+// The server-side query id (e.g. for cross-referencing logs). Note: no TStatus here;
+// a failure comes back as a Thrift exception reply.
+struct TGetQueryIdReq {
+  1: required TOperationHandle operationHandle
+}
+
+struct TGetQueryIdResp {
+  1: required string queryId
+}
+
+// ---------------------------------------------------------------------------------------
+// Delegation tokens (Kerberos deployments)
+// ---------------------------------------------------------------------------------------
 
 struct TGetDelegationTokenReq {
   1: required TSessionHandle sessionHandle
@@ -584,37 +679,32 @@ struct TRenewDelegationTokenResp {
   1: required TStatus status
 }
 
-struct TGetQueryIdReq {
-  1: required TOperationHandle operationHandle
-}
-
-struct TGetQueryIdResp {
-  1: required TStatus status
-  2: required string queryId
-}
+// ---------------------------------------------------------------------------------------
+// The service: every call takes its request as argument 1
+// ---------------------------------------------------------------------------------------
 
 service TCLIService {
-  TOpenSessionResp OpenSession(1:TOpenSessionReq req);
-  TCloseSessionResp CloseSession(1:TCloseSessionReq req);
-  TGetInfoResp GetInfo(1:TGetInfoReq req);
-  TExecuteStatementResp ExecuteStatement(1:TExecuteStatementReq req);
-  TGetTypeInfoResp GetTypeInfo(1:TGetTypeInfoReq req);
-  TGetCatalogsResp GetCatalogs(1:TGetCatalogsReq req);
-  TGetSchemasResp GetSchemas(1:TGetSchemasReq req);
-  TGetTablesResp GetTables(1:TGetTablesReq req);
-  TGetTableTypesResp GetTableTypes(1:TGetTableTypesReq req);
-  TGetColumnsResp GetColumns(1:TGetColumnsReq req);
-  TGetFunctionsResp GetFunctions(1:TGetFunctionsReq req);
-  TGetPrimaryKeysResp GetPrimaryKeys(1:TGetPrimaryKeysReq req);
-  TGetCrossReferenceResp GetCrossReference(1:TGetCrossReferenceReq req);
-  TGetOperationStatusResp GetOperationStatus(1:TGetOperationStatusReq req);
-  TCancelOperationResp CancelOperation(1:TCancelOperationReq req);
-  TCloseOperationResp CloseOperation(1:TCloseOperationReq req);
-  TGetResultSetMetadataResp GetResultSetMetadata(1:TGetResultSetMetadataReq req);
-  TFetchResultsResp FetchResults(1:TFetchResultsReq req);
-  TGetDelegationTokenResp GetDelegationToken(1:TGetDelegationTokenReq req);
-  TCancelDelegationTokenResp CancelDelegationToken(1:TCancelDelegationTokenReq req);
-  TRenewDelegationTokenResp RenewDelegationToken(1:TRenewDelegationTokenReq req);
-  TGetQueryIdResp GetQueryId(1:TGetQueryIdReq req);
-  TSetClientInfoResp SetClientInfo(1:TSetClientInfoReq req);
+  TOpenSessionResp OpenSession(1: TOpenSessionReq req)
+  TCloseSessionResp CloseSession(1: TCloseSessionReq req)
+  TGetInfoResp GetInfo(1: TGetInfoReq req)
+  TExecuteStatementResp ExecuteStatement(1: TExecuteStatementReq req)
+  TGetTypeInfoResp GetTypeInfo(1: TGetTypeInfoReq req)
+  TGetCatalogsResp GetCatalogs(1: TGetCatalogsReq req)
+  TGetSchemasResp GetSchemas(1: TGetSchemasReq req)
+  TGetTablesResp GetTables(1: TGetTablesReq req)
+  TGetTableTypesResp GetTableTypes(1: TGetTableTypesReq req)
+  TGetColumnsResp GetColumns(1: TGetColumnsReq req)
+  TGetFunctionsResp GetFunctions(1: TGetFunctionsReq req)
+  TGetPrimaryKeysResp GetPrimaryKeys(1: TGetPrimaryKeysReq req)
+  TGetCrossReferenceResp GetCrossReference(1: TGetCrossReferenceReq req)
+  TGetOperationStatusResp GetOperationStatus(1: TGetOperationStatusReq req)
+  TCancelOperationResp CancelOperation(1: TCancelOperationReq req)
+  TCloseOperationResp CloseOperation(1: TCloseOperationReq req)
+  TGetResultSetMetadataResp GetResultSetMetadata(1: TGetResultSetMetadataReq req)
+  TFetchResultsResp FetchResults(1: TFetchResultsReq req)
+  TGetDelegationTokenResp GetDelegationToken(1: TGetDelegationTokenReq req)
+  TCancelDelegationTokenResp CancelDelegationToken(1: TCancelDelegationTokenReq req)
+  TRenewDelegationTokenResp RenewDelegationToken(1: TRenewDelegationTokenReq req)
+  TGetQueryIdResp GetQueryId(1: TGetQueryIdReq req)
+  TSetClientInfoResp SetClientInfo(1: TSetClientInfoReq req)
 }

@@ -5,11 +5,18 @@ Endpoints are what a test connects to:
   direct          the Spark Thrift Server itself (SASL PLAIN, auth NONE)
   gateway         sparkgate, SASL PLAIN listener, started as `sparkgate --backend ... --bind ...`
   gateway-nosasl  sparkgate, NOSASL listener, started with `--config FILE`
-If a real part cannot start, the fixtures raise and every test using them fails loudly.
+The gateways start on first use (so `-k direct` needs no sparkgate binary). The binary is
+$SPARKGATE_BIN, or built by the harness with `cargo build --release -p sparkgate`. If a real part
+cannot be built or started, every test using it fails loudly (never skips).
+
+Environment: SPARKGATE_IT_KEEP=1 keeps the work dir (logs, metastore) under integration/.work;
+SPARKGATE_IT_PORTS=20000-20999 takes every port from that range.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +25,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import SparkThriftServer, Sparkgate, free_port  # noqa: E402
+from harness import REPO, SparkThriftServer, Sparkgate, free_port  # noqa: E402
+
+ENDPOINT_NAMES = ["direct", "gateway", "gateway-nosasl"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,18 @@ class Endpoint:
 
 @pytest.fixture(scope="session")
 def workdir():
-    with tempfile.TemporaryDirectory(prefix="sparkgate-it-") as d:
-        yield Path(d)
+    if os.environ.get("SPARKGATE_IT_KEEP"):
+        base = REPO / "integration" / ".work"
+        base.mkdir(parents=True, exist_ok=True)
+        d = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+        print(f"\n[harness] work dir (kept): {d}")
+        yield d
+        return
+    d = Path(tempfile.mkdtemp(prefix="sparkgate-it-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -54,33 +73,95 @@ def sts(workdir):
         server.stop()
 
 
+class _Gateways:
+    """The two shared sparkgate processes, started on first use. A failure to build or start is
+    kept and raised again for every later test that needs them."""
+
+    def __init__(self, sts: SparkThriftServer, workdir: Path):
+        self.sts, self.workdir = sts, workdir
+        self._started: dict[str, Sparkgate] | None = None
+        self._error: BaseException | None = None
+
+    def get(self) -> dict[str, Sparkgate]:
+        if self._error is not None:
+            raise RuntimeError(f"sparkgate did not start (see the first failing test): {self._error}")
+        if self._started is None:
+            port = free_port()
+            sasl = Sparkgate(
+                ["--backend", f"127.0.0.1:{self.sts.port}", "--bind", f"127.0.0.1:{port}"], port,
+                self.workdir / "gateway.log",
+            )
+            nosasl = Sparkgate.proxy(self.workdir, "gateway-nosasl", self.sts.port, transport="nosasl")
+            try:
+                sasl.start()
+                nosasl.start()
+            except BaseException as e:
+                self._error = e
+                sasl.stop()
+                nosasl.stop()
+                raise
+            self._started = {"gateway": sasl, "gateway-nosasl": nosasl}
+        return self._started
+
+    def stop(self) -> None:
+        for gw in (self._started or {}).values():
+            gw.stop()
+
+
 @pytest.fixture(scope="session")
-def gateways(sts, workdir):
-    port = free_port()
-    sasl = Sparkgate(
-        ["--backend", f"127.0.0.1:{sts.port}", "--bind", f"127.0.0.1:{port}"], port, workdir / "gateway.log"
-    )
-    nosasl = Sparkgate.with_config(
-        workdir,
-        f'[server]\nbind = "127.0.0.1:{{port}}"\ntransport = "nosasl"\n[backend]\naddress = "127.0.0.1:{sts.port}"\n',
-        "gateway-nosasl",
-    )
+def _gateway_manager(sts, workdir):
+    manager = _Gateways(sts, workdir)
     try:
-        sasl.start()
-        nosasl.start()
-        yield {"gateway": sasl, "gateway-nosasl": nosasl}
+        yield manager
     finally:
-        sasl.stop()
-        nosasl.stop()
+        manager.stop()
 
 
 @pytest.fixture(scope="session")
-def endpoints(sts, gateways) -> dict[str, Endpoint]:
-    return {
-        "direct": Endpoint("direct", sts.port, nosasl=False),
-        "gateway": Endpoint("gateway", gateways["gateway"].port, nosasl=False),
-        "gateway-nosasl": Endpoint("gateway-nosasl", gateways["gateway-nosasl"].port, nosasl=True),
-    }
+def gateways(_gateway_manager) -> dict[str, Sparkgate]:
+    """Both shared gateways, started now: {"gateway": ..., "gateway-nosasl": ...}."""
+    return _gateway_manager.get()
 
 
-ENDPOINT_NAMES = ["direct", "gateway", "gateway-nosasl"]
+class _Endpoints:
+    """endpoints["direct" | "gateway" | "gateway-nosasl"] -> Endpoint; gateways start on first use."""
+
+    def __init__(self, sts: SparkThriftServer, manager: _Gateways):
+        self.sts, self.manager = sts, manager
+
+    def __getitem__(self, name: str) -> Endpoint:
+        if name == "direct":
+            return Endpoint("direct", self.sts.port, nosasl=False)
+        if name not in ENDPOINT_NAMES:
+            raise KeyError(name)
+        return Endpoint(name, self.manager.get()[name].port, nosasl=name.endswith("nosasl"))
+
+
+@pytest.fixture(scope="session")
+def endpoints(sts, _gateway_manager) -> _Endpoints:
+    return _Endpoints(sts, _gateway_manager)
+
+
+# --- on failure, show what every sparkgate logged while the test ran ------------------------------
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    item._sparkgate_log_offsets = {gw.log: gw.log.stat().st_size for gw in Sparkgate.started if gw.log.exists()}
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    offsets = getattr(item, "_sparkgate_log_offsets", {})
+    for log in dict.fromkeys(gw.log for gw in Sparkgate.started):
+        if not log.exists():
+            continue
+        with open(log, "rb") as f:
+            f.seek(offsets.get(log, 0))
+            lines = f.read().decode(errors="replace").splitlines()
+        if lines:
+            report.sections.append((f"{log.name} during the test (last 60 lines)", "\n".join(lines[-60:])))

@@ -13,19 +13,14 @@ from pyhive import hive
 
 from harness import Sparkgate
 
-TIMEOUTS = 'handshake_timeout = "2s"\nread_timeout = "2s"\n'
-
-
 @pytest.fixture(scope="module")
 def strict_gateways(sts, workdir):
     """sparkgate with short deadlines, so stalling clients are cut quickly."""
     gws = {}
     for transport in ("sasl", "nosasl"):
-        gws[transport] = Sparkgate.with_config(
-            workdir,
-            f'[server]\nbind = "127.0.0.1:{{port}}"\ntransport = "{transport}"\nmax_message_size = 1048576\n{TIMEOUTS}'
-            f'[backend]\naddress = "127.0.0.1:{sts.port}"\n',
-            f"strict-{transport}",
+        gws[transport] = Sparkgate.proxy(
+            workdir, f"strict-{transport}", sts.port, transport,
+            max_message_size=1048576, handshake_timeout="2s", read_timeout="2s",
         )
     try:
         for gw in gws.values():

@@ -77,6 +77,56 @@ def test_every_column_type_and_nulls(endpoints, name):
     assert all(v is None for k, v in nulls.items() if k != "ord"), nulls
 
 
+INTERVAL_SQL = """
+select interval '1-2' year to month as ym, interval '3 04:05:06.789' day to second as dts,
+  interval 3 days as days, cast(null as interval year to month) as ym_null,
+  cast(null as interval day to second) as dts_null, cast(null as void) as nothing,
+  timestamp_ntz'2024-01-01 10:00:00' as ts_ntz, cast(1.5 as decimal(38,18)) as d38
+"""
+
+
+def query_with_schema(ep, sql):
+    """description, rows, and the full TTableSchema (type ids and qualifiers, e.g. a varchar's
+    length and a decimal's precision/scale) from GetResultSetMetadata."""
+    conn = connect(ep)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        rows = cur.fetchall()
+        meta = conn.client.GetResultSetMetadata(ttypes.TGetResultSetMetadataReq(operationHandle=cur._operationHandle))
+        assert meta.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS, meta.status
+        return cur.description, rows, meta.schema
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def char_table(endpoints):
+    query(endpoints["direct"], "create table if not exists it_chars (id int, v varchar(5), c char(3)) using parquet")
+    query(endpoints["direct"], "insert overwrite it_chars values (1, 'ab', 'x'), (2, null, null)")
+    return "it_chars"
+
+
+@pytest.mark.parametrize("name", ENDPOINT_NAMES)
+def test_varchar_char_intervals_and_type_qualifiers(endpoints, char_table, name):
+    ep = endpoints[name]
+    got = [query_with_schema(ep, f"select * from {char_table} order by id"), query_with_schema(ep, INTERVAL_SQL)]
+    assert got == direct(endpoints, "chars", lambda d: [query_with_schema(d, f"select * from {char_table} order by id"),
+                                                         query_with_schema(d, INTERVAL_SQL)])
+    (chars_desc, chars_rows, chars_schema), (iv_desc, iv_rows, _) = got
+    # Spark keeps char/varchar for table columns (in query casts they become string).
+    assert [c[1] for c in chars_desc] == ["INT_TYPE", "VARCHAR_TYPE", "CHAR_TYPE"]
+    quals = chars_schema.columns[1].typeDesc.types[0].primitiveEntry.typeQualifiers.qualifiers
+    assert quals["characterMaximumLength"].i32Value == 5
+    assert chars_rows == [(1, "ab", "x  "), (2, None, None)]
+    assert [c[1] for c in iv_desc] == ["INTERVAL_YEAR_MONTH_TYPE", "INTERVAL_DAY_TIME_TYPE", "INTERVAL_DAY_TIME_TYPE",
+                                       "INTERVAL_YEAR_MONTH_TYPE", "INTERVAL_DAY_TIME_TYPE", "NULL_TYPE",
+                                       "TIMESTAMP_TYPE", "DECIMAL_TYPE"]
+    row = iv_rows[0]
+    assert row[:6] == ("1-2", "3 04:05:06.789000000", "3 00:00:00.000000000", None, None, None)
+    assert str(row[6]) == "2024-01-01 10:00:00" and str(row[7]) == "1.500000000000000000"
+
+
 def big_checksum(ep):
     conn = connect(ep)
     try:
