@@ -1,4 +1,5 @@
-//! Authentication settings (the gateway's `[auth]` table).
+//! Authentication settings (the gateway's `[auth]` table). The default admits anyone (`none`),
+//! as the Spark Thrift Server does out of the box; the gateway refuses that on public binds.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,10 +11,13 @@ use serde::Deserialize;
 pub struct AuthConfig {
     /// Tried in this order; the first that accepts the credential wins.
     pub methods: Vec<MethodConfig>,
-    /// How long a successful result is reused for the same credential.
+    /// How long a successful result is reused for the same credential, so reconnecting clients
+    /// do not cost an LDAP round trip or an argon2 hash each time. `0s` turns caching off.
+    /// A removed user or changed password takes effect after at most this long.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
-    /// Failures within `failure_window`, per user or per client address, before a lockout.
+    /// Failures within `failure_window`, per user or (separately) per client address, before
+    /// attempts are refused for `lockout`; slows password guessing. `0` turns throttling off.
     pub max_failures: u32,
     #[serde(with = "humantime_serde")]
     pub failure_window: Duration,
@@ -24,7 +28,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
-            methods: vec![MethodConfig::None],
+            methods: vec![MethodConfig::None {}],
             cache_ttl: Duration::from_secs(300),
             max_failures: 5,
             failure_window: Duration::from_secs(60),
@@ -36,8 +40,9 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MethodConfig {
-    /// Any user, password ignored: development only.
-    None,
+    /// Any user, password ignored: development only. (A struct variant, so that stray keys
+    /// such as `path` under `type = "none"` are refused like everywhere else.)
+    None {},
     UsersFile(UsersFileConfig),
     Ldap(LdapConfig),
     Jwt(JwtConfig),
@@ -148,3 +153,6 @@ fn default_groups_claim() -> String {
 fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
+
+#[cfg(test)]
+mod tests;

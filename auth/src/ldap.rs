@@ -1,82 +1,170 @@
 //! LDAP: simple bind with a user DN pattern, or search-then-bind with a service account; groups
-//! from `memberOf` or a group search. Every network step has a deadline.
+//! from `memberOf` or a group search. Every network step has a deadline, so a dead server is an
+//! [`AuthError::Unavailable`] within `connect_timeout + 4 × operation_timeout`, not a hang.
+//!
+//! The user name is escaped wherever it goes: as a DN value (RFC 4514) in `user_dn_pattern`, as
+//! a filter value (RFC 4515) in the search filters. An empty password is refused before any
+//! bind, since servers treat it as an unauthenticated bind and report success.
 
 use std::sync::Arc;
 
 use ldap3::{dn_escape, ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tracing::warn;
 
 use crate::config::{GroupSource, LdapConfig};
 use crate::{read_config_file, AuthError, Authenticator, Credential, Principal};
 
+/// The `ldap` method.
 pub struct LdapAuthenticator {
     config: LdapConfig,
+    /// The service account's password (search-then-bind), read once at startup.
     bind_password: Option<String>,
-    tls: Option<Arc<ldap3_rustls::ClientConfig>>,
+    /// Trusts `ca_file` instead of the system's roots, when set.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// The rustls version ldap3 is built with.
-mod ldap3_rustls {
-    pub use rustls021::*;
+/// LDAP result code for a wrong password or a DN that does not exist.
+const INVALID_CREDENTIALS: u32 = 49;
+
+/// Reads the value of the first RDN of `dn` if its attribute is `attribute`:
+/// `cn=analysts,ou=groups,dc=example,dc=org` → `analysts`. RFC 4514 escapes are undone
+/// (`cn=a\,b` → `a,b`; hex pairs as UTF-8).
+pub fn rdn_value(dn: &str, attribute: &str) -> Option<String> {
+    let (attr, rest) = dn.split_once('=')?;
+    if !attr.trim().eq_ignore_ascii_case(attribute) {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            ',' | '+' => break,
+            '\\' => {
+                let hex = rest
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        bytes.push(b);
+                        chars.next();
+                        chars.next();
+                    }
+                    None => {
+                        let (_, escaped) = chars.next()?;
+                        let mut buf = [0u8; 4];
+                        bytes.extend_from_slice(escaped.encode_utf8(&mut buf).as_bytes());
+                    }
+                }
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    let value = String::from_utf8(bytes).ok()?;
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> AuthError {
-    AuthError::Unavailable(format!("LDAP {what}: {e}"))
-}
-
-/// The value of the first RDN of a DN (`cn=analysts,ou=groups,...` → `analysts`), or of
-/// `attribute` if that names the first RDN.
-fn rdn_value(dn: &str, attribute: &str) -> Option<String> {
-    let first = dn.split(',').next()?;
-    let (attr, value) = first.split_once('=')?;
-    attr.trim()
-        .eq_ignore_ascii_case(attribute)
-        .then(|| value.trim().to_owned())
+fn config_error(message: impl Into<String>) -> AuthError {
+    AuthError::Config(format!("ldap: {}", message.into()))
 }
 
 impl LdapAuthenticator {
     pub fn new(config: &LdapConfig) -> Result<Self, AuthError> {
+        let ldaps = config.url.starts_with("ldaps://");
+        if !ldaps && !config.url.starts_with("ldap://") {
+            return Err(config_error(format!(
+                "url {:?} must start with ldap:// or ldaps://",
+                config.url
+            )));
+        }
+        if ldaps && config.starttls {
+            return Err(config_error(
+                "starttls is for ldap:// urls; ldaps:// is TLS already",
+            ));
+        }
         let bind_password = match &config.bind_password_file {
             Some(path) => Some(
                 read_config_file(path, "LDAP bind password file")?
-                    .trim_end_matches('\n')
+                    .trim_end_matches(['\r', '\n'])
                     .to_owned(),
             ),
             None => None,
         };
         let search_mode = config.bind_dn.is_some() || config.user_search_base.is_some();
         match (&config.user_dn_pattern, search_mode) {
-            (Some(p), false) if p.contains("{user}") => {}
-            (None, true) if config.bind_dn.is_some() && config.user_search_base.is_some() && bind_password.is_some() => {}
-            _ => {
-                return Err(AuthError::Config(
-                    "ldap needs either user_dn_pattern (with {user}) or bind_dn + bind_password_file + user_search_base".into(),
+            (Some(pattern), false) => {
+                if !pattern.contains("{user}") {
+                    return Err(config_error("user_dn_pattern needs {user}"));
+                }
+            }
+            (None, true) => {
+                if config.bind_dn.is_none()
+                    || config.user_search_base.is_none()
+                    || bind_password.is_none()
+                {
+                    return Err(config_error(
+                        "search-then-bind needs bind_dn, bind_password_file and user_search_base",
+                    ));
+                }
+                if bind_password.as_deref() == Some("") {
+                    return Err(config_error("bind_password_file is empty"));
+                }
+                if !config.user_search_filter.contains("{user}") {
+                    return Err(config_error("user_search_filter needs {user}"));
+                }
+            }
+            (Some(_), true) => {
+                return Err(config_error(
+                    "set either user_dn_pattern (simple bind) or bind_dn + user_search_base (search-then-bind), not both",
+                ))
+            }
+            (None, false) => {
+                return Err(config_error(
+                    "set user_dn_pattern (simple bind) or bind_dn + bind_password_file + user_search_base (search-then-bind)",
                 ))
             }
         }
         if config.group_source == GroupSource::Search && config.group_search_base.is_none() {
-            return Err(AuthError::Config(
-                "ldap group_source = \"search\" needs group_search_base".into(),
+            return Err(config_error(
+                "group_source = \"search\" needs group_search_base",
             ));
         }
         let tls = match &config.ca_file {
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    AuthError::Config(format!("cannot read LDAP ca_file {}: {e}", path.display()))
-                })?;
-                let mut roots = ldap3_rustls::RootCertStore::empty();
-                for cert in rustls_pemfile::certs(&mut pem.as_slice())
-                    .map_err(|e| AuthError::Config(format!("LDAP ca_file: {e}")))?
-                {
-                    roots
-                        .add(&ldap3_rustls::Certificate(cert))
-                        .map_err(|e| AuthError::Config(format!("LDAP ca_file: {e}")))?;
+                if !ldaps && !config.starttls {
+                    return Err(config_error(
+                        "ca_file is set but the connection is plain: use ldaps:// or starttls = true",
+                    ));
                 }
-                Some(Arc::new(
-                    ldap3_rustls::ClientConfig::builder()
-                        .with_safe_defaults()
-                        .with_root_certificates(roots)
-                        .with_no_client_auth(),
-                ))
+                let pem = std::fs::read(path).map_err(|e| {
+                    config_error(format!("cannot read ca_file {}: {e}", path.display()))
+                })?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert =
+                        cert.map_err(|e| config_error(format!("ca_file {}: {e}", path.display())))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| config_error(format!("ca_file {}: {e}", path.display())))?;
+                }
+                if roots.is_empty() {
+                    return Err(config_error(format!(
+                        "ca_file {} holds no PEM certificate",
+                        path.display()
+                    )));
+                }
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let tls = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| config_error(format!("TLS: {e}")))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                Some(Arc::new(tls))
             }
             None => None,
         };
@@ -85,6 +173,12 @@ impl LdapAuthenticator {
             bind_password,
             tls,
         })
+    }
+
+    /// Logs the details for the operator and gives the client a short reason.
+    fn unavailable(&self, step: &str, e: impl std::fmt::Display) -> AuthError {
+        warn!(url = %self.config.url, step, error = %e, "LDAP server unavailable");
+        AuthError::Unavailable(format!("LDAP {step} failed"))
     }
 
     async fn connect(&self) -> Result<Ldap, AuthError> {
@@ -96,25 +190,23 @@ impl LdapAuthenticator {
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
             .await
-            .map_err(|e| unavailable("connect", e))?;
+            .map_err(|e| self.unavailable("connect", e))?;
         ldap3::drive!(conn);
         ldap.with_timeout(self.config.operation_timeout);
         Ok(ldap)
     }
 
+    /// `Ok(false)` for invalid credentials (wrong password or no such DN).
     async fn bind(&self, ldap: &mut Ldap, dn: &str, password: &str) -> Result<bool, AuthError> {
-        ldap.with_timeout(self.config.operation_timeout);
         let result = ldap
+            .with_timeout(self.config.operation_timeout)
             .simple_bind(dn, password)
             .await
-            .map_err(|e| unavailable("bind", e))?;
+            .map_err(|e| self.unavailable("bind", e))?;
         match result.rc {
             0 => Ok(true),
-            49 => Ok(false), // invalidCredentials
-            rc => Err(unavailable(
-                "bind",
-                format!("result code {rc}: {}", result.text),
-            )),
+            INVALID_CREDENTIALS => Ok(false),
+            rc => Err(self.unavailable("bind", format!("result code {rc}: {}", result.text))),
         }
     }
 
@@ -122,70 +214,88 @@ impl LdapAuthenticator {
         &self,
         ldap: &mut Ldap,
         base: &str,
+        scope: Scope,
         filter: &str,
         attributes: Vec<&str>,
     ) -> Result<Vec<SearchEntry>, AuthError> {
-        ldap.with_timeout(self.config.operation_timeout);
         let (entries, _) = ldap
-            .search(base, Scope::Subtree, filter, attributes)
+            .with_timeout(self.config.operation_timeout)
+            .search(base, scope, filter, attributes)
             .await
-            .map_err(|e| unavailable("search", e))?
+            .map_err(|e| self.unavailable("search", e))?
             .success()
-            .map_err(|e| unavailable("search", e))?;
+            .map_err(|e| self.unavailable("search", e))?;
         Ok(entries.into_iter().map(SearchEntry::construct).collect())
+    }
+
+    /// Binds as the service account (search-then-bind mode).
+    async fn bind_service_account(&self, ldap: &mut Ldap) -> Result<(), AuthError> {
+        let (Some(dn), Some(password)) = (&self.config.bind_dn, &self.bind_password) else {
+            unreachable!("checked at startup");
+        };
+        if self.bind(ldap, dn, password).await? {
+            Ok(())
+        } else {
+            Err(self.unavailable(
+                "service account bind",
+                "invalid credentials: check bind_dn and bind_password_file",
+            ))
+        }
     }
 
     async fn authenticate_password(
         &self,
+        ldap: &mut Ldap,
         user: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
-        let mut ldap = self.connect().await?;
+        let search_mode = self.config.user_dn_pattern.is_none();
+        // The user's DN, and its memberOf values if the search already read them.
         let (dn, member_of) = match &self.config.user_dn_pattern {
             Some(pattern) => (pattern.replace("{user}", &dn_escape(user)), None),
             None => {
-                let bind_dn = self.config.bind_dn.as_deref().expect("checked at startup");
-                let bind_password = self.bind_password.as_deref().expect("checked at startup");
-                if !self.bind(&mut ldap, bind_dn, bind_password).await? {
-                    return Err(AuthError::Unavailable(
-                        "LDAP service account bind was refused (check bind_dn and bind_password_file)".into(),
-                    ));
-                }
+                self.bind_service_account(ldap).await?;
                 let filter = self
                     .config
                     .user_search_filter
                     .replace("{user}", &ldap_escape(user));
-                let base = self
-                    .config
-                    .user_search_base
-                    .as_deref()
-                    .expect("checked at startup");
+                let base = self.config.user_search_base.as_deref().unwrap_or_default();
                 let mut found = self
-                    .search(&mut ldap, base, &filter, vec!["memberOf"])
+                    .search(ldap, base, Scope::Subtree, &filter, vec!["memberOf"])
                     .await?;
-                if found.len() != 1 {
-                    return Err(AuthError::Rejected);
+                match found.len() {
+                    1 => {}
+                    0 => return Err(AuthError::Rejected),
+                    n => {
+                        warn!(
+                            user,
+                            entries = n,
+                            filter,
+                            "LDAP user search is ambiguous; refusing"
+                        );
+                        return Err(AuthError::Rejected);
+                    }
                 }
                 let entry = found.remove(0);
                 let member_of = entry.attrs.get("memberOf").cloned().unwrap_or_default();
                 (entry.dn, Some(member_of))
             }
         };
-        if !self.bind(&mut ldap, &dn, password).await? {
-            let _ = ldap.unbind().await;
+        if !self.bind(ldap, &dn, password).await? {
             return Err(AuthError::Rejected);
         }
         let attribute = self.config.group_name_attribute.as_str();
-        let groups = match self.config.group_source {
+        let mut groups: Vec<String> = match self.config.group_source {
             GroupSource::MemberOf => {
                 let values = match member_of {
                     Some(values) => values,
                     None => {
-                        // Read our own entry, now bound as the user.
-                        let mut own = self
-                            .search(&mut ldap, &dn, "(objectClass=*)", vec!["memberOf"])
+                        // Simple bind mode: read our own entry, bound as the user.
+                        let own = self
+                            .search(ldap, &dn, Scope::Base, "(objectClass=*)", vec!["memberOf"])
                             .await?;
-                        own.pop()
+                        own.into_iter()
+                            .next()
                             .and_then(|e| e.attrs.get("memberOf").cloned())
                             .unwrap_or_default()
                     }
@@ -196,18 +306,18 @@ impl LdapAuthenticator {
                     .collect()
             }
             GroupSource::Search => {
-                let base = self
-                    .config
-                    .group_search_base
-                    .as_deref()
-                    .expect("checked at startup");
+                if search_mode {
+                    // Groups are often readable by the service account only.
+                    self.bind_service_account(ldap).await?;
+                }
+                let base = self.config.group_search_base.as_deref().unwrap_or_default();
                 let filter = self
                     .config
                     .group_search_filter
                     .replace("{dn}", &ldap_escape(&dn))
                     .replace("{user}", &ldap_escape(user));
                 let entries = self
-                    .search(&mut ldap, base, &filter, vec![attribute])
+                    .search(ldap, base, Scope::Subtree, &filter, vec![attribute])
                     .await?;
                 entries
                     .into_iter()
@@ -220,7 +330,8 @@ impl LdapAuthenticator {
                     .collect()
             }
         };
-        let _ = ldap.unbind().await;
+        groups.sort();
+        groups.dedup();
         Ok(Principal {
             user: user.to_owned(),
             groups,
@@ -228,25 +339,40 @@ impl LdapAuthenticator {
     }
 }
 
+#[async_trait::async_trait]
 impl Authenticator for LdapAuthenticator {
-    async fn authenticate(
-        &self,
-        credential: &Credential<'_>,
-    ) -> Result<Option<Principal>, AuthError> {
-        let Credential::Password { user, password } = credential else {
-            return Ok(None);
+    async fn authenticate(&self, credential: &Credential<'_>) -> Result<Principal, AuthError> {
+        let Credential::Password { user, password } = *credential else {
+            return Err(AuthError::Rejected);
         };
+        if user.is_empty() {
+            return Err(AuthError::MissingUser);
+        }
         // An empty password makes an unauthenticated bind, which servers accept: refuse it here.
-        if user.is_empty() || password.is_empty() {
+        if password.is_empty() {
             return Err(AuthError::Rejected);
         }
         let deadline = self.config.connect_timeout + self.config.operation_timeout * 4;
-        match tokio::time::timeout(deadline, self.authenticate_password(user, password)).await {
-            Ok(result) => result.map(Some),
-            Err(_) => Err(AuthError::Unavailable(format!(
-                "LDAP server at {} did not answer within {:?}",
-                self.config.url, deadline
-            ))),
+        let attempt = async {
+            let mut ldap = self.connect().await?;
+            let result = self.authenticate_password(&mut ldap, user, password).await;
+            let _ = ldap.unbind().await;
+            result
+        };
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(self.unavailable("request", format!("no answer within {deadline:?}"))),
         }
     }
+
+    fn accepts(&self, credential: &Credential<'_>) -> bool {
+        matches!(credential, Credential::Password { .. })
+    }
+
+    fn name(&self) -> &'static str {
+        "ldap"
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,24 +1,31 @@
-//! Who a client is: authentication methods turn a credential into a [`Principal`] (user and
-//! groups). This crate knows nothing about Thrift; the gateway hands it what the client presented.
+//! Who a client is: authentication methods turn a [`Credential`] into a [`Principal`] (user and
+//! groups). This crate knows nothing about Thrift; the gateway hands it what the client presented
+//! (SASL PLAIN, HTTP Basic/Bearer, or a NOSASL user name) and the client's address.
 //!
-//! Layers: the methods ([`users_file`], [`ldap`], [`jwt`], and `none`), tried in config order by
-//! [`AuthService`], which also caches successes (keyed by a salted digest of the credential,
-//! never the plaintext) and throttles repeated failures per user and per client address.
+//! Layers, inside out:
+//! 1. **Methods**, each an [`Authenticator`]: [`users_file`] (argon2id hashes in a TOML file),
+//!    [`ldap`] (simple bind or search-then-bind, groups from `memberOf` or a group search),
+//!    [`jwt`] (HS256/RS256/ES256 bearer tokens) and [`NoneAuthenticator`] (development only).
+//! 2. **[`AuthService`]**: tries the configured methods in order (first success wins), caches
+//!    successes (keyed by user and a salted digest of the credential, never the plaintext) and
+//!    throttles repeated failures per user and per client address.
+//!
+//! Passwords and tokens never appear in logs, in `Debug` output or in error texts.
 
 pub mod config;
 pub mod jwt;
 pub mod ldap;
-mod throttle;
 pub mod users_file;
+
+mod cache;
+mod throttle;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tracing::info;
+use tracing::{debug, info};
 
 pub use config::{AuthConfig, MethodConfig};
 pub use users_file::hash_password;
@@ -30,18 +37,21 @@ pub struct Principal {
     pub groups: Vec<String>,
 }
 
-/// What a client presented to prove who it is. `Debug` never shows secrets.
+/// What a client presented to prove who it is. `Debug` never shows the secret.
+#[derive(Clone, Copy)]
 pub enum Credential<'a> {
-    /// SASL PLAIN or HTTP Basic: user and password (the password may carry a JWT).
+    /// SASL PLAIN or HTTP Basic: user and password. The password may carry a JWT, for clients
+    /// that only have user/password fields.
     Password { user: &'a str, password: &'a str },
     /// HTTP `Authorization: Bearer`: a JWT.
     Bearer { token: &'a str },
-    /// NOSASL: the transport carries no identity; the user name comes with OpenSession.
+    /// NOSASL: the transport carries no proof; the user name comes with OpenSession.
     Anonymous { user: &'a str },
 }
 
 impl Credential<'_> {
-    /// The user name the client claims, if the credential carries one.
+    /// The user name the client claims, if the credential carries one (a bearer token names its
+    /// user inside, which only the JWT method may read).
     pub fn claimed_user(&self) -> Option<&str> {
         match self {
             Credential::Password { user, .. } | Credential::Anonymous { user } => Some(user),
@@ -49,26 +59,13 @@ impl Credential<'_> {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    /// A name for logs: "password", "bearer token" or "anonymous".
+    pub fn kind(&self) -> &'static str {
         match self {
             Credential::Password { .. } => "password",
             Credential::Bearer { .. } => "bearer token",
             Credential::Anonymous { .. } => "anonymous",
         }
-    }
-
-    /// Cache key material: the kind, the user and the secret, to be hashed with a salt.
-    fn cache_material(&self) -> Vec<u8> {
-        let (kind, user, secret) = match self {
-            Credential::Password { user, password } => (0u8, *user, *password),
-            Credential::Bearer { token } => (1u8, "", *token),
-            Credential::Anonymous { user } => (2u8, *user, ""),
-        };
-        let mut out = vec![kind];
-        out.extend_from_slice(&(user.len() as u64).to_be_bytes());
-        out.extend_from_slice(user.as_bytes());
-        out.extend_from_slice(secret.as_bytes());
-        out
     }
 }
 
@@ -81,175 +78,199 @@ impl std::fmt::Debug for Credential<'_> {
     }
 }
 
-/// Why a client was not let in. Display texts are shown to clients: they never contain the
+/// Why a client was not let in. Display texts are meant for clients: they never contain the
 /// password or token.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum AuthError {
-    #[error("invalid user name, password or token")]
+    /// Wrong password, unknown user, bad or expired token: deliberately indistinguishable.
+    #[error("invalid user name or password/token")]
     Rejected,
+    /// Too many failures for this user or from this address.
     #[error("too many failed attempts; try again in {} s", retry_after.as_secs().max(1))]
     Throttled { retry_after: Duration },
+    /// The identity service (LDAP server) could not be asked; a retry may help.
     #[error("the identity service is unavailable: {0}")]
     Unavailable(String),
+    /// The credential names no user where one is needed.
     #[error("a user name is required")]
     MissingUser,
+    /// Bad configuration, found at startup by [`AuthService::from_config`].
     #[error("authentication configuration: {0}")]
     Config(String),
 }
 
-/// One authentication method.
-#[allow(async_fn_in_trait)]
-pub trait Authenticator: Send + Sync {
-    /// `Ok(None)` when this method does not take this kind of credential.
-    async fn authenticate(
-        &self,
-        credential: &Credential<'_>,
-    ) -> Result<Option<Principal>, AuthError>;
+impl AuthError {
+    /// When every method failed, the error that says most about why: an unreachable service
+    /// beats a missing user name, which beats a plain rejection.
+    fn weight(&self) -> u8 {
+        match self {
+            AuthError::Rejected => 0,
+            AuthError::MissingUser => 1,
+            AuthError::Throttled { .. } => 2,
+            AuthError::Unavailable(_) => 3,
+            AuthError::Config(_) => 4,
+        }
+    }
 }
 
-/// Accepts any user and ignores the password, as the Spark Thrift Server does with auth NONE.
+/// One authentication method.
+#[async_trait::async_trait]
+pub trait Authenticator: Send + Sync {
+    /// The principal the credential proves, or why not. A credential of a kind this method does
+    /// not take is [`AuthError::Rejected`].
+    async fn authenticate(&self, credential: &Credential<'_>) -> Result<Principal, AuthError>;
+
+    /// Whether this method takes this kind of credential at all; [`AuthService`] skips it
+    /// otherwise, so it neither logs a failure nor decides the error.
+    fn accepts(&self, credential: &Credential<'_>) -> bool {
+        let _ = credential;
+        true
+    }
+
+    /// The method's name in logs.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
+    /// Whether this method lets anyone in (the gateway refuses that on public binds).
+    fn admits_anyone(&self) -> bool {
+        false
+    }
+}
+
+/// Accepts any user name and ignores the password, as the Spark Thrift Server does with auth
+/// NONE. For development only.
 #[derive(Debug, Default, Clone)]
 pub struct NoneAuthenticator;
 
+#[async_trait::async_trait]
 impl Authenticator for NoneAuthenticator {
-    async fn authenticate(
-        &self,
-        credential: &Credential<'_>,
-    ) -> Result<Option<Principal>, AuthError> {
-        let Some(user) = credential.claimed_user() else {
-            return Ok(None);
-        };
-        if user.is_empty() {
-            return Err(AuthError::MissingUser);
+    async fn authenticate(&self, credential: &Credential<'_>) -> Result<Principal, AuthError> {
+        match credential.claimed_user() {
+            None => Err(AuthError::Rejected),
+            Some("") => Err(AuthError::MissingUser),
+            Some(user) => Ok(Principal {
+                user: user.to_owned(),
+                groups: Vec::new(),
+            }),
         }
-        Ok(Some(Principal {
-            user: user.to_owned(),
-            groups: Vec::new(),
-        }))
     }
-}
 
-enum Method {
-    None(NoneAuthenticator),
-    UsersFile(users_file::UsersFile),
-    Ldap(Box<ldap::LdapAuthenticator>),
-    Jwt(Box<jwt::JwtAuthenticator>),
-}
+    fn accepts(&self, credential: &Credential<'_>) -> bool {
+        !matches!(credential, Credential::Bearer { .. })
+    }
 
-impl Method {
     fn name(&self) -> &'static str {
-        match self {
-            Method::None(_) => "none",
-            Method::UsersFile(_) => "users_file",
-            Method::Ldap(_) => "ldap",
-            Method::Jwt(_) => "jwt",
-        }
+        "none"
     }
 
-    async fn authenticate(
-        &self,
-        credential: &Credential<'_>,
-    ) -> Result<Option<Principal>, AuthError> {
-        match self {
-            Method::None(m) => m.authenticate(credential).await,
-            Method::UsersFile(m) => m.authenticate(credential).await,
-            Method::Ldap(m) => m.authenticate(credential).await,
-            Method::Jwt(m) => m.authenticate(credential).await,
-        }
+    fn admits_anyone(&self) -> bool {
+        true
     }
 }
 
-/// The configured methods, with caching and throttling around them.
+/// The configured methods, with caching and throttling around them. Cheap to share behind an
+/// `Arc`; every method is safe to call concurrently.
 pub struct AuthService {
-    methods: Vec<Method>,
-    /// Salted digest of a credential → its principal, for `cache_ttl`.
-    cache: moka::future::Cache<[u8; 32], Principal>,
-    salt: [u8; 32],
+    /// Tried in config order.
+    methods: Vec<Box<dyn Authenticator>>,
+    /// Successful results, so a client reconnecting does not pay an LDAP round trip or an
+    /// argon2 hash each time.
+    cache: cache::CredentialCache,
+    /// Failure counts and lockouts per user and per client address.
     throttle: throttle::Throttle,
 }
 
 impl AuthService {
-    /// Builds the methods; an unreadable file or unparsable key is an error here, at startup.
+    /// Builds the configured methods. An unreadable file, an unparsable key or an incomplete
+    /// method is an [`AuthError::Config`] here, at startup.
     pub fn from_config(config: &AuthConfig) -> Result<Self, AuthError> {
-        let methods = config
-            .methods
-            .iter()
-            .map(|m| {
-                Ok(match m {
-                    MethodConfig::None => Method::None(NoneAuthenticator),
-                    MethodConfig::UsersFile(c) => Method::UsersFile(users_file::UsersFile::new(c)?),
-                    MethodConfig::Ldap(c) => {
-                        Method::Ldap(Box::new(ldap::LdapAuthenticator::new(c)?))
-                    }
-                    MethodConfig::Jwt(c) => Method::Jwt(Box::new(jwt::JwtAuthenticator::new(c)?)),
-                })
-            })
-            .collect::<Result<Vec<_>, AuthError>>()?;
-        if methods.is_empty() {
+        if config.methods.is_empty() {
             return Err(AuthError::Config(
                 "auth.methods is empty: nobody could log in".into(),
             ));
         }
-        let mut salt = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut salt);
-        Ok(Self {
+        let methods = config
+            .methods
+            .iter()
+            .map(|m| -> Result<Box<dyn Authenticator>, AuthError> {
+                Ok(match m {
+                    MethodConfig::None {} => Box::new(NoneAuthenticator),
+                    MethodConfig::UsersFile(c) => Box::new(users_file::UsersFile::new(c)?),
+                    MethodConfig::Ldap(c) => Box::new(ldap::LdapAuthenticator::new(c)?),
+                    MethodConfig::Jwt(c) => Box::new(jwt::JwtAuthenticator::new(c)?),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::with_authenticators(config, methods))
+    }
+
+    /// A service over the given methods instead of `config.methods` (for tests and embedders);
+    /// caching and throttling follow `config`.
+    pub fn with_authenticators(config: &AuthConfig, methods: Vec<Box<dyn Authenticator>>) -> Self {
+        Self {
             methods,
-            cache: moka::future::Cache::builder()
-                .time_to_live(config.cache_ttl)
-                .max_capacity(100_000)
-                .build(),
-            salt,
+            cache: cache::CredentialCache::new(config.cache_ttl),
             throttle: throttle::Throttle::new(
                 config.max_failures,
                 config.failure_window,
                 config.lockout,
             ),
-        })
+        }
     }
 
-    /// Whether the `none` method is configured (anyone gets in).
+    /// Whether a `none` method is configured (anyone gets in).
     pub fn allows_anonymous(&self) -> bool {
-        self.methods.iter().any(|m| matches!(m, Method::None(_)))
+        self.methods.iter().any(|m| m.admits_anyone())
     }
 
-    fn digest(&self, credential: &Credential<'_>) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        hasher.update(self.salt);
-        hasher.update(credential.cache_material());
-        hasher.finalize().into()
-    }
-
-    /// Tries the methods in order; the first that accepts wins.
+    /// Who the credential proves the client to be. Methods are tried in config order; the first
+    /// success wins. When all fail, the most meaningful error is returned
+    /// ([`AuthError::Unavailable`] over [`AuthError::Rejected`]), and the failure counts against
+    /// the user and the client address, unless the cause was an unavailable service.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future leaves no partial state (at worst an LDAP connection is
+    /// closed early).
     pub async fn authenticate(
         &self,
         credential: &Credential<'_>,
         client: IpAddr,
     ) -> Result<Principal, AuthError> {
         let user = credential.claimed_user().unwrap_or("");
-        self.throttle.check(user, client)?;
-        let key = self.digest(credential);
+        let kind = credential.kind();
+        if let Err(e) = self.throttle.check(user, client) {
+            info!(user, client = %client, credential = kind, error = %e, "authentication refused");
+            return Err(e);
+        }
+        let key = self.cache.key(credential);
         if let Some(principal) = self.cache.get(&key).await {
+            debug!(user = %principal.user, client = %client, "authenticated from cache");
+            self.throttle.succeeded(user);
             return Ok(principal);
         }
-        let mut failure = AuthError::Rejected;
-        for method in &self.methods {
+        let mut failure: Option<AuthError> = None;
+        for method in self.methods.iter().filter(|m| m.accepts(credential)) {
             match method.authenticate(credential).await {
-                Ok(Some(principal)) => {
+                Ok(principal) => {
+                    debug!(user = %principal.user, client = %client, method = method.name(), "authenticated");
                     self.throttle.succeeded(user);
                     self.cache.insert(key, principal.clone()).await;
                     return Ok(principal);
                 }
-                Ok(None) => {}
                 Err(e) => {
-                    info!(method = method.name(), user, client = %client, error = %e, "authentication attempt failed");
-                    // An unavailable service says more than a rejection by another method.
-                    if !matches!(failure, AuthError::Unavailable(_)) {
-                        failure = e;
+                    info!(user, client = %client, method = method.name(), credential = kind, error = %e, "authentication failed");
+                    if failure.as_ref().is_none_or(|f| e.weight() > f.weight()) {
+                        failure = Some(e);
                     }
                 }
             }
         }
-        if !matches!(failure, AuthError::Unavailable(_)) {
+        let failure = failure.unwrap_or_else(|| {
+            info!(user, client = %client, credential = kind, "no authentication method takes this kind of credential");
+            AuthError::Rejected
+        });
+        if matches!(failure, AuthError::Rejected) {
             self.throttle.failed(user, client);
         }
         Err(failure)

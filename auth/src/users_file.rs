@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -63,6 +63,12 @@ fn parse(path: &Path) -> Result<UsersDocument, AuthError> {
 /// Adds or replaces `user` in the file at `path` (created if missing), written atomically and
 /// readable by the owner only.
 pub fn set_user(path: &Path, user: &str, password: &str, groups: &[String]) -> std::io::Result<()> {
+    if user.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the user name is empty",
+        ));
+    }
     let mut doc = if path.exists() {
         parse(path).map_err(|e| std::io::Error::other(e.to_string()))?
     } else {
@@ -76,17 +82,26 @@ pub fn set_user(path: &Path, user: &str, password: &str, groups: &[String]) -> s
         },
     );
     let text = toml::to_string(&doc).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    {
+    // Written next to the target and renamed over it, so readers see the old or the new file,
+    // never half of one.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp); // left over by a crash
+    let written = (|| {
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&tmp)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(tmp, path)
+    written
 }
 
 /// What identifies a version of the file (modification time, size), to notice changes.
@@ -97,8 +112,10 @@ fn stamp(path: &Path) -> Stamp {
     Some((meta.modified().ok()?, meta.len()))
 }
 
+/// The `users_file` method.
 pub struct UsersFile {
     path: PathBuf,
+    /// The version last loaded and what identified it; replaced when the stamp changes.
     loaded: Mutex<(Stamp, Arc<UsersDocument>)>,
 }
 
@@ -111,16 +128,17 @@ impl UsersFile {
         })
     }
 
-    /// The current users; re-read when the file changed. A broken new version is logged and
-    /// the previous one kept.
+    /// The current users; re-read when the file's modification time or size changed. A broken
+    /// new version is logged once and the previous one kept until the file changes again.
     fn users(&self) -> Arc<UsersDocument> {
         let now = stamp(&self.path);
-        let mut loaded = self.loaded.lock().expect("users file");
+        let mut loaded = self.loaded.lock().expect("users file lock");
         if now.is_some() && now != loaded.0 {
+            loaded.0 = now;
             match parse(&self.path) {
                 Ok(doc) => {
                     tracing::info!(path = %self.path.display(), users = doc.users.len(), "users file reloaded");
-                    *loaded = (now, Arc::new(doc));
+                    loaded.1 = Arc::new(doc);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "users file changed but does not load; keeping the previous version")
@@ -131,39 +149,52 @@ impl UsersFile {
     }
 }
 
+/// A hash to check unknown users against, so they take as long as known ones.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| hash_password("no such user"))
+}
+
+#[async_trait::async_trait]
 impl Authenticator for UsersFile {
-    async fn authenticate(
-        &self,
-        credential: &Credential<'_>,
-    ) -> Result<Option<Principal>, AuthError> {
-        let Credential::Password { user, password } = credential else {
-            return Ok(None);
-        };
-        let users = self.users();
-        let Some(entry) = users.users.get(*user) else {
+    async fn authenticate(&self, credential: &Credential<'_>) -> Result<Principal, AuthError> {
+        let Credential::Password { user, password } = *credential else {
             return Err(AuthError::Rejected);
         };
-        let hash = entry.password.clone();
-        let password = password.to_string();
+        if user.is_empty() {
+            return Err(AuthError::MissingUser);
+        }
+        let users = self.users();
+        let entry = users.users.get(user);
+        let hash = entry.map_or_else(|| dummy_hash().to_owned(), |e| e.password.clone());
+        let password = password.to_owned();
         // argon2 is deliberately slow: keep it off the async workers.
         let verified = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
+            PasswordHash::new(&hash).is_ok_and(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
         })
         .await
         .map_err(|e| AuthError::Unavailable(format!("password check failed: {e}")))?;
-        if verified {
-            Ok(Some(Principal {
-                user: user.to_string(),
+        match entry {
+            Some(entry) if verified => Ok(Principal {
+                user: user.to_owned(),
                 groups: entry.groups.clone(),
-            }))
-        } else {
-            Err(AuthError::Rejected)
+            }),
+            _ => Err(AuthError::Rejected),
         }
     }
+
+    fn accepts(&self, credential: &Credential<'_>) -> bool {
+        matches!(credential, Credential::Password { .. })
+    }
+
+    fn name(&self) -> &'static str {
+        "users_file"
+    }
 }
+
+#[cfg(test)]
+mod tests;

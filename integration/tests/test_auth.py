@@ -175,11 +175,11 @@ def test_binary_sasl_logins_and_tenant_routing(env):
 @pytest.mark.timeout(300)
 def test_binary_sasl_refusals(env):
     port = env["plain"].port
-    assert "invalid user name, password or token" in refused(port, "alice", "wrong-pw")
-    assert "invalid user name, password or token" in refused(port, "nobody", "x")
-    assert "invalid user name, password or token" in refused(port, "erin", jwt_for("erin", ["engineers"], expires_in=-120))
-    assert "invalid user name, password or token" in refused(port, "erin", jwt_for("erin", ["engineers"], secret=b"forged-secret-forged-secret-1234"))
-    assert "invalid user name, password or token" in refused(port, "bob", jwt_for("erin", ["engineers"])), "token of another user"
+    assert "invalid user name or password/token" in refused(port, "alice", "wrong-pw")
+    assert "invalid user name or password/token" in refused(port, "nobody", "x")
+    assert "invalid user name or password/token" in refused(port, "erin", jwt_for("erin", ["engineers"], expires_in=-120))
+    assert "invalid user name or password/token" in refused(port, "erin", jwt_for("erin", ["engineers"], secret=b"forged-secret-forged-secret-1234"))
+    assert "invalid user name or password/token" in refused(port, "bob", jwt_for("erin", ["engineers"])), "token of another user"
     text = refused(port, "carol", "carol-pw")
     assert "not admitted by any tenant" in text, text
     text = refused(port, "bob", "bob-pw", {"sparkgate.tenant": "analytics"})
@@ -273,7 +273,7 @@ def test_http_refusals_and_cookie(env):
     status, headers, body = post(url, {})
     assert status == 401 and b"authentication required" in body
     status, headers, body = post(url, {"Authorization": basic("alice", "wrong")})
-    assert status == 401 and b"invalid user name, password or token" in body
+    assert status == 401 and b"invalid user name or password/token" in body
     status, headers, body = post(url, {"Authorization": "Bearer " + jwt_for("erin", [], expires_in=-100)})
     assert status == 401
     # A good credential gets a signed, HttpOnly cookie that later requests can use instead.
@@ -313,7 +313,7 @@ def test_beeline_binary_http_and_tls(env):
         assert f"spark.sparkgate.tenant,{tenant}" in out.stdout, (url, out.stdout)
     out = beeline(f"jdbc:hive2://127.0.0.1:{env['plain'].port}/default", "alice", "wrong-pw")
     assert out.returncode != 0
-    assert "invalid user name, password or token" in out.stderr + out.stdout, out.stderr[-2000:]
+    assert "invalid user name or password/token" in out.stderr + out.stdout, out.stderr[-2000:]
 
 
 @pytest.mark.timeout(120)

@@ -3,7 +3,10 @@ tenant, scales them with load, replaces dead ones and adopts them after a restar
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.error
+import urllib.request
 import signal
 import subprocess
 import threading
@@ -17,8 +20,10 @@ from harness import Sparkgate, free_port
 
 
 def pool_toml(work: Path, first_port: int, *, min_drivers: int, max_drivers: int, idle_ttl: str = "10m",
-              target: int = 4, stop_on_exit: bool = True, extra_tenants: str = "") -> str:
+              target: int = 4, stop_on_exit: bool = True, extra_tenants: str = "", admin_port: int = 0) -> str:
+    admin = f'[admin]\nbind = "127.0.0.1:{admin_port}"\n' if admin_port else ""
     return f"""
+{admin}
 [server]
 bind = "127.0.0.1:{{port}}"
 shutdown_grace = "3s"
@@ -134,7 +139,8 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
     work = workdir / "pool-adopt"
     work.mkdir()
     first_port = free_port()
-    config = pool_toml(work, first_port, min_drivers=1, max_drivers=1, stop_on_exit=False)
+    admin_port = free_port()
+    config = pool_toml(work, first_port, min_drivers=1, max_drivers=1, stop_on_exit=False, admin_port=admin_port)
     gw = Sparkgate.with_config(work, config, "gw1")
     gw.start()
     try:
@@ -152,6 +158,26 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
         assert time.monotonic() - started < 10, "an adopted driver needs no cold start"
         assert "adopted a driver of a previous run" in gw2.log_text()
         assert driver_pids(work) == before, "adopted, not duplicated"
+        # The admin port shows it, and can drain it.
+        admin = f"http://127.0.0.1:{admin_port}"
+        assert urllib.request.urlopen(f"{admin}/healthz", timeout=5).read() == b"ok\n"
+        assert urllib.request.urlopen(f"{admin}/readyz", timeout=5).status == 200
+        drivers = json.loads(urllib.request.urlopen(f"{admin}/api/v1/drivers", timeout=5).read())
+        assert [(d["tenant"], d["state"]) for d in drivers] == [("pooled", "ready")], drivers
+        metrics = urllib.request.urlopen(f"{admin}/metrics", timeout=5).read().decode()
+        assert 'sparkgate_drivers{tenant="pooled",state="ready"} 1' in metrics, metrics
+        assert "sparkgate_sessions" in metrics and "sparkgate_queue_wait_seconds" in metrics
+        held = hive.connect("127.0.0.1", gw2.port, username="carl", auth="NONE")
+        sessions = json.loads(urllib.request.urlopen(f"{admin}/api/v1/sessions", timeout=5).read())
+        assert [(s["user"], s["tenant"]) for s in sessions] == [("carl", "pooled")], sessions
+        held.close()
+        drain = urllib.request.Request(f"{admin}/api/v1/drivers/{drivers[0]['id']}/drain", method="POST")
+        assert urllib.request.urlopen(drain, timeout=5).status == 202
+        missing = urllib.request.Request(f"{admin}/api/v1/drivers/nope/drain", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(missing, timeout=5)
+        assert raised.value.code == 404
+        wait_for(lambda: before[0] not in driver_pids(work), 60, "the drained driver to stop")
     finally:
         gw2.stop()
     wait_for(lambda: driver_pids(work) == [], 60, "no orphan driver after the second run stopped")
