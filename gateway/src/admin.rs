@@ -191,20 +191,22 @@ fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> 
                 let drivers = pool.drivers();
                 for state in DriverState::ALL {
                     let n = drivers.iter().filter(|d| d.state == state).count();
-                    metrics
+                    let gauge = metrics
                         .drivers
                         .get_or_create(&DriverStateLabels {
                             tenant: tenant.clone(),
                             state: state.as_str().into(),
                         })
-                        .set(n as i64);
+                        .clone();
+                    gauge.set(n as i64);
                 }
-                metrics
+                let waiting = metrics
                     .queue_waiting
                     .get_or_create(&TenantLabel {
                         tenant: tenant.clone(),
                     })
-                    .set(i64::from(pool.waiting.load(Ordering::Relaxed)));
+                    .clone();
+                waiting.set(i64::from(pool.waiting.load(Ordering::Relaxed)));
             }
             let mut body = String::new();
             match prometheus_client::encoding::text::encode(&mut body, &metrics.registry) {

@@ -181,7 +181,9 @@ impl LocalLauncher {
     /// Starts a driver process; it is not ready yet (see [`wait_ready`]).
     pub fn start(&self, spec: &DriverSpec) -> Result<LaunchedDriver, LaunchError> {
         let port = self.free_port()?;
-        let id = format!("{}-{}-{port}", spec.tenant, std::process::id());
+        // Unique even when a port is reused after a driver died: its state must not be confused
+        // with the dead one's.
+        let id = format!("{}-{port}-{:08x}", spec.tenant, rand::random::<u32>());
         let dir = self.driver_dir(&id);
         for sub in ["tmp", "warehouse", "scratch", "ls"] {
             std::fs::create_dir_all(dir.join(sub))?;

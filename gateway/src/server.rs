@@ -247,18 +247,25 @@ async fn start_pools(
             tenant: tenant.name.clone(),
             decision: d.into(),
         };
+        // One statement each: a Family's get_or_create guard must be gone before the next
+        // call on the same Family, which may need its write lock.
+        let launches = metrics.launches.get_or_create(&label).clone();
+        let launch_failures = metrics.launch_failures.get_or_create(&label).clone();
+        let scale_ups = metrics
+            .scale_decisions
+            .get_or_create(&decision("scale_up"))
+            .clone();
+        let scale_downs = metrics
+            .scale_decisions
+            .get_or_create(&decision("scale_down"))
+            .clone();
+        let wait_seconds = metrics.queue_wait_seconds.get_or_create(&label).clone();
         let pool_metrics = PoolMetrics {
-            launches: metrics.launches.get_or_create(&label).clone(),
-            launch_failures: metrics.launch_failures.get_or_create(&label).clone(),
-            scale_ups: metrics
-                .scale_decisions
-                .get_or_create(&decision("scale_up"))
-                .clone(),
-            scale_downs: metrics
-                .scale_decisions
-                .get_or_create(&decision("scale_down"))
-                .clone(),
-            wait_seconds: Some(metrics.queue_wait_seconds.get_or_create(&label).clone()),
+            launches,
+            launch_failures,
+            scale_ups,
+            scale_downs,
+            wait_seconds: Some(wait_seconds),
         };
         let pool = DriverPool::new(
             spec,

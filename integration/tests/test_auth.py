@@ -348,6 +348,9 @@ def test_throttling_and_connection_limits(env, workdir):
         try:
             with pytest.raises(Exception):
                 pyhive(gw.port, "bob", "bob-pw")
+            deadline = time.monotonic() + 5
+            while "max_connections_per_user" not in gw.log_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert "max_connections_per_user" in gw.log_text()
             with pytest.raises(Exception) as raised:
                 pyhive(gw.port, "bob", "bob-pw")

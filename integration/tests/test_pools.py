@@ -126,7 +126,8 @@ def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
         conn.close()
         # A new driver replaces it; the next session succeeds there.
         assert session_tenant(gw.port) == ("ok", "pooled")
-        assert "driver process died" in gw.log_text()
+        log = gw.log_text()
+        assert "driver process died" in log or "driver refused a connection" in log
         new = driver_pids(work)
         assert len(new) == 1 and new != victims
     finally:
