@@ -13,7 +13,7 @@ use hive_thrift::message::MessageHeader;
 use hive_thrift::sasl::{SaslServer, DEFAULT_MAX_NEGOTIATION_FRAME};
 use sparkgate_auth::{AuthService, Credential, Principal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
@@ -48,8 +48,22 @@ pub struct Shared {
 /// Connection ids, the owners of binary-transport sessions.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-/// Accepts binary-transport connections until told to stop; each runs on the tracker.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// A client connection, with or without TLS.
+pub type ClientStream =
+    tokio_util::either::Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// Accepts connections until shutdown, for either listener: per connection a slot under
+/// `server.max_connections` and `server.max_connections_per_address`, the TLS handshake when
+/// TLS is configured (within the handshake deadline), then `handle` on the tracker.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    kind: &'static str,
+    handle: F,
+) where
+    F: Fn(ClientStream, SocketAddr, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let limit = Arc::new(Semaphore::new(shared.config.server.max_connections));
     loop {
         let permit = tokio::select! {
@@ -61,7 +75,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: survive, back off a little.
-                    warn!(error = %e, "accept failed");
+                    warn!(error = %e, listener = kind, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -70,44 +84,60 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("connection", conn.id = id, client.addr = %peer);
+        let span = info_span!("connection", conn.id = id, client.addr = %peer, listener = kind);
         let shared_for_task = shared.clone();
+        let handle = handle.clone();
         shared.tracker.spawn(
             async move {
                 let shared = shared_for_task;
-                let Some(address_guard) = shared.limits.admit_address(peer.ip()) else {
+                let Some(_address_slot) = shared.limits.admit_address(peer.ip()) else {
                     warn!(
                         max = shared.config.server.max_connections_per_address,
                         "refused: too many connections from this address (server.max_connections_per_address)"
                     );
                     return;
                 };
-                let connection = Connection {
-                    shared: shared.clone(),
-                    id,
-                    peer,
-                };
-                match shared.tls.as_ref().map(|t| t.current()) {
+                let stream = match shared.tls.as_ref().map(|t| t.current()) {
+                    None => tokio_util::either::Either::Left(stream),
                     Some(acceptor) => {
                         let handshake = tokio::time::timeout(
                             shared.config.server.handshake_timeout,
                             acceptor.accept(stream),
                         );
                         match handshake.await {
-                            Ok(Ok(tls)) => connection.run(tls).await,
-                            Ok(Err(e)) => warn!(error = %e, "TLS handshake failed; closing connection"),
-                            Err(_) => warn!("TLS handshake timed out; closing connection"),
+                            Ok(Ok(tls)) => tokio_util::either::Either::Right(tls),
+                            Ok(Err(e)) => {
+                                warn!(error = %e, "TLS handshake failed; closing connection");
+                                return;
+                            }
+                            Err(_) => {
+                                warn!("TLS handshake timed out; closing connection");
+                                return;
+                            }
                         }
                     }
-                    None => connection.run(stream).await,
-                }
-                drop(address_guard);
+                };
+                handle(stream, peer, id).await;
                 drop(permit);
             }
             .instrument(span),
         );
     }
-    info!("stopped accepting binary connections");
+    info!(listener = kind, "stopped accepting connections");
+}
+
+/// Serves the binary transport until shutdown.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let for_connections = shared.clone();
+    accept_loop(listener, shared, "binary", move |stream, peer, id| {
+        let connection = Connection {
+            shared: for_connections.clone(),
+            id,
+            peer,
+        };
+        connection.run(stream)
+    })
+    .await;
 }
 
 struct Connection {

@@ -27,7 +27,7 @@ use sha2::Sha256;
 use sparkgate_auth::{AuthError, Credential, Principal};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, warn};
 
 use crate::frontend::Shared;
 use crate::proxy::CallContext;
@@ -99,49 +99,11 @@ impl CookieSigner {
 
 /// Serves HTTP connections until told to stop.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, cookies: Arc<CookieSigner>) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shared.shutdown.stop_accepting.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let span = info_span!("http_connection", client.addr = %peer);
-        let shared_for_task = shared.clone();
-        let cookies = cookies.clone();
-        shared.tracker.spawn(
-            async move {
-                let shared = shared_for_task;
-                let Some(address_guard) = shared.limits.admit_address(peer.ip()) else {
-                    warn!("refused: too many connections from this address (server.max_connections_per_address)");
-                    return;
-                };
-                match shared.tls.as_ref().map(|t| t.current()) {
-                    Some(acceptor) => {
-                        let handshake = tokio::time::timeout(
-                            shared.config.server.handshake_timeout,
-                            acceptor.accept(stream),
-                        );
-                        match handshake.await {
-                            Ok(Ok(tls)) => serve_connection(tls, peer, shared.clone(), cookies).await,
-                            Ok(Err(e)) => warn!(error = %e, "TLS handshake failed; closing connection"),
-                            Err(_) => warn!("TLS handshake timed out; closing connection"),
-                        }
-                    }
-                    None => serve_connection(stream, peer, shared.clone(), cookies).await,
-                }
-                drop(address_guard);
-            }
-            .instrument(span),
-        );
-    }
-    info!("stopped accepting HTTP connections");
+    let for_connections = shared.clone();
+    crate::frontend::accept_loop(listener, shared, "http", move |stream, peer, _| {
+        serve_connection(stream, peer, for_connections.clone(), cookies.clone())
+    })
+    .await;
 }
 
 async fn serve_connection<S>(
