@@ -21,7 +21,6 @@ mod cache;
 mod throttle;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -282,9 +281,6 @@ fn read_config_file(path: &std::path::Path, what: &str) -> Result<String, AuthEr
     std::fs::read_to_string(path)
         .map_err(|e| AuthError::Config(format!("cannot read {what} {}: {e}", path.display())))
 }
-
-/// An `Arc`'d service, as the gateway holds it.
-pub type SharedAuth = Arc<AuthService>;
 
 #[cfg(test)]
 mod tests;

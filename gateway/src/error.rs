@@ -49,8 +49,6 @@ pub enum GatewayError {
         method: &'static str,
         detail: String,
     },
-    #[error("sparkgate is shutting down; reconnect in a moment")]
-    ShuttingDown,
 }
 
 impl GatewayError {
@@ -66,7 +64,6 @@ impl GatewayError {
             | Self::BackendTimeout { .. }
             | Self::BackendLost { .. }
             | Self::Pool(_) => Fault::Backend,
-            Self::ShuttingDown => Fault::Internal,
         }
     }
 
@@ -77,7 +74,6 @@ impl GatewayError {
             Self::BackendUnreachable { .. }
                 | Self::Pool(_)
                 | Self::TooManySessions { .. }
-                | Self::ShuttingDown
                 | Self::Auth(AuthError::Unavailable(_) | AuthError::Throttled { .. })
         )
     }
@@ -87,7 +83,7 @@ impl GatewayError {
     fn sql_state(&self) -> &'static str {
         match self {
             Self::BackendUnreachable { .. } | Self::Pool(_) => "08001",
-            Self::BackendTimeout { .. } | Self::BackendLost { .. } | Self::ShuttingDown => "08S01",
+            Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
             Self::UnknownHandle { .. } | Self::TooManySessions { .. } => "HY000",
             // "invalid authorization specification"
             Self::Tenant(_) | Self::Auth(_) | Self::ProxyUserRefused { .. } => "28000",

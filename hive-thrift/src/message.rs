@@ -107,11 +107,6 @@ pub fn success_status() -> t::TStatus {
     }
 }
 
-/// Rewrites the seqid of an encoded message in place (pass-through replies).
-pub fn set_seqid(msg: &mut [u8], header: &MessageHeader, seqid: i32) {
-    msg[header.seqid_offset..header.seqid_offset + 4].copy_from_slice(&seqid.to_be_bytes());
-}
-
 /// Checks every length inside `msg` against the message's own size before the Thrift runtime
 /// sees it: the runtime allocates whatever a length field claims.
 pub fn validate_lengths(msg: &[u8]) -> Result<(), FrameError> {

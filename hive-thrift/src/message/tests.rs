@@ -37,7 +37,7 @@ fn unknown_method_decodes_to_none() {
 }
 
 #[test]
-fn reply_seqid_can_be_rewritten_in_place() {
+fn reply_header_locates_its_seqid() {
     let mut msg = Vec::new();
     encode_reply(
         "CloseSession",
@@ -47,8 +47,11 @@ fn reply_seqid_can_be_rewritten_in_place() {
         },
         &mut msg,
     );
+    // Pass-through replies are re-framed with the client's seqid written at seqid_offset.
     let header = MessageHeader::parse(&msg).unwrap();
-    set_seqid(&mut msg, &header, 9000);
+    let at = header.seqid_offset;
+    assert_eq!(&msg[at..at + 4], &5i32.to_be_bytes());
+    msg[at..at + 4].copy_from_slice(&9000i32.to_be_bytes());
     let again = MessageHeader::parse(&msg).unwrap();
     assert_eq!(again.seqid, 9000);
     assert_eq!(again.kind, MessageKind::Reply);
