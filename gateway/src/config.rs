@@ -54,6 +54,9 @@ pub struct PoolsConfig {
     pub drain_grace: Duration,
     /// On shutdown, stop the drivers (`true`) or leave them for the next run to adopt.
     pub stop_drivers_on_exit: bool,
+    /// How often each pool looks at its drivers and load (the autoscaler's tick).
+    #[serde(with = "humantime_serde")]
+    pub reconcile_every: Duration,
 }
 
 impl Default for PoolsConfig {
@@ -64,6 +67,7 @@ impl Default for PoolsConfig {
             wait_timeout: Duration::from_secs(180),
             drain_grace: Duration::from_secs(600),
             stop_drivers_on_exit: true,
+            reconcile_every: Duration::from_millis(500),
         }
     }
 }
@@ -284,6 +288,9 @@ impl Config {
                 "backend.address {:?} is not HOST:PORT",
                 self.backend.address
             ));
+        }
+        if self.pools.reconcile_every < Duration::from_millis(10) {
+            return invalid("pools.reconcile_every must be at least 10ms".into());
         }
         let mut names = std::collections::HashSet::new();
         for tenant in &self.tenants {

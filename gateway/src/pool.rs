@@ -1,10 +1,12 @@
-//! A tenant's pool of drivers started by the local launcher: drivers move Starting → Ready →
-//! Draining → gone (or Failed); new sessions go to the Ready driver with the fewest sessions; a
-//! session stays on its driver for life; when no driver can take a session, it waits (bounded,
-//! with a deadline) while one starts. A reconcile loop applies the autoscaler's decisions,
-//! replaces dead drivers and drains idle ones.
+//! A tenant's pool of drivers started by a launcher: drivers move Starting → Ready → Draining →
+//! gone (or Failed); a new session goes to the Ready driver with the fewest running operations,
+//! then the fewest sessions, and stays there for life; when no driver can take a session, it
+//! waits (bounded, with a deadline) while one starts. A reconcile loop adopts drivers the
+//! launcher lists (a previous run's, or another replica's), applies the autoscaler's decisions
+//! (only where this replica leads), replaces dead drivers and drains idle ones.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,10 +15,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::autoscale::{decide, overloaded, Decision, Observed, ScalingPolicy};
-use crate::launcher::{DriverSpec, LaunchedDriver, LocalLauncher};
-
-/// How often a pool looks at its drivers and load.
-pub const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+use crate::launcher::{DriverSpec, Health, LaunchedDriver, Launcher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,8 +52,8 @@ pub struct PoolMetrics {
 struct Driver {
     launched: LaunchedDriver,
     state: DriverState,
-    /// Sessions placed on it; shared with their leases.
-    sessions: Arc<AtomicU32>,
+    /// Sessions placed on it and their running operations; shared with the sessions' leases.
+    load: Arc<DriverLoad>,
     /// When it last had no session (for the idle TTL); `None` while it has some.
     idle_since: Option<Instant>,
     draining_since: Option<Instant>,
@@ -68,6 +67,7 @@ pub struct DriverView {
     pub address: String,
     pub state: DriverState,
     pub sessions: u32,
+    pub running_operations: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,17 +78,50 @@ pub enum PoolError {
     QueueFull { tenant: String, max: u32 },
 }
 
+/// What runs on one driver, counted by the sessions placed on it.
+#[derive(Debug, Default)]
+pub struct DriverLoad {
+    sessions: AtomicU32,
+    operations: AtomicU32,
+}
+
+impl DriverLoad {
+    fn sessions(&self) -> u32 {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    fn operations(&self) -> u32 {
+        self.operations.load(Ordering::Relaxed)
+    }
+}
+
 /// A session's place on a driver; gives it back when the session ends.
 #[derive(Debug)]
 pub struct DriverLease {
     pub driver_id: String,
     pub address: String,
-    sessions: Arc<AtomicU32>,
+    load: Arc<DriverLoad>,
+}
+
+impl DriverLease {
+    /// An operation of the session started on the driver.
+    pub fn operation_started(&self) {
+        self.load.operations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An operation counted by [`DriverLease::operation_started`] reached a final state or was
+    /// closed.
+    pub fn operation_ended(&self) {
+        let _ = self
+            .load
+            .operations
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
 }
 
 impl Drop for DriverLease {
     fn drop(&mut self) {
-        self.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.load.sessions.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -99,6 +132,8 @@ pub struct PoolLimits {
     pub max_waiting: u32,
     pub wait_timeout: Duration,
     pub drain_grace: Duration,
+    /// How often the pool reconciles (and a waiting session looks again).
+    pub reconcile_every: Duration,
 }
 
 pub struct DriverPool {
@@ -106,8 +141,12 @@ pub struct DriverPool {
     spec: DriverSpec,
     policy: ScalingPolicy,
     limits: PoolLimits,
-    launcher: Arc<LocalLauncher>,
+    launcher: Arc<dyn Launcher>,
     drivers: Mutex<Vec<Driver>>,
+    /// Whether this replica makes scaling decisions (it leads, or it is alone).
+    leading: Arc<AtomicBool>,
+    /// Drivers being stopped: still listed by the launcher, but not to be adopted again.
+    stopping: Arc<Mutex<HashSet<String>>>,
     /// Sessions waiting for a driver.
     pub waiting: AtomicU32,
     metrics: PoolMetrics,
@@ -120,10 +159,13 @@ impl DriverPool {
         spec: DriverSpec,
         policy: ScalingPolicy,
         limits: PoolLimits,
-        launcher: Arc<LocalLauncher>,
+        launcher: Arc<dyn Launcher>,
         metrics: PoolMetrics,
+        leading: Arc<AtomicBool>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            leading,
+            stopping: Arc::default(),
             metrics,
             tenant: spec.tenant.clone(),
             spec,
@@ -137,24 +179,53 @@ impl DriverPool {
         })
     }
 
-    /// Takes over drivers a previous run left for this tenant (they are ready if they answer).
-    pub async fn adopt(&self) {
-        for launched in self.launcher.list() {
-            if launched.tenant != self.tenant {
+    /// Takes over drivers the launcher lists for this tenant that the pool does not know yet:
+    /// a previous run's, or (on Kubernetes) ones another replica started. Ready ones serve at
+    /// once when they answer; others are watched until they are ready.
+    pub async fn adopt(self: &Arc<Self>) {
+        let listed = self.launcher.list().await;
+        for (launched, health) in listed {
+            if launched.tenant != self.tenant
+                || self.stopping.lock().expect("pool").contains(&launched.id)
+                || self
+                    .drivers
+                    .lock()
+                    .expect("pool")
+                    .iter()
+                    .any(|d| d.launched.id == launched.id)
+            {
                 continue;
             }
-            if crate::launcher::probe(&launched.address).await {
-                info!(tenant = %self.tenant, driver = %launched.id, "adopted a driver of a previous run");
-                self.drivers.lock().expect("pool").push(Driver {
-                    launched,
-                    state: DriverState::Ready,
-                    sessions: Arc::new(AtomicU32::new(0)),
-                    idle_since: Some(Instant::now()),
-                    draining_since: None,
-                });
+            let ready_at = match &health {
+                Health::Dead(_) => continue,
+                Health::Ready { address } => Some(address.clone()),
+                Health::Alive if !launched.address.is_empty() => Some(launched.address.clone()),
+                Health::Alive => None,
+            };
+            let answers = match &ready_at {
+                Some(address) => crate::launcher::probe(address).await,
+                None => false,
+            };
+            info!(tenant = %self.tenant, driver = %launched.id, ready = answers, "adopted a driver");
+            let mut launched = launched;
+            if let (true, Some(address)) = (answers, ready_at) {
+                launched.address = address;
+            }
+            self.drivers.lock().expect("pool").push(Driver {
+                launched: launched.clone(),
+                state: if answers {
+                    DriverState::Ready
+                } else {
+                    DriverState::Starting
+                },
+                load: Arc::default(),
+                idle_since: Some(Instant::now()),
+                draining_since: None,
+            });
+            if answers {
+                self.ready.notify_waiters();
             } else {
-                warn!(tenant = %self.tenant, driver = %launched.id, "a driver of a previous run does not answer; stopping it");
-                self.launcher.stop(&launched).await;
+                self.watch_start(launched);
             }
         }
     }
@@ -169,7 +240,8 @@ impl DriverPool {
                 tenant: self.tenant.clone(),
                 address: d.launched.address.clone(),
                 state: d.state,
-                sessions: d.sessions.load(Ordering::Relaxed),
+                sessions: d.load.sessions(),
+                running_operations: d.load.operations(),
             })
             .collect()
     }
@@ -179,13 +251,13 @@ impl DriverPool {
         let best = drivers
             .iter()
             .filter(|d| d.state == DriverState::Ready)
-            .filter(|d| d.sessions.load(Ordering::Relaxed) < self.limits.max_sessions_per_driver)
-            .min_by_key(|d| d.sessions.load(Ordering::Relaxed))?;
-        best.sessions.fetch_add(1, Ordering::Relaxed);
+            .filter(|d| d.load.sessions() < self.limits.max_sessions_per_driver)
+            .min_by_key(|d| (d.load.operations(), d.load.sessions()))?;
+        best.load.sessions.fetch_add(1, Ordering::Relaxed);
         Some(DriverLease {
             driver_id: best.launched.id.clone(),
             address: best.launched.address.clone(),
-            sessions: best.sessions.clone(),
+            load: best.load.clone(),
         })
     }
 
@@ -211,7 +283,7 @@ impl DriverPool {
                 break Ok(lease);
             }
             // Also look again now and then: a session ending frees a place without a notice.
-            let wake = (tokio::time::Instant::now() + RECONCILE_EVERY).min(deadline);
+            let wake = (tokio::time::Instant::now() + self.limits.reconcile_every).min(deadline);
             if tokio::time::timeout_at(wake, notified).await.is_err()
                 && tokio::time::Instant::now() >= deadline
             {
@@ -237,7 +309,7 @@ impl DriverPool {
             running_operations: drivers
                 .iter()
                 .filter(|d| d.state == DriverState::Ready)
-                .map(|d| d.sessions.load(Ordering::Relaxed))
+                .map(|d| d.load.operations())
                 .sum(),
             queued: self.waiting.load(Ordering::Relaxed),
             overloaded_for: Duration::ZERO,
@@ -257,26 +329,36 @@ impl DriverPool {
         observed
     }
 
-    /// One reconcile pass: bookkeeping, failures, then the autoscaler's decision.
+    /// Whether this replica makes scaling decisions.
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
+    /// One reconcile pass: adoption, bookkeeping, failures, then (where this replica leads)
+    /// the autoscaler's decision.
     pub async fn reconcile(self: &Arc<Self>) {
+        self.adopt().await;
+        let leading = self.leading();
         let now = Instant::now();
         let mut to_stop = Vec::new();
         {
             let mut drivers = self.drivers.lock().expect("pool");
             for d in drivers.iter_mut() {
-                let sessions = d.sessions.load(Ordering::Relaxed);
-                d.idle_since = match (sessions, d.idle_since) {
-                    (0, None) => Some(now),
-                    (0, since) => since,
-                    _ => None,
+                let idle = d.load.sessions() == 0 && d.load.operations() == 0;
+                d.idle_since = match (idle, d.idle_since) {
+                    (true, None) => Some(now),
+                    (true, since) => since,
+                    (false, _) => None,
                 };
-                if d.state != DriverState::Failed && !self.launcher.is_alive(&d.launched) {
-                    warn!(tenant = %self.tenant, driver = %d.launched.id, "driver process died");
-                    d.state = DriverState::Failed;
-                    self.metrics.launch_failures.inc();
+                if d.state != DriverState::Failed {
+                    if let Health::Dead(reason) = self.launcher.health(&d.launched) {
+                        warn!(tenant = %self.tenant, driver = %d.launched.id, %reason, "driver lost");
+                        d.state = DriverState::Failed;
+                        self.metrics.launch_failures.inc();
+                    }
                 }
                 let drained = d.state == DriverState::Draining
-                    && (sessions == 0
+                    && (d.load.sessions() == 0
                         || d.draining_since
                             .is_some_and(|s| now - s >= self.limits.drain_grace));
                 if drained || d.state == DriverState::Failed {
@@ -285,9 +367,15 @@ impl DriverPool {
             }
             drivers.retain(|d| !to_stop.iter().any(|s| s.id == d.launched.id));
         }
-        for launched in to_stop {
-            let launcher = self.launcher.clone();
-            tokio::spawn(async move { launcher.stop(&launched).await });
+        // Another replica's drivers are its to stop; a follower only stops routing to them
+        // (the leader's launcher removes them, and they are adopted again if they live on).
+        if leading {
+            for launched in to_stop {
+                self.stop_in_background(launched);
+            }
+        }
+        if !leading {
+            return;
         }
         let observed = self.observe(now);
         match decide(&observed, &self.policy) {
@@ -296,7 +384,7 @@ impl DriverPool {
                 info!(tenant = %self.tenant, launch = n, ?observed, "scaling up");
                 self.metrics.scale_ups.inc();
                 for _ in 0..n {
-                    self.launch();
+                    self.launch().await;
                 }
             }
             Decision::DrainOne => {
@@ -315,8 +403,10 @@ impl DriverPool {
         }
     }
 
-    fn launch(self: &Arc<Self>) {
-        let launched = match self.launcher.start(&self.spec) {
+    /// Asks the launcher for a driver and watches it start. Awaited in the reconcile pass, so the
+    /// next pass's adoption never mistakes it for a stranger.
+    async fn launch(self: &Arc<Self>) {
+        let launched = match self.launcher.start(&self.spec).await {
             Ok(launched) => launched,
             Err(e) => {
                 warn!(tenant = %self.tenant, error = %e, "driver launch failed");
@@ -328,10 +418,28 @@ impl DriverPool {
         self.drivers.lock().expect("pool").push(Driver {
             launched: launched.clone(),
             state: DriverState::Starting,
-            sessions: Arc::new(AtomicU32::new(0)),
+            load: Arc::default(),
             idle_since: None,
             draining_since: None,
         });
+        self.watch_start(launched);
+    }
+
+    fn stop_in_background(&self, launched: LaunchedDriver) {
+        self.stopping
+            .lock()
+            .expect("pool")
+            .insert(launched.id.clone());
+        let launcher = self.launcher.clone();
+        let stopping = self.stopping.clone();
+        tokio::spawn(async move {
+            launcher.stop(&launched).await;
+            stopping.lock().expect("pool").remove(&launched.id);
+        });
+    }
+
+    /// Waits (in the background) for a Starting driver to be ready, then lets sessions in.
+    fn watch_start(self: &Arc<Self>, launched: LaunchedDriver) {
         let pool = self.clone();
         tokio::spawn(async move {
             let started = Instant::now();
@@ -339,9 +447,12 @@ impl DriverPool {
             let mut drivers = pool.drivers.lock().expect("pool");
             if let Some(d) = drivers.iter_mut().find(|d| d.launched.id == launched.id) {
                 match result {
-                    Ok(()) => {
-                        info!(tenant = %pool.tenant, driver = %launched.id, secs = started.elapsed().as_secs_f64(), "driver ready");
-                        d.state = DriverState::Ready;
+                    Ok(ready) => {
+                        info!(tenant = %pool.tenant, driver = %launched.id, address = %ready.address, secs = started.elapsed().as_secs_f64(), "driver ready");
+                        d.launched.address = ready.address;
+                        if d.state == DriverState::Starting {
+                            d.state = DriverState::Ready;
+                        }
                         d.idle_since = Some(Instant::now());
                     }
                     Err(e) => {
@@ -398,7 +509,7 @@ impl DriverPool {
 
     /// Runs [`DriverPool::reconcile`] until `stop` is cancelled.
     pub async fn run(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
-        let mut tick = tokio::time::interval(RECONCILE_EVERY);
+        let mut tick = tokio::time::interval(self.limits.reconcile_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -15,7 +15,7 @@ use crate::admin::{DecisionLabels, Metrics, TenantLabel};
 use crate::config::{Config, FrontendTransport};
 use crate::frontend::{serve, Shared, Shutdown};
 use crate::http::CookieSigner;
-use crate::launcher::{DriverSpec, LocalLauncher};
+use crate::launcher::{DriverSpec, Launcher, LocalLauncher};
 use crate::limits::ConnectionLimits;
 use crate::pool::{DriverPool, PoolLimits, PoolMetrics};
 use crate::proxy::Hs2Proxy;
@@ -225,20 +225,24 @@ async fn start_pools(
     if local.is_empty() {
         return Ok(pools);
     }
-    let launcher = Arc::new(
+    let launcher: Arc<dyn Launcher> = Arc::new(
         LocalLauncher::new(config.local.clone()).map_err(|e| StartError::Config(e.to_string()))?,
     );
+    // The local launcher's drivers belong to this process alone: it always decides.
+    let leading = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let limits = PoolLimits {
         max_sessions_per_driver: config.pools.max_sessions_per_driver,
         max_waiting: config.pools.max_waiting,
         wait_timeout: config.pools.wait_timeout,
         drain_grace: config.pools.drain_grace,
+        reconcile_every: config.pools.reconcile_every,
     };
     for tenant in local {
         let spec = DriverSpec {
             tenant: tenant.name.clone(),
             driver_memory: tenant.driver_memory.clone(),
             spark_conf: tenant.spark_conf.clone(),
+            hive_conf: tenant.hive_conf.clone(),
         };
         let label = TenantLabel {
             tenant: tenant.name.clone(),
@@ -273,12 +277,13 @@ async fn start_pools(
             limits.clone(),
             launcher.clone(),
             pool_metrics,
+            leading.clone(),
         );
         pool.adopt().await;
         pools.insert(tenant.name.clone(), pool);
     }
     // Drivers of tenants no longer configured are not adopted by anyone: stop them.
-    for orphan in launcher.list() {
+    for (orphan, _) in launcher.list().await {
         if !pools.contains_key(&orphan.tenant) {
             warn!(driver = %orphan.id, tenant = %orphan.tenant, "stopping a driver of a tenant no longer configured");
             launcher.stop(&orphan).await;

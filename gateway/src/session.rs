@@ -139,6 +139,19 @@ pub struct OperationEntry {
     /// Once the driver reported a final state, the encoded GetOperationStatus reply (seqid to be
     /// patched), answered from here: the Hive JDBC driver asks once per fetched row.
     pub final_status: Option<Bytes>,
+    /// Counted as running on its driver (until a final state, or its end, is seen).
+    running: bool,
+}
+
+impl OperationEntry {
+    /// Stops counting the operation as running on its driver (once).
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.running) {
+            if let Some(lease) = &self.session.lease {
+                lease.operation_ended();
+            }
+        }
+    }
 }
 
 /// Whether an operation can change state no more.
@@ -233,10 +246,13 @@ impl SessionTable {
     fn forget(&self, session: &Arc<Session>) {
         let key = key_of(&session.client_handle.session_id).expect("minted guid has 16 bytes");
         self.sessions.lock().expect("sessions").remove(&key);
-        self.operations
-            .lock()
-            .expect("operations")
-            .retain(|_, op| !Arc::ptr_eq(&op.session, session));
+        self.operations.lock().expect("operations").retain(|_, op| {
+            let keep = !Arc::ptr_eq(&op.session, session);
+            if !keep {
+                op.settle();
+            }
+            keep
+        });
     }
 
     /// Removes and returns the sessions matching `pick`.
@@ -277,6 +293,9 @@ impl SessionTable {
             ..backend_handle.clone()
         };
         let key = key_of(&client_handle.operation_id).expect("minted guid has 16 bytes");
+        if let Some(lease) = &session.lease {
+            lease.operation_started();
+        }
         self.operations.lock().expect("operations").insert(
             key,
             OperationEntry {
@@ -284,6 +303,7 @@ impl SessionTable {
                 backend_handle,
                 session: session.clone(),
                 final_status: None,
+                running: true,
             },
         );
         client_handle
@@ -309,6 +329,9 @@ impl SessionTable {
     pub fn set_final_status(&self, handle: &TOperationHandle, reply: Option<Bytes>) {
         if let Some(key) = key_of(&handle.operation_id) {
             if let Some(op) = self.operations.lock().expect("operations").get_mut(&key) {
+                if reply.is_some() {
+                    op.settle();
+                }
                 op.final_status = reply;
             }
         }
@@ -320,10 +343,14 @@ impl SessionTable {
         caller: &Owner,
     ) -> Option<OperationEntry> {
         let op = self.operation(handle, caller)?;
-        self.operations
+        if let Some(mut removed) = self
+            .operations
             .lock()
             .expect("operations")
-            .remove(&key_of(&handle.operation_id)?);
+            .remove(&key_of(&handle.operation_id)?)
+        {
+            removed.settle();
+        }
         Some(op)
     }
 }

@@ -43,6 +43,10 @@ pub struct TenantConfig {
     /// The tenant's own Spark settings, e.g. `spark.dynamicAllocation.enabled = "true"`.
     #[serde(default)]
     pub spark_conf: BTreeMap<String, String>,
+    /// The tenant's own `hive.*` settings for its drivers, e.g. a shared metastore
+    /// (`hive.metastore.uris`).
+    #[serde(default)]
+    pub hive_conf: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -74,6 +78,7 @@ impl TenantConfig {
             scaling: ScalingPolicy::default(),
             driver_memory: default_driver_memory(),
             spark_conf: BTreeMap::new(),
+            hive_conf: BTreeMap::new(),
         }
     }
 }

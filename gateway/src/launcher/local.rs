@@ -1,21 +1,17 @@
-//! Launchers start, stop and list Spark Thrift Server drivers. The `local` launcher runs them as
-//! child processes of sparkgate (the embedded default); the Kubernetes launcher will run Pods.
-//!
-//! Which drivers exist is read back from the launcher (state files in the work dir for local
-//! drivers), so a restarted sparkgate finds the drivers of its previous run instead of leaking
-//! them.
+//! The local launcher: drivers as child processes of Spark's HiveThriftServer2 on loopback
+//! ports, each with its own work dir and logs. A state file per driver (`drivers/<id>/driver.json`
+//! in the work dir) lets a restarted sparkgate find the drivers of its previous run.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hive_thrift::client::{ClientAuth, Hs2Connection};
-use hive_thrift::generated::tcliservice as t;
-use hive_thrift::message::{Hs2Request, Hs2Response};
-use hive_thrift::sasl::PlainCredentials;
-use serde::{Deserialize, Serialize};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::Deserialize;
 use tracing::{info, warn};
+
+use super::{probe, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher};
 
 /// Settings of the local launcher.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -46,35 +42,6 @@ impl Default for LocalLauncherConfig {
             stop_grace: Duration::from_secs(20),
         }
     }
-}
-
-/// What a tenant's drivers are started with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DriverSpec {
-    pub tenant: String,
-    pub driver_memory: String,
-    /// The tenant's own `spark.*` settings (e.g. dynamic allocation).
-    pub spark_conf: BTreeMap<String, String>,
-}
-
-/// A driver a launcher knows of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LaunchedDriver {
-    pub id: String,
-    pub tenant: String,
-    /// `host:port` of its binary HS2 transport.
-    pub address: String,
-    pub pid: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    #[error("cannot start a driver: {0}")]
-    Start(String),
-    #[error("driver {id} did not become ready within {secs} s; see {log}")]
-    NotReady { id: String, secs: u64, log: String },
-    #[error("launcher i/o: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// Child processes of Spark's HiveThriftServer2 on loopback ports.
@@ -147,7 +114,7 @@ impl LocalLauncher {
     }
 
     /// The drivers a previous run (or this one) left, alive; dead ones' state is removed.
-    pub fn list(&self) -> Vec<LaunchedDriver> {
+    fn list_alive(&self) -> Vec<LaunchedDriver> {
         let Ok(entries) = std::fs::read_dir(self.config.work_dir.join("drivers")) else {
             return Vec::new();
         };
@@ -169,7 +136,7 @@ impl LocalLauncher {
 
     fn free_port(&self) -> Result<u16, LaunchError> {
         let taken: Vec<u16> = self
-            .list()
+            .list_alive()
             .iter()
             .filter_map(|d| d.address.rsplit_once(':')?.1.parse().ok())
             .collect();
@@ -179,7 +146,7 @@ impl LocalLauncher {
     }
 
     /// Starts a driver process; it is not ready yet (see [`wait_ready`]).
-    pub fn start(&self, spec: &DriverSpec) -> Result<LaunchedDriver, LaunchError> {
+    fn spawn(&self, spec: &DriverSpec) -> Result<LaunchedDriver, LaunchError> {
         let port = self.free_port()?;
         // Unique even when a port is reused after a driver died: its state must not be confused
         // with the dead one's.
@@ -224,6 +191,11 @@ impl LocalLauncher {
             .args(["--hiveconf", "hive.server2.authentication=NONE"])
             .args(["--hiveconf", &format!("hive.exec.scratchdir={w}/scratch")])
             .args(["--hiveconf", &format!("hive.exec.local.scratchdir={w}/ls")])
+            .args(
+                spec.hive_conf
+                    .iter()
+                    .flat_map(|(key, value)| ["--hiveconf".to_owned(), format!("{key}={value}")]),
+            )
             .env("SPARK_HOME", &self.spark_home)
             .env("SPARK_LOG_DIR", &dir)
             .current_dir(&dir)
@@ -252,14 +224,14 @@ impl LocalLauncher {
     }
 
     /// Waits until the driver answers an HS2 OpenSession (its port opens well before that).
-    pub async fn wait_ready(&self, driver: &LaunchedDriver) -> Result<(), LaunchError> {
+    async fn ready(&self, driver: &LaunchedDriver) -> Result<LaunchedDriver, LaunchError> {
         let deadline = tokio::time::Instant::now() + self.config.startup_timeout;
         while tokio::time::Instant::now() < deadline {
             if !alive(driver.pid) {
                 break;
             }
             if probe(&driver.address).await {
-                return Ok(());
+                return Ok(driver.clone());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -275,7 +247,7 @@ impl LocalLauncher {
     }
 
     /// Stops a driver: SIGTERM, then SIGKILL after the grace period; forgets its state.
-    pub async fn stop(&self, driver: &LaunchedDriver) {
+    async fn terminate(&self, driver: &LaunchedDriver) {
         signal(driver.pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = tokio::time::Instant::now() + self.config.stop_grace;
         while alive(driver.pid) && tokio::time::Instant::now() < deadline {
@@ -288,39 +260,41 @@ impl LocalLauncher {
         let _ = std::fs::remove_file(self.driver_dir(&driver.id).join("driver.json"));
         info!(driver = %driver.id, "driver stopped");
     }
-
-    /// Whether the driver's process still runs.
-    pub fn is_alive(&self, driver: &LaunchedDriver) -> bool {
-        alive(driver.pid)
-    }
 }
 
-/// Whether an HS2 server at `address` opens (and closes) a session.
-pub async fn probe(address: &str) -> bool {
-    let auth = ClientAuth::Plain(PlainCredentials {
-        authzid: String::new(),
-        user: "sparkgate-probe".into(),
-        password: "x".into(),
-    });
-    let Ok(mut conn) =
-        Hs2Connection::connect(address, &auth, 1 << 20, Duration::from_secs(2)).await
-    else {
-        return false;
-    };
-    let open = Hs2Request::OpenSession(t::TOpenSessionReq {
-        client_protocol: t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V10,
-        username: Some("sparkgate-probe".into()),
-        password: None,
-        configuration: None,
-    });
-    let call = tokio::time::timeout(Duration::from_secs(10), conn.call(&open)).await;
-    let Ok(Ok(Hs2Response::OpenSession(resp))) = call else {
-        return false;
-    };
-    if let Some(session_handle) = resp.session_handle {
-        let close = Hs2Request::CloseSession(t::TCloseSessionReq { session_handle });
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.call(&close)).await;
-        return resp.status.status_code == t::TStatusCode::SUCCESS_STATUS;
+impl Launcher for LocalLauncher {
+    fn start<'a>(
+        &'a self,
+        spec: &'a DriverSpec,
+    ) -> BoxFuture<'a, Result<LaunchedDriver, LaunchError>> {
+        std::future::ready(self.spawn(spec)).boxed()
     }
-    false
+
+    fn wait_ready<'a>(
+        &'a self,
+        driver: &'a LaunchedDriver,
+    ) -> BoxFuture<'a, Result<LaunchedDriver, LaunchError>> {
+        self.ready(driver).boxed()
+    }
+
+    fn stop<'a>(&'a self, driver: &'a LaunchedDriver) -> BoxFuture<'a, ()> {
+        self.terminate(driver).boxed()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Vec<(LaunchedDriver, Health)>> {
+        let found = self
+            .list_alive()
+            .into_iter()
+            .map(|d| (d, Health::Alive))
+            .collect();
+        std::future::ready(found).boxed()
+    }
+
+    fn health(&self, driver: &LaunchedDriver) -> Health {
+        if alive(driver.pid) {
+            Health::Alive
+        } else {
+            Health::Dead("the driver process exited".into())
+        }
+    }
 }

@@ -1,0 +1,123 @@
+//! Launchers start, stop and list Spark Thrift Server drivers. The `local` launcher runs them as
+//! child processes of sparkgate (the embedded default); the `kubernetes` launcher runs Pods.
+//!
+//! Which drivers exist is read back from the launcher (state files in the work dir for local
+//! drivers, labelled Pods on Kubernetes), so a restarted sparkgate finds the drivers of its
+//! previous run instead of leaking them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use hive_thrift::client::{ClientAuth, Hs2Connection};
+use hive_thrift::generated::tcliservice as t;
+use hive_thrift::message::{Hs2Request, Hs2Response};
+use hive_thrift::sasl::PlainCredentials;
+use serde::{Deserialize, Serialize};
+
+pub mod local;
+
+pub use local::{LocalLauncher, LocalLauncherConfig};
+
+/// What a tenant's drivers are started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverSpec {
+    pub tenant: String,
+    pub driver_memory: String,
+    /// The tenant's own `spark.*` settings (e.g. dynamic allocation).
+    pub spark_conf: BTreeMap<String, String>,
+    /// The tenant's own `hive.*` settings (e.g. a shared metastore URI).
+    pub hive_conf: BTreeMap<String, String>,
+}
+
+/// A driver a launcher knows of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchedDriver {
+    pub id: String,
+    pub tenant: String,
+    /// `host:port` of its binary HS2 transport; empty until the launcher knows it (a Pod has
+    /// no IP before it runs).
+    pub address: String,
+    /// The process (local launcher only).
+    #[serde(default)]
+    pub pid: u32,
+}
+
+/// What a launcher knows of a driver's health between reconcile passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Starting or running as far as the launcher knows.
+    Alive,
+    /// Serving: the launcher has seen it ready, at this address.
+    Ready { address: String },
+    /// Gone or failed, and why.
+    Dead(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot start a driver: {0}")]
+    Start(String),
+    #[error("driver {id} did not become ready within {secs} s; see {log}")]
+    NotReady { id: String, secs: u64, log: String },
+    #[error("driver {id} failed: {reason}")]
+    Failed { id: String, reason: String },
+    #[error("launcher i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Starts, stops and lists drivers. Every method may take time and fail; the pool calls them
+/// from its reconcile loop and never holds a lock across one.
+pub trait Launcher: Send + Sync + 'static {
+    /// Asks for a new driver; it is not ready yet (see [`Launcher::wait_ready`]).
+    fn start<'a>(
+        &'a self,
+        spec: &'a DriverSpec,
+    ) -> BoxFuture<'a, Result<LaunchedDriver, LaunchError>>;
+
+    /// Waits, with the launcher's deadline, until the driver serves HS2; returns it with its
+    /// address filled in.
+    fn wait_ready<'a>(
+        &'a self,
+        driver: &'a LaunchedDriver,
+    ) -> BoxFuture<'a, Result<LaunchedDriver, LaunchError>>;
+
+    /// Stops a driver (gracefully, then by force after a deadline) and forgets it.
+    fn stop<'a>(&'a self, driver: &'a LaunchedDriver) -> BoxFuture<'a, ()>;
+
+    /// Every driver that exists now, of every tenant, ready or not.
+    fn list(&self) -> BoxFuture<'_, Vec<(LaunchedDriver, Health)>>;
+
+    /// The launcher's current view of one driver; cheap (no I/O), called every reconcile pass.
+    fn health(&self, driver: &LaunchedDriver) -> Health;
+}
+
+/// Whether an HS2 server at `address` opens (and closes) a session.
+pub async fn probe(address: &str) -> bool {
+    let auth = ClientAuth::Plain(PlainCredentials {
+        authzid: String::new(),
+        user: "sparkgate-probe".into(),
+        password: "x".into(),
+    });
+    let Ok(mut conn) =
+        Hs2Connection::connect(address, &auth, 1 << 20, Duration::from_secs(2)).await
+    else {
+        return false;
+    };
+    let open = Hs2Request::OpenSession(t::TOpenSessionReq {
+        client_protocol: t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V10,
+        username: Some("sparkgate-probe".into()),
+        password: None,
+        configuration: None,
+    });
+    let call = tokio::time::timeout(Duration::from_secs(10), conn.call(&open)).await;
+    let Ok(Ok(Hs2Response::OpenSession(resp))) = call else {
+        return false;
+    };
+    if let Some(session_handle) = resp.session_handle {
+        let close = Hs2Request::CloseSession(t::TCloseSessionReq { session_handle });
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.call(&close)).await;
+        return resp.status.status_code == t::TStatusCode::SUCCESS_STATUS;
+    }
+    false
+}
