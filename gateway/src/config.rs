@@ -207,6 +207,12 @@ pub struct BackendConfig {
     /// Deadline for a synchronous ExecuteStatement (runAsync=false), which runs the whole query.
     #[serde(with = "humantime_serde")]
     pub execute_timeout: Duration,
+    /// Connections to one driver, at most, shared by all its sessions; a call waits (within its
+    /// deadline) when all are busy.
+    pub max_connections_per_driver: usize,
+    /// The user sparkgate's driver connections authenticate as; each session still runs as its
+    /// own user (OpenSession passes it as `hive.server2.proxy.user`).
+    pub service_user: String,
 }
 
 impl Default for BackendConfig {
@@ -218,6 +224,8 @@ impl Default for BackendConfig {
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(300),
             execute_timeout: Duration::from_secs(6 * 3600),
+            max_connections_per_driver: 64,
+            service_user: "sparkgate".into(),
         }
     }
 }
@@ -288,6 +296,9 @@ impl Config {
                 "backend.address {:?} is not HOST:PORT",
                 self.backend.address
             ));
+        }
+        if self.backend.max_connections_per_driver == 0 {
+            return invalid("backend.max_connections_per_driver must be at least 1".into());
         }
         if self.pools.reconcile_every < Duration::from_millis(10) {
             return invalid("pools.reconcile_every must be at least 10ms".into());

@@ -43,6 +43,8 @@ pub enum GatewayError {
         secs: u64,
         setting: &'static str,
     },
+    #[error("all {max} connections to the Spark Thrift Server at {addr} stayed busy for the whole call deadline (backend.max_connections_per_driver); try again, or ask an administrator to raise the limit")]
+    BackendBusy { addr: String, max: usize },
     #[error("connection to the Spark Thrift Server at {addr} failed during {method}: {detail}. The session is lost; open a new one")]
     BackendLost {
         addr: String,
@@ -63,6 +65,7 @@ impl GatewayError {
             Self::BackendUnreachable { .. }
             | Self::BackendTimeout { .. }
             | Self::BackendLost { .. }
+            | Self::BackendBusy { .. }
             | Self::Pool(_) => Fault::Backend,
         }
     }
@@ -72,6 +75,7 @@ impl GatewayError {
         matches!(
             self,
             Self::BackendUnreachable { .. }
+                | Self::BackendBusy { .. }
                 | Self::Pool(_)
                 | Self::TooManySessions { .. }
                 | Self::Auth(AuthError::Unavailable(_) | AuthError::Throttled { .. })
@@ -82,7 +86,7 @@ impl GatewayError {
     /// HY000 otherwise.
     fn sql_state(&self) -> &'static str {
         match self {
-            Self::BackendUnreachable { .. } | Self::Pool(_) => "08001",
+            Self::BackendUnreachable { .. } | Self::Pool(_) | Self::BackendBusy { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
             Self::UnknownHandle { .. } | Self::TooManySessions { .. } => "HY000",
             // "invalid authorization specification"

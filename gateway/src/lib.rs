@@ -10,6 +10,7 @@
 //! * [`config`] and [`error`]: settings, and errors with the one mapping to HS2 statuses.
 pub mod admin;
 pub mod autoscale;
+pub mod backend;
 pub mod config;
 pub mod error;
 pub mod frontend;

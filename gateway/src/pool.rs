@@ -83,6 +83,8 @@ pub enum PoolError {
 pub struct DriverLoad {
     sessions: AtomicU32,
     operations: AtomicU32,
+    /// Why the driver failed, once it has: its sessions' next calls say so at once.
+    failure: Mutex<Option<String>>,
 }
 
 impl DriverLoad {
@@ -92,6 +94,13 @@ impl DriverLoad {
 
     fn operations(&self) -> u32 {
         self.operations.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self, reason: &str) {
+        self.failure
+            .lock()
+            .expect("driver load")
+            .get_or_insert_with(|| reason.to_owned());
     }
 }
 
@@ -104,6 +113,11 @@ pub struct DriverLease {
 }
 
 impl DriverLease {
+    /// Why the session's driver failed, if it has.
+    pub fn driver_failure(&self) -> Option<String> {
+        self.load.failure.lock().expect("driver load").clone()
+    }
+
     /// An operation of the session started on the driver.
     pub fn operation_started(&self) {
         self.load.operations.fetch_add(1, Ordering::Relaxed);
@@ -353,6 +367,8 @@ impl DriverPool {
                 if d.state != DriverState::Failed {
                     if let Health::Dead(reason) = self.launcher.health(&d.launched) {
                         warn!(tenant = %self.tenant, driver = %d.launched.id, %reason, "driver lost");
+                        d.load
+                            .fail(&format!("driver {} failed: {reason}", d.launched.id));
                         d.state = DriverState::Failed;
                         self.metrics.launch_failures.inc();
                     }
@@ -474,6 +490,7 @@ impl DriverPool {
         if let Some(d) = drivers.iter_mut().find(|d| d.launched.id == id) {
             if d.state != DriverState::Failed {
                 warn!(tenant = %self.tenant, driver = %id, "driver refused a connection; taking it out of placement");
+                d.load.fail(&format!("driver {id} refused connections"));
                 d.state = DriverState::Failed;
                 self.metrics.launch_failures.inc();
             }

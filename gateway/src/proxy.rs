@@ -7,19 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use hive_thrift::client::{ClientAuth, Hs2Connection};
 use hive_thrift::frame::{FramedError, MessageCodec};
 use hive_thrift::generated::tcliservice as t;
 use hive_thrift::message::{
     self, encode_application_exception, Hs2Request, Hs2Response, MessageHeader, MessageKind,
 };
-use hive_thrift::sasl::PlainCredentials;
 use hive_thrift::FrameError;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use sparkgate_auth::{AuthService, Credential, Principal};
 
-use crate::config::{Config, FrontendTransport};
+use crate::backend::{BackendLinks, CallFailure};
+use crate::config::Config;
 use crate::error::{Fault, GatewayError};
 use crate::pool::{DriverLease, DriverPool};
 use crate::session::{display_id, is_final, OperationEntry, Owner, Session, SessionTable};
@@ -93,6 +92,8 @@ pub struct Hs2Proxy {
     pub table: SessionTable,
     /// Driver pools of tenants whose drivers sparkgate starts, by tenant name.
     pub pools: HashMap<String, Arc<DriverPool>>,
+    /// Connections to drivers, shared by their sessions.
+    pub links: BackendLinks,
 }
 
 impl Hs2Proxy {
@@ -103,6 +104,7 @@ impl Hs2Proxy {
     ) -> Self {
         Self {
             tenants: Tenants::new(config.effective_tenants()),
+            links: BackendLinks::new(config.backend.clone()),
             config,
             auth,
             table: SessionTable::default(),
@@ -303,19 +305,19 @@ impl Hs2Proxy {
             .tenants
             .decide(&principal, requested.as_deref())
             .map_err(GatewayError::Tenant)?;
-        let (mut conn, addr, lease) = self.place_session(tenant, &user).await?;
         let client_protocol = req.client_protocol;
         if client_protocol > MAX_PROTOCOL {
             req.client_protocol = MAX_PROTOCOL;
         }
         req.username = Some(user.clone());
         req.password = None;
+        // The driver connection is sparkgate's own; this names the session's user.
+        req.configuration
+            .get_or_insert_with(Default::default)
+            .insert(PROXY_USER_KEY.to_owned(), user.clone());
         let request = Hs2Request::OpenSession(req);
-        let reply = self
-            .timed_call(&mut conn, &addr, &request)
-            .await
-            .map_err(|(e, _)| e)?;
-        let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply.0)
+        let (reply, addr, lease) = self.place_session(tenant, &user, &request).await?;
+        let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply)
             .map_err(|e| GatewayError::BackendLost {
                 addr: addr.clone(),
                 method: "OpenSession",
@@ -339,7 +341,6 @@ impl Hs2Proxy {
                 tenant.name.clone(),
                 addr.clone(),
                 backend_handle,
-                Some(conn),
             );
             session.lease = lease;
             let session = self.table.insert(session);
@@ -362,17 +363,19 @@ impl Hs2Proxy {
         Ok(encoded(Hs2Response::OpenSession(resp), seqid))
     }
 
-    /// Where a new session of `tenant` runs: a pooled driver (waiting for one if needed; a driver
-    /// that refuses the connection is taken out and another tried), or a static backend.
+    /// Opens the session on a driver of `tenant`: a pooled driver (waiting for one if needed; a
+    /// driver that refuses the connection is taken out and another tried), or a static backend.
+    /// Returns the driver's reply, its address and the session's place in the pool.
     async fn place_session(
         &self,
         tenant: &TenantConfig,
         user: &str,
-    ) -> Result<(Hs2Connection, String, Option<DriverLease>), GatewayError> {
+        open: &Hs2Request,
+    ) -> Result<(Bytes, String, Option<DriverLease>), GatewayError> {
         let Some(pool) = self.pools.get(&tenant.name) else {
             let addr = self.tenants.pick_backend(tenant).to_owned();
-            let conn = self.connect(&addr, user, "OpenSession").await?;
-            return Ok((conn, addr, None));
+            let (reply, _) = self.call_driver(&addr, open).await?;
+            return Ok((reply, addr, None));
         };
         let mut attempts = 0;
         loop {
@@ -395,46 +398,42 @@ impl Hs2Proxy {
                     "session waited for a driver"
                 );
             }
-            match self.connect(&lease.address, user, "OpenSession").await {
-                Ok(conn) => {
+            match self.call_driver(&lease.address, open).await {
+                Ok((reply, _)) => {
                     let addr = lease.address.clone();
-                    return Ok((conn, addr, Some(lease)));
+                    return Ok((reply, addr, Some(lease)));
                 }
                 Err(e @ GatewayError::BackendUnreachable { .. }) if attempts < 3 => {
                     warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "placing the session elsewhere");
                     pool.mark_failed(&lease.driver_id);
+                    self.links.forget(&lease.address);
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// A new connection to a driver, authenticated as `user` (the driver runs auth NONE and
-    /// takes the SASL user as the session's user).
-    async fn connect(
+    /// One call on a shared driver connection; a session the driver dropped with a broken
+    /// connection is marked lost, so its next call says so.
+    async fn call_driver(
         &self,
         addr: &str,
-        user: &str,
-        method: &'static str,
-    ) -> Result<Hs2Connection, GatewayError> {
-        let backend = &self.config.backend;
-        let auth = match backend.transport {
-            FrontendTransport::Sasl => ClientAuth::Plain(PlainCredentials {
-                authzid: String::new(),
-                user: user.to_owned(),
-                // The driver ignores the password (auth NONE); the real check was ours.
-                password: "sparkgate".to_owned(),
-            }),
-            FrontendTransport::Nosasl => ClientAuth::NoSasl,
-        };
-        Hs2Connection::connect(
-            addr,
-            &auth,
-            backend.max_message_size,
-            backend.connect_timeout,
+        request: &Hs2Request,
+    ) -> Result<(Bytes, MessageHeader), GatewayError> {
+        self.links.call(addr, request).await.map_err(
+            |CallFailure {
+                 error,
+                 session_lost,
+             }| {
+                if let Some(guid) = session_lost {
+                    if let Some(session) = self.table.find_by_backend(addr, &guid) {
+                        warn!(session.id = %session.id(), "the driver closed this session with a broken connection");
+                        session.mark_lost(&error.to_string());
+                    }
+                }
+                error
+            },
         )
-        .await
-        .map_err(|e| GatewayError::from_backend(addr, method, e))
     }
 
     async fn close_session(
@@ -577,9 +576,7 @@ impl Hs2Proxy {
         })
     }
 
-    /// Sends a call of `session` to its driver, on the session's connection, or, while that is
-    /// busy with a long call (a synchronous ExecuteStatement), on a connection of its own, so
-    /// that a cancel or a status poll is not stuck behind it.
+    /// Sends a call of `session` to its driver, unless the session is known to be lost.
     async fn session_call_raw(
         &self,
         session: &Session,
@@ -593,67 +590,28 @@ impl Hs2Proxy {
         if let Some(reason) = session.lost_reason() {
             return Err(lost(reason));
         }
-        match session.link.try_lock() {
-            Ok(mut link) => {
-                let Some(conn) = link.as_mut() else {
-                    return Err(lost(session.lost_reason().unwrap_or_default()));
-                };
-                match self.timed_call(conn, &session.backend_addr, request).await {
-                    Ok(reply) => Ok(reply),
-                    Err((e, reason)) => {
-                        *link = None;
-                        session.mark_lost(&reason);
-                        warn!(session.id = %session.id(), %reason, "driver connection lost");
-                        Err(e)
-                    }
-                }
-            }
-            Err(_) => {
-                let mut side = self
-                    .connect(&session.backend_addr, &session.user, request.method())
-                    .await?;
-                self.timed_call(&mut side, &session.backend_addr, request)
-                    .await
-                    .map_err(|(e, _)| e)
-            }
+        if let Some(reason) = session.lease.as_ref().and_then(|l| l.driver_failure()) {
+            session.mark_lost(&reason);
+            return Err(lost(reason));
         }
+        self.call_driver(&session.backend_addr, request).await
     }
 
-    /// One call with the configured deadline; on failure, the error and why the connection is
-    /// now unusable.
-    async fn timed_call(
-        &self,
-        conn: &mut Hs2Connection,
-        addr: &str,
-        request: &Hs2Request,
-    ) -> Result<(Bytes, MessageHeader), (GatewayError, String)> {
-        let backend = &self.config.backend;
-        let sync_execute =
-            matches!(request, Hs2Request::ExecuteStatement(r) if r.run_async != Some(true));
-        let (timeout, setting) = if sync_execute {
-            (backend.execute_timeout, "execute_timeout")
-        } else {
-            (backend.call_timeout, "call_timeout")
-        };
-        match tokio::time::timeout(timeout, conn.call_raw(request)).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => {
-                let reason = e.to_string();
-                Err((
-                    GatewayError::from_backend(addr, request.method(), e),
-                    reason,
-                ))
-            }
-            Err(_) => Err((
-                GatewayError::BackendTimeout {
-                    addr: addr.to_owned(),
-                    method: request.method(),
-                    secs: timeout.as_secs(),
-                    setting,
-                },
-                format!("no answer within {}", humantime(timeout)),
-            )),
+    /// Drops the driver connections of pooled drivers that are gone (static backends stay).
+    pub fn forget_gone_drivers(&self) {
+        if self.pools.is_empty() {
+            return;
         }
+        let mut live: std::collections::HashSet<String> = self
+            .pools
+            .values()
+            .flat_map(|pool| pool.drivers())
+            .map(|d| d.address)
+            .collect();
+        for tenant in self.config.effective_tenants() {
+            live.extend(tenant.backends);
+        }
+        self.links.retain(&live);
     }
 
     /// Closes sessions idle for longer than the configured timeout, on the driver too.

@@ -306,6 +306,7 @@ fn spawn_housekeeping(shared: Arc<Shared>) {
                 _ = shared.shutdown.stop_accepting.cancelled() => return,
             }
             shared.proxy.expire_idle_sessions().await;
+            shared.proxy.forget_gone_drivers();
             if let Some(tls) = &shared.tls {
                 tls.reload_if_changed();
             }

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use hive_thrift::client::Hs2Connection;
 use hive_thrift::generated::tcliservice::{
     THandleIdentifier, TOperationHandle, TOperationState, TSessionHandle,
 };
@@ -60,9 +59,6 @@ pub struct Session {
     /// The driver's address, and its handle for this session.
     pub backend_addr: String,
     pub backend_handle: TSessionHandle,
-    /// The session's own connection to its driver; a call holds it while it runs. `None` once
-    /// the connection failed (the driver's session went with it).
-    pub link: tokio::sync::Mutex<Option<Hs2Connection>>,
     /// Its place on a pooled driver, given back when the session ends.
     pub lease: Option<crate::pool::DriverLease>,
     state: Mutex<SessionState>,
@@ -84,7 +80,6 @@ impl Session {
         tenant: String,
         backend_addr: String,
         backend_handle: TSessionHandle,
-        link: Option<Hs2Connection>,
     ) -> Self {
         Self {
             client_handle,
@@ -93,7 +88,6 @@ impl Session {
             tenant,
             backend_addr,
             backend_handle,
-            link: tokio::sync::Mutex::new(link),
             lease: None,
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
@@ -202,6 +196,15 @@ impl SessionTable {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// The session with this driver-side handle on the driver at `addr`.
+    pub fn find_by_backend(&self, addr: &str, guid: &[u8]) -> Option<Arc<Session>> {
+        let sessions = self.sessions.lock().expect("sessions");
+        sessions
+            .values()
+            .find(|s| s.backend_addr == addr && s.backend_handle.session_id.guid == guid)
+            .cloned()
     }
 
     /// Sessions `owner` holds.

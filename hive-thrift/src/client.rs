@@ -118,6 +118,20 @@ impl Hs2Connection {
         })
     }
 
+    /// Whether the connection can no longer carry a call: a call was interrupted, or, while
+    /// idle, the server closed it or sent something unasked (both mean it is unusable). Never
+    /// blocks; for pools checking an idle connection before reusing it.
+    pub fn is_broken(&mut self) -> bool {
+        if self.in_call {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Sends `request` and returns the raw reply message, for callers that pass it on unchanged.
     ///
     /// # Cancel safety

@@ -28,7 +28,6 @@ fn open(table: &SessionTable, owner: Owner) -> (TSessionHandle, TSessionHandle) 
         "default".into(),
         "127.0.0.1:1".into(),
         backend.clone(),
-        None,
     ));
     (client, backend)
 }

@@ -1,0 +1,244 @@
+//! Connections to drivers, shared by every session on a driver and bounded per driver
+//! (`backend.max_connections_per_driver`), so ten thousand idle client sessions cost no driver
+//! connection at all.
+//!
+//! A Spark Thrift Server lets any connection use any session handle, so a call takes whichever
+//! connection of its driver is free. Connections authenticate as sparkgate's service user, and
+//! OpenSession names the session's user with `hive.server2.proxy.user`, which a driver running
+//! `hive.server2.authentication=NONE` takes as is.
+//!
+//! One server behaviour shapes this module: when a connection ends, the driver closes the last
+//! session opened on it (unless it was closed on the same connection). So a connection that
+//! breaks is dropped together with the knowledge of which session went with it, and the caller
+//! marks that session lost instead of letting it fail later with a puzzling error.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use hive_thrift::client::{ClientAuth, Hs2Connection};
+use hive_thrift::generated::tcliservice as t;
+use hive_thrift::message::{Hs2Request, Hs2Response, MessageHeader};
+use hive_thrift::sasl::PlainCredentials;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::config::{BackendConfig, FrontendTransport};
+use crate::error::GatewayError;
+
+/// A call that failed, and the driver session that ended with its connection, if any.
+#[derive(Debug)]
+pub struct CallFailure {
+    pub error: GatewayError,
+    /// The backend handle's guid of a session the driver closes because the connection broke.
+    pub session_lost: Option<Vec<u8>>,
+}
+
+impl From<GatewayError> for CallFailure {
+    fn from(error: GatewayError) -> Self {
+        Self {
+            error,
+            session_lost: None,
+        }
+    }
+}
+
+/// One pooled connection.
+struct Link {
+    conn: Hs2Connection,
+    /// The session the driver would close if this connection ended.
+    bound_session: Option<Vec<u8>>,
+}
+
+/// The connections of one driver.
+struct DriverLinks {
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Link>>,
+    open: AtomicUsize,
+}
+
+/// Every driver's connections.
+pub struct BackendLinks {
+    config: BackendConfig,
+    drivers: Mutex<HashMap<String, Arc<DriverLinks>>>,
+}
+
+impl BackendLinks {
+    pub fn new(config: BackendConfig) -> Self {
+        Self {
+            config,
+            drivers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn driver(&self, addr: &str) -> Arc<DriverLinks> {
+        self.drivers
+            .lock()
+            .expect("links")
+            .entry(addr.to_owned())
+            .or_insert_with(|| {
+                Arc::new(DriverLinks {
+                    permits: Arc::new(Semaphore::new(self.config.max_connections_per_driver)),
+                    idle: Mutex::new(Vec::new()),
+                    open: AtomicUsize::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Open connections per driver address (admin API, metrics, benches).
+    pub fn open_connections(&self) -> Vec<(String, usize)> {
+        let drivers = self.drivers.lock().expect("links");
+        let mut open: Vec<_> = drivers
+            .iter()
+            .map(|(addr, d)| (addr.clone(), d.open.load(Ordering::Relaxed)))
+            .collect();
+        open.sort();
+        open
+    }
+
+    /// Drops the connections of drivers not in `live` (stopped or failed drivers).
+    pub fn retain(&self, live: &std::collections::HashSet<String>) {
+        let gone: Vec<String> = self
+            .drivers
+            .lock()
+            .expect("links")
+            .keys()
+            .filter(|addr| !live.contains(*addr))
+            .cloned()
+            .collect();
+        for addr in gone {
+            self.forget(&addr);
+        }
+    }
+
+    /// Drops the idle connections of a driver that is gone.
+    pub fn forget(&self, addr: &str) {
+        if let Some(links) = self.drivers.lock().expect("links").remove(addr) {
+            let idle = std::mem::take(&mut *links.idle.lock().expect("links"));
+            links.open.fetch_sub(idle.len(), Ordering::Relaxed);
+        }
+    }
+
+    async fn connect(&self, addr: &str, method: &'static str) -> Result<Link, GatewayError> {
+        let auth = match self.config.transport {
+            FrontendTransport::Sasl => ClientAuth::Plain(PlainCredentials {
+                authzid: String::new(),
+                user: self.config.service_user.clone(),
+                // The driver ignores the password (auth NONE); the real check was ours.
+                password: "sparkgate".to_owned(),
+            }),
+            FrontendTransport::Nosasl => ClientAuth::NoSasl,
+        };
+        let conn = Hs2Connection::connect(
+            addr,
+            &auth,
+            self.config.max_message_size,
+            self.config.connect_timeout,
+        )
+        .await
+        .map_err(|e| GatewayError::from_backend(addr, method, e))?;
+        Ok(Link {
+            conn,
+            bound_session: None,
+        })
+    }
+
+    /// Sends one call to the driver at `addr` on a free connection (waiting for one, within the
+    /// call's deadline, when all are busy), and returns its raw reply.
+    pub async fn call(
+        &self,
+        addr: &str,
+        request: &Hs2Request,
+    ) -> Result<(Bytes, MessageHeader), CallFailure> {
+        let sync_execute =
+            matches!(request, Hs2Request::ExecuteStatement(r) if r.run_async != Some(true));
+        let (timeout, setting) = if sync_execute {
+            (self.config.execute_timeout, "execute_timeout")
+        } else {
+            (self.config.call_timeout, "call_timeout")
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let links = self.driver(addr);
+        let permit =
+            match tokio::time::timeout_at(deadline, links.permits.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    return Err(GatewayError::BackendBusy {
+                        addr: addr.to_owned(),
+                        max: self.config.max_connections_per_driver,
+                    }
+                    .into())
+                }
+            };
+        let reused = loop {
+            let Some(mut link) = links.idle.lock().expect("links").pop() else {
+                break None;
+            };
+            if !link.conn.is_broken() {
+                break Some(link);
+            }
+            // Closed by the driver while idle (it restarted, or timed the connection out).
+            links.open.fetch_sub(1, Ordering::Relaxed);
+            debug!(driver = %addr, "dropped a driver connection closed while idle");
+        };
+        let mut link = match reused {
+            Some(link) => link,
+            None => {
+                let link = self.connect(addr, request.method()).await?;
+                links.open.fetch_add(1, Ordering::Relaxed);
+                debug!(driver = %addr, open = links.open.load(Ordering::Relaxed), "new driver connection");
+                link
+            }
+        };
+        let outcome = tokio::time::timeout_at(deadline, link.conn.call_raw(request)).await;
+        let failure = match outcome {
+            Ok(Ok(reply)) => {
+                track_bound_session(&mut link, request, &reply.0);
+                links.idle.lock().expect("links").push(link);
+                drop(permit);
+                return Ok(reply);
+            }
+            Ok(Err(e)) => GatewayError::from_backend(addr, request.method(), e),
+            Err(_) => GatewayError::BackendTimeout {
+                addr: addr.to_owned(),
+                method: request.method(),
+                secs: timeout.as_secs(),
+                setting,
+            },
+        };
+        links.open.fetch_sub(1, Ordering::Relaxed);
+        warn!(driver = %addr, method = request.method(), error = %failure, "driver connection dropped");
+        Err(CallFailure {
+            error: failure,
+            session_lost: link.bound_session,
+        })
+    }
+}
+
+/// Follows which session the driver ties to this connection: the last one opened on it, until
+/// it is closed on it.
+fn track_bound_session(link: &mut Link, request: &Hs2Request, reply: &[u8]) {
+    match request {
+        Hs2Request::OpenSession(_) => {
+            if let Ok(Hs2Response::OpenSession(resp)) = Hs2Response::decode_for(request, reply) {
+                if let Some(handle) = resp.session_handle {
+                    link.bound_session = Some(handle.session_id.guid);
+                }
+            }
+        }
+        Hs2Request::CloseSession(req) => {
+            let closed_ok = matches!(
+                Hs2Response::decode_for(request, reply),
+                Ok(Hs2Response::CloseSession(t::TCloseSessionResp { status }))
+                    if status.status_code == t::TStatusCode::SUCCESS_STATUS
+            );
+            if closed_ok && link.bound_session.as_ref() == Some(&req.session_handle.session_id.guid)
+            {
+                link.bound_session = None;
+            }
+        }
+        _ => {}
+    }
+}
