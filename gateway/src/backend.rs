@@ -27,23 +27,6 @@ use tracing::{debug, warn};
 use crate::config::{BackendConfig, FrontendTransport};
 use crate::error::GatewayError;
 
-/// A call that failed, and the driver session that ended with its connection, if any.
-#[derive(Debug)]
-pub struct CallFailure {
-    pub error: GatewayError,
-    /// The backend handle's guid of a session the driver closes because the connection broke.
-    pub session_lost: Option<Vec<u8>>,
-}
-
-impl From<GatewayError> for CallFailure {
-    fn from(error: GatewayError) -> Self {
-        Self {
-            error,
-            session_lost: None,
-        }
-    }
-}
-
 /// One pooled connection.
 struct Link {
     conn: Hs2Connection,
@@ -62,6 +45,9 @@ struct DriverLinks {
 pub struct BackendLinks {
     config: BackendConfig,
     drivers: Mutex<HashMap<String, Arc<DriverLinks>>>,
+    /// Sessions (driver address, backend handle guid) the drivers closed with a broken
+    /// connection, for the caller to mark lost ([`BackendLinks::take_lost_sessions`]).
+    lost_sessions: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 impl BackendLinks {
@@ -69,6 +55,27 @@ impl BackendLinks {
         Self {
             config,
             drivers: Mutex::new(HashMap::new()),
+            lost_sessions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sessions the drivers closed because their connection broke, since the last call.
+    pub fn take_lost_sessions(&self) -> Vec<(String, Vec<u8>)> {
+        let mut lost = self.lost_sessions.lock().expect("links");
+        if lost.is_empty() {
+            return Vec::new();
+        }
+        std::mem::take(&mut *lost)
+    }
+
+    /// Drops a broken connection, noting the session the driver closed with it.
+    fn discard(&self, addr: &str, links: &DriverLinks, link: Link) {
+        links.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(guid) = link.bound_session {
+            self.lost_sessions
+                .lock()
+                .expect("links")
+                .push((addr.to_owned(), guid));
         }
     }
 
@@ -151,7 +158,7 @@ impl BackendLinks {
         &self,
         addr: &str,
         request: &Hs2Request,
-    ) -> Result<(Bytes, MessageHeader), CallFailure> {
+    ) -> Result<(Bytes, MessageHeader), GatewayError> {
         let sync_execute =
             matches!(request, Hs2Request::ExecuteStatement(r) if r.run_async != Some(true));
         let (timeout, setting) = if sync_execute {
@@ -180,7 +187,7 @@ impl BackendLinks {
                 break Some(link);
             }
             // Closed by the driver while idle (it restarted, or timed the connection out).
-            links.open.fetch_sub(1, Ordering::Relaxed);
+            self.discard(addr, &links, link);
             debug!(driver = %addr, "dropped a driver connection closed while idle");
         };
         let mut link = match reused {
@@ -208,12 +215,9 @@ impl BackendLinks {
                 setting,
             },
         };
-        links.open.fetch_sub(1, Ordering::Relaxed);
         warn!(driver = %addr, method = request.method(), error = %failure, "driver connection dropped");
-        Err(CallFailure {
-            error: failure,
-            session_lost: link.bound_session,
-        })
+        self.discard(addr, &links, link);
+        Err(failure)
     }
 }
 

@@ -17,7 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use sparkgate_auth::{AuthService, Credential, Principal};
 
-use crate::backend::{BackendLinks, CallFailure};
+use crate::backend::BackendLinks;
 use crate::config::Config;
 use crate::error::{Fault, GatewayError};
 use crate::pool::{DriverLease, DriverPool};
@@ -420,20 +420,14 @@ impl Hs2Proxy {
         addr: &str,
         request: &Hs2Request,
     ) -> Result<(Bytes, MessageHeader), GatewayError> {
-        self.links.call(addr, request).await.map_err(
-            |CallFailure {
-                 error,
-                 session_lost,
-             }| {
-                if let Some(guid) = session_lost {
-                    if let Some(session) = self.table.find_by_backend(addr, &guid) {
-                        warn!(session.id = %session.id(), "the driver closed this session with a broken connection");
-                        session.mark_lost(&error.to_string());
-                    }
-                }
-                error
-            },
-        )
+        let result = self.links.call(addr, request).await;
+        for (driver, guid) in self.links.take_lost_sessions() {
+            if let Some(session) = self.table.find_by_backend(&driver, &guid) {
+                warn!(session.id = %session.id(), "the driver closed this session with a broken connection");
+                session.mark_lost("its driver connection broke (the driver closed the session)");
+            }
+        }
+        result
     }
 
     async fn close_session(
