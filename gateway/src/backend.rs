@@ -175,8 +175,7 @@ impl BackendLinks {
                     return Err(GatewayError::BackendBusy {
                         addr: addr.to_owned(),
                         max: self.config.max_connections_per_driver,
-                    }
-                    .into())
+                    })
                 }
             };
         let reused = loop {
