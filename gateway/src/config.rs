@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::launcher::kubernetes::KubernetesConfig;
 use crate::launcher::LocalLauncherConfig;
 use crate::tenant::{LauncherKind, TenantConfig, ANYONE};
 
@@ -23,10 +24,12 @@ pub struct Config {
     /// Who may run SQL where. Empty: one tenant, `default`, admitting everyone, on
     /// `backend.address`.
     pub tenants: Vec<TenantConfig>,
-    /// Driver pools of tenants with `launcher = "local"`.
+    /// Driver pools of tenants with `launcher = "local"` or `"kubernetes"`.
     pub pools: PoolsConfig,
     /// The local launcher (drivers as child processes).
     pub local: LocalLauncherConfig,
+    /// The Kubernetes launcher (drivers as Pods).
+    pub kubernetes: KubernetesConfig,
     pub admin: AdminConfig,
 }
 
@@ -310,6 +313,10 @@ impl Config {
                     "tenant name {:?} is empty or used twice",
                     tenant.name
                 ));
+            }
+            if tenant.launcher == LauncherKind::Kubernetes {
+                crate::launcher::kubernetes::validate_tenant(tenant)
+                    .map_err(ConfigError::Invalid)?;
             }
             if tenant.launcher == LauncherKind::Static && tenant.backends.is_empty() {
                 return invalid(format!(

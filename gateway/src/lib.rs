@@ -16,6 +16,7 @@ pub mod error;
 pub mod frontend;
 pub mod http;
 pub mod launcher;
+pub mod leader;
 pub mod limits;
 pub mod pool;
 pub mod proxy;

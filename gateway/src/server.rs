@@ -15,12 +15,15 @@ use crate::admin::{DecisionLabels, Metrics, TenantLabel};
 use crate::config::{Config, FrontendTransport};
 use crate::frontend::{serve, Shared, Shutdown};
 use crate::http::CookieSigner;
+use crate::launcher::kubernetes::KubeLauncher;
 use crate::launcher::{DriverSpec, Launcher, LocalLauncher};
 use crate::limits::ConnectionLimits;
 use crate::pool::{DriverPool, PoolLimits, PoolMetrics};
 use crate::proxy::Hs2Proxy;
 use crate::tenant::LauncherKind;
+use crate::tenant::TenantConfig;
 use crate::tls::{TlsAcceptorCell, RELOAD_CHECK_EVERY};
+use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -103,7 +106,7 @@ impl Gateway {
             }
         };
         let metrics = Arc::new(Metrics::default());
-        let pools = start_pools(&config, &metrics).await?;
+        let PoolSet { pools, election } = start_pools(&config, &metrics).await?;
         let config = Arc::new(config);
         let listener = bind(config.server.bind).await?;
         let http_listener = match config.http.bind {
@@ -151,6 +154,14 @@ impl Gateway {
         }
         for pool in pools.values() {
             tokio::spawn(pool.clone().run(shared.shutdown.stop_accepting.clone()));
+        }
+        if let Some((client, election, leading)) = election {
+            tokio::spawn(crate::leader::run(
+                client,
+                election,
+                leading,
+                shared.shutdown.stop_accepting.clone(),
+            ));
         }
         info!(
             %local_addr,
@@ -201,7 +212,8 @@ impl Gateway {
         // HTTP sessions outlive their connections; close what is left.
         shared.proxy.close_all().await;
         if shared.config.pools.stop_drivers_on_exit {
-            for pool in shared.proxy.pools.values() {
+            // A follower's drivers are the leader's to keep or stop.
+            for pool in shared.proxy.pools.values().filter(|p| p.leading()) {
                 pool.stop_all().await;
             }
         } else if !shared.proxy.pools.is_empty() {
@@ -211,25 +223,93 @@ impl Gateway {
     }
 }
 
-/// A pool per tenant with the local launcher; drivers a previous run left are adopted.
-async fn start_pools(
+/// The driver pools, and, with several replicas on Kubernetes, the election that decides which
+/// of them scales.
+struct PoolSet {
+    pools: HashMap<String, Arc<DriverPool>>,
+    election: Option<(kube::Client, crate::leader::Election, Arc<AtomicBool>)>,
+}
+
+/// A pool per tenant with the local or Kubernetes launcher; drivers a previous run left are
+/// adopted.
+async fn start_pools(config: &Config, metrics: &Metrics) -> Result<PoolSet, StartError> {
+    let of_kind = |kind| -> Vec<&TenantConfig> {
+        config
+            .tenants
+            .iter()
+            .filter(|t| t.launcher == kind)
+            .collect()
+    };
+    let local = of_kind(LauncherKind::Local);
+    let on_kubernetes = of_kind(LauncherKind::Kubernetes);
+    let mut set = PoolSet {
+        pools: HashMap::new(),
+        election: None,
+    };
+    let config_error = |e: crate::launcher::LaunchError| StartError::Config(e.to_string());
+    if !local.is_empty() {
+        let launcher: Arc<dyn Launcher> =
+            Arc::new(LocalLauncher::new(config.local.clone()).map_err(config_error)?);
+        // The local launcher's drivers belong to this process alone: it always decides.
+        let leading = Arc::new(AtomicBool::new(true));
+        add_pools(config, metrics, &local, &launcher, &leading, &mut set.pools).await;
+        // Drivers of tenants no longer configured are not adopted by anyone: stop them.
+        for (orphan, _) in launcher.list().await {
+            if !set.pools.contains_key(&orphan.tenant) {
+                warn!(driver = %orphan.id, tenant = %orphan.tenant, "stopping a driver of a tenant no longer configured");
+                launcher.stop(&orphan).await;
+            }
+        }
+    }
+    if !on_kubernetes.is_empty() {
+        let owned: Vec<TenantConfig> = on_kubernetes.iter().map(|t| (*t).clone()).collect();
+        let kube = KubeLauncher::new(config.kubernetes.clone(), &owned)
+            .await
+            .map_err(config_error)?;
+        let k8s = &config.kubernetes;
+        let leading = Arc::new(AtomicBool::new(!k8s.leader_election));
+        if k8s.leader_election {
+            let namespace = if k8s.lease_namespace.is_empty() {
+                kube.namespace().to_owned()
+            } else {
+                k8s.lease_namespace.clone()
+            };
+            set.election = Some((
+                kube.client(),
+                crate::leader::Election {
+                    namespace,
+                    lease_name: k8s.lease_name.clone(),
+                    identity: k8s
+                        .identity
+                        .clone()
+                        .unwrap_or_else(crate::leader::default_identity),
+                    lease_duration: k8s.lease_duration,
+                },
+                leading.clone(),
+            ));
+        }
+        let launcher: Arc<dyn Launcher> = kube;
+        add_pools(
+            config,
+            metrics,
+            &on_kubernetes,
+            &launcher,
+            &leading,
+            &mut set.pools,
+        )
+        .await;
+    }
+    Ok(set)
+}
+
+async fn add_pools(
     config: &Config,
     metrics: &Metrics,
-) -> Result<HashMap<String, Arc<DriverPool>>, StartError> {
-    let local: Vec<_> = config
-        .tenants
-        .iter()
-        .filter(|t| t.launcher == LauncherKind::Local)
-        .collect();
-    let mut pools = HashMap::new();
-    if local.is_empty() {
-        return Ok(pools);
-    }
-    let launcher: Arc<dyn Launcher> = Arc::new(
-        LocalLauncher::new(config.local.clone()).map_err(|e| StartError::Config(e.to_string()))?,
-    );
-    // The local launcher's drivers belong to this process alone: it always decides.
-    let leading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    tenants: &[&TenantConfig],
+    launcher: &Arc<dyn Launcher>,
+    leading: &Arc<AtomicBool>,
+    pools: &mut HashMap<String, Arc<DriverPool>>,
+) {
     let limits = PoolLimits {
         max_sessions_per_driver: config.pools.max_sessions_per_driver,
         max_waiting: config.pools.max_waiting,
@@ -237,7 +317,7 @@ async fn start_pools(
         drain_grace: config.pools.drain_grace,
         reconcile_every: config.pools.reconcile_every,
     };
-    for tenant in local {
+    for tenant in tenants {
         let spec = DriverSpec {
             tenant: tenant.name.clone(),
             driver_memory: tenant.driver_memory.clone(),
@@ -282,14 +362,6 @@ async fn start_pools(
         pool.adopt().await;
         pools.insert(tenant.name.clone(), pool);
     }
-    // Drivers of tenants no longer configured are not adopted by anyone: stop them.
-    for (orphan, _) in launcher.list().await {
-        if !pools.contains_key(&orphan.tenant) {
-            warn!(driver = %orphan.id, tenant = %orphan.tenant, "stopping a driver of a tenant no longer configured");
-            launcher.stop(&orphan).await;
-        }
-    }
-    Ok(pools)
 }
 
 /// Idle-session expiry and TLS certificate reloads, until shutdown.

@@ -31,7 +31,8 @@ pub struct TenantConfig {
     /// With the static launcher: the tenant's Spark Thrift Servers (`host:port`), used in turn.
     #[serde(default)]
     pub backends: Vec<String>,
-    /// `static` (the `backends` above) or `local` (sparkgate starts the tenant's drivers).
+    /// `static` (the `backends` above), `local` (sparkgate starts the tenant's drivers as
+    /// processes) or `kubernetes` (as Pods).
     #[serde(default)]
     pub launcher: LauncherKind,
     /// How the tenant's pool scales (local launcher).
@@ -47,6 +48,14 @@ pub struct TenantConfig {
     /// (`hive.metastore.uris`).
     #[serde(default)]
     pub hive_conf: BTreeMap<String, String>,
+    /// Kubernetes launcher: the ServiceAccount the tenant's drivers and executors run as
+    /// (default `sparkgate-<name>`).
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// Kubernetes launcher: annotations of that ServiceAccount, e.g. the cloud role
+    /// (`eks.amazonaws.com/role-arn`, `iam.gke.io/gcp-service-account`, ...).
+    #[serde(default)]
+    pub service_account_annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -55,6 +64,7 @@ pub enum LauncherKind {
     #[default]
     Static,
     Local,
+    Kubernetes,
 }
 
 fn default_driver_memory() -> String {
@@ -79,6 +89,8 @@ impl TenantConfig {
             driver_memory: default_driver_memory(),
             spark_conf: BTreeMap::new(),
             hive_conf: BTreeMap::new(),
+            service_account: None,
+            service_account_annotations: BTreeMap::new(),
         }
     }
 }

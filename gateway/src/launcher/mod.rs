@@ -15,6 +15,7 @@ use hive_thrift::message::{Hs2Request, Hs2Response};
 use hive_thrift::sasl::PlainCredentials;
 use serde::{Deserialize, Serialize};
 
+pub mod kubernetes;
 pub mod local;
 
 pub use local::{LocalLauncher, LocalLauncherConfig};

@@ -1,0 +1,122 @@
+use super::*;
+
+fn spec(tenant: &str) -> DriverSpec {
+    DriverSpec {
+        tenant: tenant.into(),
+        driver_memory: "2g".into(),
+        spark_conf: BTreeMap::from([
+            ("spark.sql.shuffle.partitions".to_owned(), "8".to_owned()),
+            (
+                "spark.kubernetes.authenticate.executor.serviceAccountName".to_owned(),
+                "someone-else".to_owned(),
+            ),
+        ]),
+        hive_conf: BTreeMap::from([(
+            "hive.metastore.uris".to_owned(),
+            "thrift://metastore:9083".to_owned(),
+        )]),
+    }
+}
+
+fn identity() -> TenantIdentity {
+    TenantIdentity {
+        service_account: "sparkgate-analytics".into(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+fn args_of(pod: &Value) -> Vec<String> {
+    pod["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn driver_and_executors_run_as_the_tenant_service_account_whatever_the_tenant_sets() {
+    let config = KubernetesConfig::default();
+    let pod = build_driver_pod(
+        &config,
+        "drivers",
+        &identity(),
+        "sg-analytics-1",
+        &spec("analytics"),
+    );
+    assert_eq!(pod["spec"]["serviceAccountName"], "sparkgate-analytics");
+    let args = args_of(&pod);
+    for expected in [
+        "spark.kubernetes.authenticate.driver.serviceAccountName=sparkgate-analytics",
+        "spark.kubernetes.authenticate.executor.serviceAccountName=sparkgate-analytics",
+        "spark.kubernetes.namespace=drivers",
+        "spark.driver.host=sg-analytics-1.drivers.svc",
+        "spark.sparkgate.tenant=analytics",
+        "spark.dynamicAllocation.shuffleTracking.enabled=true",
+        "spark.sql.shuffle.partitions=8",
+        "hive.metastore.uris=thrift://metastore:9083",
+        "hive.server2.thrift.port=10000",
+    ] {
+        assert!(
+            args.iter().any(|a| a == expected),
+            "missing {expected}: {args:?}"
+        );
+    }
+    assert!(!args.iter().any(|a| a.contains("someone-else")), "{args:?}");
+    assert_eq!(pod["metadata"]["labels"][TENANT_LABEL], "analytics");
+    assert_eq!(pod["metadata"]["labels"][DRIVER_LABEL], "sg-analytics-1");
+    assert_eq!(pod["metadata"]["labels"][MANAGED_BY], "sparkgate");
+}
+
+#[test]
+fn service_is_headless_owned_by_its_pod_and_published_before_ready() {
+    let service = build_driver_service(&KubernetesConfig::default(), "d", "sg-a-1", "a", "uid-1");
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    assert_eq!(service["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(service["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    assert_eq!(service["metadata"]["ownerReferences"][0]["kind"], "Pod");
+}
+
+#[test]
+fn bad_tenant_names_are_config_errors() {
+    let mut tenant = TenantConfig::new_static("Analytics_Team", vec![], vec![], vec![]);
+    assert!(validate_tenant(&tenant).unwrap_err().contains("lower-case"));
+    tenant.name = "analytics".into();
+    assert!(validate_tenant(&tenant).is_ok());
+    tenant.service_account = Some("Bad Name".into());
+    assert!(validate_tenant(&tenant)
+        .unwrap_err()
+        .contains("service_account"));
+    tenant.name = "a".repeat(51);
+    assert!(validate_tenant(&tenant).is_err());
+}
+
+#[test]
+fn template_fields_survive_and_ours_win() {
+    let template = json!({
+        "metadata": { "annotations": { "team": "data" } },
+        "spec": {
+            "serviceAccountName": "template-sa",
+            "volumes": [{ "name": "cache", "emptyDir": {} }],
+            "containers": [
+                { "name": "driver", "volumeMounts": [{ "name": "cache", "mountPath": "/cache" }] },
+                { "name": "sidecar", "image": "busybox" },
+            ],
+        },
+    });
+    let ours = build_driver_pod(
+        &KubernetesConfig::default(),
+        "d",
+        &identity(),
+        "sg-a-1",
+        &spec("a"),
+    );
+    let pod = merge(template, ours);
+    assert_eq!(pod["spec"]["serviceAccountName"], "sparkgate-analytics");
+    assert_eq!(pod["metadata"]["annotations"]["team"], "data");
+    assert_eq!(pod["spec"]["volumes"][0]["name"], "cache");
+    let containers = pod["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 2);
+    assert_eq!(containers[0]["volumeMounts"][0]["mountPath"], "/cache");
+    assert_eq!(containers[0]["command"][0], "/opt/spark/bin/spark-submit");
+}
