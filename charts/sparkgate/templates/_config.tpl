@@ -1,0 +1,113 @@
+{{/* sparkgate.toml, rendered from the values. */}}
+{{- define "sparkgate.config" -}}
+{{- $root := . -}}
+{{- $driversNs := include "sparkgate.driversNamespace" . -}}
+# Rendered by the sparkgate Helm chart from its values; edit the values, not this file.
+# gateway/sparkgate.example.toml documents every key.
+
+[server]
+bind = {{ printf "0.0.0.0:%v" .Values.ports.binary | toJson }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.server "keys" (list "transport" "maxMessageSize" "handshakeTimeout" "readTimeout" "idleSessionTimeout" "maxConnections" "maxSessionsPerConnection" "defaultFetchSize" "maxFetchRows" "shutdownGrace" "maxConnectionsPerUser" "maxConnectionsPerAddress" "adminUsers" "adminGroups" "allowNoneAuthOnNetwork")) }}
+
+[http]
+{{- if .Values.http.enabled }}
+bind = {{ printf "0.0.0.0:%v" .Values.ports.http | toJson }}
+{{- end }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.http "keys" (list "path" "cookieTtl" "trustedProxies" "maxBodySize")) }}
+{{- with include "sparkgate.secretFile" (dict "root" . "volume" "cookie-key") }}
+cookie_key_file = {{ toJson . }}
+{{- end }}
+
+[tls]
+{{- if .Values.tls.secretName }}
+cert_file = {{ printf "%s/tls.crt" (include "sparkgate.secretDir" "tls") | toJson }}
+key_file = {{ printf "%s/tls.key" (include "sparkgate.secretDir" "tls") | toJson }}
+{{- end }}
+
+[backend]
+{{- include "sparkgate.toml.keys" (dict "values" .Values.backend "keys" (list "address" "transport" "maxMessageSize" "connectTimeout" "callTimeout" "executeTimeout")) }}
+
+[auth]
+{{- include "sparkgate.toml.keys" (dict "values" .Values.auth "keys" (list "cacheTtl" "maxFailures" "failureWindow" "lockout")) }}
+{{- range $i, $m := .Values.auth.methods }}
+
+[[auth.methods]]
+type = {{ toJson $m.type }}
+{{- if eq $m.type "ldap" }}
+{{- include "sparkgate.toml.keys" (dict "values" $m "keys" (list "url" "starttls" "connectTimeout" "operationTimeout" "userDnPattern" "bindDn" "userSearchBase" "userSearchFilter" "groupSource" "groupSearchBase" "groupSearchFilter" "groupNameAttribute")) }}
+{{- if $m.caSecret }}
+ca_file = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (printf "auth-%d-ca-secret" $i)) | toJson }}
+{{- end }}
+{{- if $m.bindPasswordSecret }}
+bind_password_file = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (printf "auth-%d-bind-password-secret" $i)) | toJson }}
+{{- end }}
+{{- else if eq $m.type "users_file" }}
+path = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (printf "auth-%d-secret" $i)) | toJson }}
+{{- else if eq $m.type "jwt" }}
+{{- include "sparkgate.toml.keys" (dict "values" $m "keys" (list "algorithms" "issuer" "audience" "userClaim" "groupsClaim" "leeway")) }}
+{{- if $m.hs256Secret }}
+hs256_secret_file = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (printf "auth-%d-hs256-secret" $i)) | toJson }}
+{{- end }}
+{{- if $m.publicKeySecret }}
+public_key_file = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (printf "auth-%d-public-key-secret" $i)) | toJson }}
+{{- end }}
+{{- if $m.jwksSecret }}
+jwks_file = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (printf "auth-%d-jwks-secret" $i)) | toJson }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+[admin]
+bind = {{ printf "0.0.0.0:%v" .Values.ports.admin | toJson }}
+
+[pools]
+{{- include "sparkgate.toml.keys" (dict "values" .Values.pools "keys" (list "maxSessionsPerDriver" "maxWaiting" "waitTimeout" "drainGrace" "stopDriversOnExit")) }}
+
+[kubernetes]
+namespace = {{ toJson $driversNs }}
+{{- with .Values.kubernetes }}
+{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "image" "imagePullPolicy" "sparkSubmit" "thriftPort" "driverPort" "blockManagerPort" "startupTimeout" "notReadyTimeout")) }}
+manage_service_accounts = {{ not $root.Values.tenantServiceAccounts.create }}
+{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "leaderElection" "leaseName")) }}
+lease_namespace = {{ toJson $root.Release.Namespace }}
+{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "leaseDuration" "schedulerName")) }}
+{{- if .podTemplate }}
+pod_template_file = "/etc/sparkgate/driver-pod-template.yaml"
+{{- end }}
+{{- if .tolerations }}
+tolerations = {{ include "sparkgate.toml.value" .tolerations }}
+{{- end }}
+resources = {{ include "sparkgate.toml.resources" .resources }}
+node_selector = {{ include "sparkgate.toml.stringMap" .nodeSelector }}
+labels = {{ include "sparkgate.toml.stringMap" .labels }}
+{{- end }}
+{{- range .Values.tenants }}
+{{- $launcher := include "sparkgate.tenant.launcher" . }}
+
+[[tenants]]
+name = {{ toJson .name }}
+groups = {{ include "sparkgate.toml.value" (default list .groups) }}
+users = {{ include "sparkgate.toml.value" (default list .users) }}
+launcher = {{ toJson $launcher }}
+{{- with .backends }}
+backends = {{ include "sparkgate.toml.value" . }}
+{{- end }}
+{{- with .driverMemory }}
+driver_memory = {{ toJson . }}
+{{- end }}
+{{- if .sparkConf }}
+spark_conf = {{ include "sparkgate.toml.stringMap" .sparkConf }}
+{{- end }}
+{{- if .hiveConf }}
+hive_conf = {{ include "sparkgate.toml.stringMap" .hiveConf }}
+{{- end }}
+{{- if eq $launcher "kubernetes" }}
+service_account = {{ include "sparkgate.tenant.serviceAccount" . | toJson }}
+service_account_annotations = {{ include "sparkgate.toml.stringMap" .serviceAccountAnnotations }}
+{{- end }}
+{{- with .scaling }}
+[tenants.scaling]
+{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "minDrivers" "maxDrivers" "targetOperationsPerDriver" "scaleUpAfter" "idleTtl" "maxConcurrentLaunches")) }}
+{{- end }}
+{{- end }}
+{{- end -}}
