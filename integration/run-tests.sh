@@ -10,6 +10,8 @@ step() { echo; echo "=== $* ($((SECONDS - started)) s)"; }
 
 step "install real parts"
 ./integration/setup.sh
+step "Kubernetes control plane: kube-apiserver v1.20.2 from Debian's source package (built once, cached)"
+./integration/k8s/control-plane.sh build
 
 step "cargo fmt --check"
 cargo fmt --all --check
