@@ -115,7 +115,13 @@ fn traces() -> Vec<Trace> {
             what: "toggling 2 / 7 concurrent every 1 s around one driver's target (4)",
             length: Duration::from_secs(12),
             mean_query: Duration::from_millis(250),
-            concurrency: |t| if (t as u64) % 2 == 0 { 7.0 } else { 2.0 },
+            concurrency: |t| {
+                if (t as u64).is_multiple_of(2) {
+                    7.0
+                } else {
+                    2.0
+                }
+            },
             seed: 5,
         },
     ]
