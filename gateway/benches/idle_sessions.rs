@@ -370,12 +370,13 @@ fn main() {
         // Again: if RSS stays put, what was not given back after closing is the allocator's
         // retained memory being reused, not a leak.
         for round in 2..=args.rounds {
-            let (again, again_failed, _) = open_many(&addr, n, args.concurrency).await;
+            let (again, again_failed, error) = open_many(&addr, n, args.concurrency).await;
             settle().await;
             let (rss_again, _) = rss_kib(pid);
             println!(
-                "round {round}, {} sessions ({again_failed} failed): sparkgate VmRSS {rss_again} KiB ({:+} KiB against the first round)",
+                "round {round}, {} sessions ({again_failed} failed{}): sparkgate VmRSS {rss_again} KiB ({:+} KiB against the first round)",
                 again.len(),
+                error.map(|e| format!(", first: {e}")).unwrap_or_default(),
                 rss_again as i64 - rss_idle as i64
             );
             drop(again);

@@ -109,7 +109,11 @@ impl FakeSts {
                 let stream = tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => stream,
-                        Err(_) => return,
+                        // Out of file descriptors and the like: survive, as a real server does.
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
                     },
                     _ = stopped.cancelled() => return,
                 };
