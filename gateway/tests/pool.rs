@@ -1,0 +1,174 @@
+//! A real `DriverPool` and autoscaler driving the in-process `FakeLauncher`: cold start from
+//! zero, scale-up on operations, scale-down after the idle TTL, a killed driver replaced.
+//! Durations are compressed; every wait polls against a deadline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sparkgate::autoscale::ScalingPolicy;
+use sparkgate::launcher::DriverSpec;
+use sparkgate::pool::{DriverPool, DriverState, PoolLimits, PoolMetrics};
+use sparkgate::testing::FakeLauncher;
+use tokio_util::sync::CancellationToken;
+
+/// Long enough for any of these tests on a loaded machine; each normally takes well under 1 s.
+const DEADLINE: Duration = Duration::from_secs(3);
+
+fn spec() -> DriverSpec {
+    DriverSpec {
+        tenant: "t".into(),
+        driver_memory: "1g".into(),
+        spark_conf: Default::default(),
+        hive_conf: Default::default(),
+    }
+}
+
+struct Running {
+    pool: Arc<DriverPool>,
+    launcher: Arc<FakeLauncher>,
+    metrics: PoolMetrics,
+    stop: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn start(policy: ScalingPolicy, cold_start: Duration) -> Running {
+    let launcher = Arc::new(FakeLauncher::new().cold_start(cold_start));
+    let metrics = PoolMetrics::default();
+    let limits = PoolLimits {
+        max_sessions_per_driver: 10,
+        max_waiting: 100,
+        wait_timeout: DEADLINE,
+        drain_grace: Duration::from_secs(1),
+        reconcile_every: Duration::from_millis(20),
+    };
+    let pool = DriverPool::new(
+        spec(),
+        policy,
+        limits,
+        launcher.clone(),
+        metrics.clone(),
+        Arc::new(AtomicBool::new(true)),
+    );
+    let stop = CancellationToken::new();
+    tokio::spawn(pool.clone().run(stop.clone()));
+    Running {
+        pool,
+        launcher,
+        metrics,
+        stop,
+    }
+}
+
+fn policy(min_drivers: u32) -> ScalingPolicy {
+    ScalingPolicy {
+        min_drivers,
+        max_drivers: 4,
+        target_operations_per_driver: 2,
+        scale_up_after: Duration::from_millis(40),
+        idle_ttl: Duration::from_millis(200),
+        max_concurrent_launches: 2,
+    }
+}
+
+fn ready(pool: &DriverPool) -> Vec<String> {
+    pool.drivers()
+        .into_iter()
+        .filter(|d| d.state == DriverState::Ready)
+        .map(|d| d.id)
+        .collect()
+}
+
+/// Polls `check` every 10 ms until it holds; panics with `what` after [`DEADLINE`].
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn cold_start_from_zero_waits_then_leases_a_serving_driver() {
+    let cold = Duration::from_millis(150);
+    let r = start(policy(0), cold);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(r.pool.drivers().is_empty(), "no driver without load");
+
+    let waited = AtomicBool::new(false);
+    let asked = Instant::now();
+    let lease = r
+        .pool
+        .acquire(|| waited.store(true, Ordering::Relaxed))
+        .await
+        .expect("a lease after the cold start");
+    assert!(waited.load(Ordering::Relaxed), "the session had to wait");
+    assert!(asked.elapsed() >= cold, "not before the driver is ready");
+    assert!(
+        lease.driver_id.starts_with("t-fake-"),
+        "{}",
+        lease.driver_id
+    );
+    assert!(
+        sparkgate::launcher::probe(&lease.address).await,
+        "the leased driver serves HS2 at {}",
+        lease.address
+    );
+    assert_eq!(r.launcher.launches(), 1);
+}
+
+#[tokio::test]
+async fn scales_up_on_operations_then_down_after_idle_ttl() {
+    let r = start(policy(1), Duration::from_millis(30));
+    eventually("the floor's driver", || ready(&r.pool).len() == 1).await;
+
+    // Three running operations against a target of two per driver: one more driver.
+    let leases: Vec<_> = futures::future::join_all((0..3).map(|_| r.pool.acquire(|| {})))
+        .await
+        .into_iter()
+        .map(|l| l.expect("lease"))
+        .collect();
+    for l in &leases {
+        l.operation_started();
+    }
+    eventually("a second ready driver", || ready(&r.pool).len() == 2).await;
+    assert_eq!(r.metrics.launches.get(), 2, "exactly one scale-up launch");
+
+    // Load gone: back to the floor once the extra driver has been idle for the TTL.
+    for l in &leases {
+        l.operation_ended();
+    }
+    drop(leases);
+    eventually("the pool back at its floor", || {
+        r.pool.drivers().len() == 1 && r.launcher.live() == 1
+    })
+    .await;
+    assert_eq!(r.metrics.scale_downs.get(), 1);
+    assert_eq!(r.launcher.stops(), 1);
+}
+
+#[tokio::test]
+async fn a_killed_driver_fails_and_is_replaced() {
+    let r = start(policy(1), Duration::from_millis(30));
+    eventually("the floor's driver", || ready(&r.pool).len() == 1).await;
+    let first = ready(&r.pool).remove(0);
+
+    assert!(r.launcher.kill(&first));
+    eventually("a replacement driver", || {
+        let ready = ready(&r.pool);
+        ready.len() == 1 && ready[0] != first
+    })
+    .await;
+    assert!(r.pool.drivers().iter().all(|d| d.id != first));
+    assert_eq!(r.metrics.launch_failures.get(), 1, "the death is counted");
+    assert_eq!(r.launcher.launches(), 2);
+    eventually("the dead driver stopped", || r.launcher.live() == 1).await;
+
+    let lease = r.pool.acquire(|| {}).await.expect("lease");
+    assert_ne!(lease.driver_id, first);
+}
