@@ -5,8 +5,12 @@
 //!   stayed above `target_operations_per_driver × ready-or-starting drivers` for
 //!   `scale_up_after`, by as many drivers as the excess needs, at most `max_concurrent_launches`
 //!   starting at once, never above `max_drivers`.
-//! * Scale down one idle driver at a time once it has been idle for `idle_ttl`, never below
-//!   `min_drivers`. A driver with sessions is never taken away.
+//! * Scale down one driver at a time, never below `min_drivers`: a driver idle (no sessions)
+//!   for `idle_ttl`, or, when load has stayed low enough for one driver fewer to carry it at
+//!   target for `idle_ttl`, the least busy one. A drained driver takes no new sessions and
+//!   stops once its sessions end (or after `pools.drain_grace`). The second rule matters
+//!   because placement spreads sessions over drivers, so under steady light load no driver is
+//!   ever idle.
 //! * `min_drivers = 0` lets an idle tenant scale to zero; the next session then waits for a
 //!   cold start.
 
@@ -60,6 +64,8 @@ pub struct Observed {
     pub queued: u32,
     /// How long load has been above capacity without a break (zero when it is not).
     pub overloaded_for: Duration,
+    /// How long one driver fewer could have carried the load without a break.
+    pub underloaded_for: Duration,
     /// For each ready driver without sessions, how long it has been idle.
     pub idle_drivers: Vec<Duration>,
 }
@@ -81,6 +87,15 @@ pub fn overloaded(observed: &Observed, policy: &ScalingPolicy) -> bool {
     let capacity =
         (observed.ready + observed.starting) * policy.target_operations_per_driver.max(1);
     load > capacity || (observed.queued > 0 && observed.ready + observed.starting == 0)
+}
+
+/// Whether one ready driver fewer could carry the load at target (the pool tracks how long
+/// this has held to fill [`Observed::underloaded_for`]).
+pub fn underloaded(observed: &Observed, policy: &ScalingPolicy) -> bool {
+    let load = observed.running_operations + observed.queued;
+    observed.queued == 0
+        && observed.ready > 0
+        && load <= (observed.ready - 1) * policy.target_operations_per_driver.max(1)
 }
 
 /// The scaling decision for one tenant.
@@ -124,7 +139,7 @@ pub fn decide(observed: &Observed, policy: &ScalingPolicy) -> Decision {
             .max()
             .copied()
             .unwrap_or_default();
-        if longest_idle >= policy.idle_ttl {
+        if longest_idle >= policy.idle_ttl || observed.underloaded_for >= policy.idle_ttl {
             return Decision::DrainOne;
         }
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::autoscale::{decide, overloaded, Decision, Observed, ScalingPolicy};
+use crate::autoscale::{decide, overloaded, underloaded, Decision, Observed, ScalingPolicy};
 use crate::launcher::{DriverSpec, Health, LaunchedDriver, Launcher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +166,7 @@ pub struct DriverPool {
     metrics: PoolMetrics,
     ready: Notify,
     overloaded_since: Mutex<Option<Instant>>,
+    underloaded_since: Mutex<Option<Instant>>,
 }
 
 impl DriverPool {
@@ -190,6 +191,7 @@ impl DriverPool {
             waiting: AtomicU32::new(0),
             ready: Notify::new(),
             overloaded_since: Mutex::new(None),
+            underloaded_since: Mutex::new(None),
         })
     }
 
@@ -327,6 +329,7 @@ impl DriverPool {
                 .sum(),
             queued: self.waiting.load(Ordering::Relaxed),
             overloaded_for: Duration::ZERO,
+            underloaded_for: Duration::ZERO,
             idle_drivers: drivers
                 .iter()
                 .filter(|d| d.state == DriverState::Ready)
@@ -337,6 +340,13 @@ impl DriverPool {
         let mut since = self.overloaded_since.lock().expect("pool");
         if overloaded(&observed, &self.policy) {
             observed.overloaded_for = now - *since.get_or_insert(now);
+        } else {
+            *since = None;
+        }
+        drop(since);
+        let mut since = self.underloaded_since.lock().expect("pool");
+        if underloaded(&observed, &self.policy) {
+            observed.underloaded_for = now - *since.get_or_insert(now);
         } else {
             *since = None;
         }
@@ -405,16 +415,26 @@ impl DriverPool {
             }
             Decision::DrainOne => {
                 let mut drivers = self.drivers.lock().expect("pool");
+                // The longest idle driver, else the least busy one (low load).
                 if let Some(d) = drivers
                     .iter_mut()
-                    .filter(|d| d.state == DriverState::Ready && d.idle_since.is_some())
-                    .min_by_key(|d| d.idle_since)
+                    .filter(|d| d.state == DriverState::Ready)
+                    .min_by_key(|d| {
+                        (
+                            d.idle_since.is_none(),
+                            d.idle_since,
+                            d.load.operations(),
+                            d.load.sessions(),
+                        )
+                    })
                 {
-                    info!(tenant = %self.tenant, driver = %d.launched.id, "scaling down: draining an idle driver");
+                    info!(tenant = %self.tenant, driver = %d.launched.id, sessions = d.load.sessions(), "scaling down: draining a driver");
                     self.metrics.scale_downs.inc();
                     d.state = DriverState::Draining;
                     d.draining_since = Some(now);
                 }
+                drop(drivers);
+                *self.underloaded_since.lock().expect("pool") = None;
             }
         }
     }

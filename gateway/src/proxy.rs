@@ -62,6 +62,26 @@ impl Reply {
     }
 }
 
+/// Counts a call as a running operation on its driver while it lasts (also when cancelled).
+struct InFlight<'a>(Option<&'a DriverLease>);
+
+impl<'a> InFlight<'a> {
+    fn start(lease: Option<&'a DriverLease>) -> Self {
+        if let Some(lease) = lease {
+            lease.operation_started();
+        }
+        Self(lease)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.0 {
+            lease.operation_ended();
+        }
+    }
+}
+
 /// Frames [`Reply`]s for the client connection's writer.
 pub struct ReplyEncoder(pub MessageCodec);
 
@@ -474,13 +494,21 @@ impl Hs2Proxy {
             tenant = %session.tenant,
             op.id = tracing::field::Empty
         );
-        let mut response = self
+        // The call itself is a running operation while it lasts (a synchronous
+        // ExecuteStatement runs the whole query); an asynchronous statement goes on running
+        // after it, until a final state is seen.
+        let runs_on =
+            matches!(&request, Hs2Request::ExecuteStatement(r) if r.run_async == Some(true));
+        let in_flight = InFlight::start(session.lease.as_ref());
+        let response = self
             .session_call(&session, &request)
             .instrument(span.clone())
-            .await?;
+            .await;
+        drop(in_flight);
+        let mut response = response?;
         if let Some(handle) = operation_of(&mut response) {
             if let Some(backend_handle) = handle.take() {
-                let client_handle = self.table.add_operation(&session, backend_handle);
+                let client_handle = self.table.add_operation(&session, backend_handle, runs_on);
                 span.record("op.id", display_id(&client_handle.operation_id));
                 let _enter = span.enter();
                 debug!("operation started");

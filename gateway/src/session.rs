@@ -286,17 +286,20 @@ impl SessionTable {
     }
 
     /// Registers an operation the backend started in `session`; returns the client's handle.
+    /// `runs_on`: it goes on running on the driver (an asynchronous statement), and counts as
+    /// load until a final state is seen.
     pub fn add_operation(
         &self,
         session: &Arc<Session>,
         backend_handle: TOperationHandle,
+        runs_on: bool,
     ) -> TOperationHandle {
         let client_handle = TOperationHandle {
             operation_id: mint_identifier(),
             ..backend_handle.clone()
         };
         let key = key_of(&client_handle.operation_id).expect("minted guid has 16 bytes");
-        if let Some(lease) = &session.lease {
+        if let (true, Some(lease)) = (runs_on, &session.lease) {
             lease.operation_started();
         }
         self.operations.lock().expect("operations").insert(
@@ -306,7 +309,7 @@ impl SessionTable {
                 backend_handle,
                 session: session.clone(),
                 final_status: None,
-                running: true,
+                running: runs_on,
             },
         );
         client_handle

@@ -12,6 +12,7 @@ struct Sim {
     /// Idle seconds of each ready driver.
     ready_idle: Vec<u32>,
     overloaded_for: u32,
+    underloaded_for: u32,
     /// Drivers ready or starting, per second.
     history: Vec<u32>,
     launches: u32,
@@ -28,6 +29,7 @@ impl Sim {
             starting: Vec::new(),
             ready_idle: vec![0; initial_ready as usize],
             overloaded_for: 0,
+            underloaded_for: 0,
             history: Vec::new(),
             launches: 0,
             drains: 0,
@@ -63,6 +65,7 @@ impl Sim {
             running_operations: running,
             queued,
             overloaded_for: Duration::ZERO,
+            underloaded_for: Duration::ZERO,
             idle_drivers: self
                 .ready_idle
                 .iter()
@@ -76,6 +79,12 @@ impl Sim {
             0
         };
         observed.overloaded_for = Duration::from_secs(u64::from(self.overloaded_for));
+        self.underloaded_for = if underloaded(&observed, &self.policy) {
+            self.underloaded_for + 1
+        } else {
+            0
+        };
+        observed.underloaded_for = Duration::from_secs(u64::from(self.underloaded_for));
         match decide(&observed, &self.policy) {
             Decision::Hold => {}
             Decision::Launch(n) => {
