@@ -27,6 +27,10 @@ struct Cli {
     /// Client transport, `sasl` or `nosasl`; overrides server.transport.
     #[arg(long, value_parser = parse_transport)]
     transport: Option<FrontendTransport>,
+    /// Read and validate the configuration, then exit (0 if valid). Files it names (keys,
+    /// certificates, users files) and servers (LDAP, Kubernetes) are checked at startup.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -93,6 +97,10 @@ fn main() -> anyhow::Result<()> {
         config.server.transport = transport;
     }
     config.validate()?;
+    if cli.check_config {
+        println!("configuration is valid");
+        return Ok(());
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
