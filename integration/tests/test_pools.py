@@ -226,3 +226,50 @@ def test_step_load_grows_the_pool_and_idle_shrinks_it(workdir):
     finally:
         gw.stop()
     wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")
+
+
+@pytest.mark.timeout(600)
+def test_two_tenants_each_run_on_their_own_drivers(workdir):
+    work = workdir / "pool-two"
+    work.mkdir()
+    admin_port = free_port()
+    config = pool_toml(work, free_port(), min_drivers=1, max_drivers=1, admin_port=admin_port).replace(
+        'users = ["*"]', 'users = ["alice"]'
+    ) + """
+[[tenants]]
+name = "second"
+users = ["bob"]
+launcher = "local"
+driver_memory = "600m"
+[tenants.scaling]
+min_drivers = 1
+max_drivers = 1
+"""
+    gw = Sparkgate.with_config(work, config, "gw")
+    gw.start()
+    try:
+        def tenant_of(user: str, ask: str | None = None) -> str:
+            conf = {"sparkgate.tenant": ask} if ask else None
+            conn = hive.connect("127.0.0.1", gw.port, username=user, auth="NONE", configuration=conf)
+            try:
+                cur = conn.cursor()
+                cur.execute("SET spark.sparkgate.tenant")
+                return cur.fetchall()[0][1]
+            finally:
+                conn.close()
+
+        for _ in range(3):
+            assert tenant_of("alice") == "pooled"
+            assert tenant_of("bob") == "second"
+        # Asking for the other tenant is refused, not routed.
+        with pytest.raises(Exception) as raised:
+            tenant_of("alice", ask="second")
+        assert "may not use tenant" in str(raised.value)
+        drivers = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/api/v1/drivers", timeout=5).read())
+        by_tenant = {d["tenant"]: d for d in drivers}
+        assert sorted(by_tenant) == ["pooled", "second"], drivers
+        assert by_tenant["pooled"]["address"] != by_tenant["second"]["address"]
+        assert len(driver_pids(work)) == 2
+    finally:
+        gw.stop()
+    wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")

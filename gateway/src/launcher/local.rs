@@ -48,6 +48,9 @@ impl Default for LocalLauncherConfig {
 pub struct LocalLauncher {
     config: LocalLauncherConfig,
     spark_home: PathBuf,
+    /// Held from picking a port until the driver's state file records it: pools start drivers
+    /// concurrently, and a port is free until the new JVM binds it, seconds later.
+    spawning: std::sync::Mutex<()>,
 }
 
 fn default_spark_home() -> Option<PathBuf> {
@@ -106,7 +109,11 @@ impl LocalLauncher {
             )));
         }
         std::fs::create_dir_all(config.work_dir.join("drivers"))?;
-        Ok(Self { config, spark_home })
+        Ok(Self {
+            config,
+            spark_home,
+            spawning: std::sync::Mutex::new(()),
+        })
     }
 
     fn driver_dir(&self, id: &str) -> PathBuf {
@@ -147,6 +154,7 @@ impl LocalLauncher {
 
     /// Starts a driver process; it is not ready yet (see [`wait_ready`]).
     fn spawn(&self, spec: &DriverSpec) -> Result<LaunchedDriver, LaunchError> {
+        let _one_at_a_time = self.spawning.lock().expect("spawn lock");
         let port = self.free_port()?;
         // Unique even when a port is reused after a driver died: its state must not be confused
         // with the dead one's.
