@@ -139,6 +139,38 @@ impl Drop for DriverLease {
     }
 }
 
+/// A session's place in a pool's wait queue; leaving (placed, timed out or cancelled) lets the
+/// next one try.
+struct QueueTicket<'a> {
+    pool: &'a DriverPool,
+    ticket: u64,
+}
+
+impl<'a> QueueTicket<'a> {
+    fn join(pool: &'a DriverPool) -> Self {
+        let ticket = pool.next_ticket.fetch_add(1, Ordering::Relaxed);
+        pool.queue.lock().expect("pool").push_back(ticket);
+        pool.waiting.fetch_add(1, Ordering::Relaxed);
+        Self { pool, ticket }
+    }
+
+    fn is_first(&self) -> bool {
+        self.pool.queue.lock().expect("pool").front() == Some(&self.ticket)
+    }
+}
+
+impl Drop for QueueTicket<'_> {
+    fn drop(&mut self) {
+        self.pool
+            .queue
+            .lock()
+            .expect("pool")
+            .retain(|t| *t != self.ticket);
+        self.pool.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.pool.ready.notify_waiters();
+    }
+}
+
 /// Pool limits that are not scaling policy.
 #[derive(Debug, Clone)]
 pub struct PoolLimits {
@@ -163,6 +195,9 @@ pub struct DriverPool {
     stopping: Arc<Mutex<HashSet<String>>>,
     /// Sessions waiting for a driver.
     pub waiting: AtomicU32,
+    /// Their tickets, in arrival order: the first places next.
+    queue: Mutex<std::collections::VecDeque<u64>>,
+    next_ticket: std::sync::atomic::AtomicU64,
     metrics: PoolMetrics,
     ready: Notify,
     overloaded_since: Mutex<Option<Instant>>,
@@ -189,6 +224,8 @@ impl DriverPool {
             launcher,
             drivers: Mutex::new(Vec::new()),
             waiting: AtomicU32::new(0),
+            queue: Mutex::default(),
+            next_ticket: std::sync::atomic::AtomicU64::new(0),
             ready: Notify::new(),
             overloaded_since: Mutex::new(None),
             underloaded_since: Mutex::new(None),
@@ -280,8 +317,11 @@ impl DriverPool {
     /// A place for a new session: at once on a Ready driver with room, else after waiting
     /// (bounded) for one to start. `on_wait` runs once if the session has to wait (cold start).
     pub async fn acquire(&self, on_wait: impl FnOnce()) -> Result<DriverLease, PoolError> {
-        if let Some(lease) = self.try_place() {
-            return Ok(lease);
+        // First come, first served: a newcomer goes ahead only when nobody waits.
+        if self.queue.lock().expect("pool").is_empty() {
+            if let Some(lease) = self.try_place() {
+                return Ok(lease);
+            }
         }
         if self.waiting.load(Ordering::Relaxed) >= self.limits.max_waiting {
             return Err(PoolError::QueueFull {
@@ -291,25 +331,27 @@ impl DriverPool {
         }
         on_wait();
         let waited = Instant::now();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let ticket = QueueTicket::join(self);
         let deadline = tokio::time::Instant::now() + self.limits.wait_timeout;
         let result = loop {
             let notified = self.ready.notified();
-            if let Some(lease) = self.try_place() {
-                break Ok(lease);
+            if ticket.is_first() {
+                if let Some(lease) = self.try_place() {
+                    break Ok(lease);
+                }
             }
             // Also look again now and then: a session ending frees a place without a notice.
             let wake = (tokio::time::Instant::now() + self.limits.reconcile_every).min(deadline);
             if tokio::time::timeout_at(wake, notified).await.is_err()
                 && tokio::time::Instant::now() >= deadline
             {
-                break self.try_place().ok_or(PoolError::Timeout {
+                break Err(PoolError::Timeout {
                     tenant: self.tenant.clone(),
                     secs: self.limits.wait_timeout.as_secs(),
                 });
             }
         };
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(ticket);
         if let Some(histogram) = &self.metrics.wait_seconds {
             histogram.observe(waited.elapsed().as_secs_f64());
         }
