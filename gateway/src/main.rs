@@ -9,6 +9,9 @@ use sparkgate::config::{Config, FrontendTransport};
 use sparkgate::server::Gateway;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A HiveServer2 gateway for Spark Thrift Server.
 #[derive(Debug, Parser)]
 #[command(version, about)]
