@@ -53,6 +53,13 @@ pub struct Metrics {
     pub launches: Family<TenantLabel, Counter>,
     pub launch_failures: Family<TenantLabel, Counter>,
     pub scale_decisions: Family<DecisionLabels, Counter>,
+    pub running_operations: Family<TenantLabel, Gauge>,
+    pub backend_connections: Family<DriverAddressLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriverAddressLabel {
+    pub driver: String,
 }
 
 impl Default for Metrics {
@@ -69,6 +76,8 @@ impl Default for Metrics {
             launches: Family::default(),
             launch_failures: Family::default(),
             scale_decisions: Family::default(),
+            running_operations: Family::default(),
+            backend_connections: Family::default(),
             registry: Registry::default(),
         };
         registry.register("sessions", "Open client sessions", m.sessions.clone());
@@ -93,6 +102,16 @@ impl Default for Metrics {
             "driver_launch_failures",
             "Drivers that failed to start or died",
             m.launch_failures.clone(),
+        );
+        registry.register(
+            "running_operations",
+            "Operations running on a tenant's ready drivers (the autoscaler's load)",
+            m.running_operations.clone(),
+        );
+        registry.register(
+            "backend_connections",
+            "Open connections to each driver (bounded by backend.max_connections_per_driver)",
+            m.backend_connections.clone(),
         );
         registry.register(
             "scale_decisions",
@@ -207,6 +226,23 @@ fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> 
                     })
                     .clone();
                 waiting.set(i64::from(pool.waiting.load(Ordering::Relaxed)));
+                let running: u32 = drivers.iter().map(|d| d.running_operations).sum();
+                let gauge = metrics
+                    .running_operations
+                    .get_or_create(&TenantLabel {
+                        tenant: tenant.clone(),
+                    })
+                    .clone();
+                gauge.set(i64::from(running));
+            }
+            // Drivers come and go: only the current ones.
+            metrics.backend_connections.clear();
+            for (driver, open) in proxy.links.open_connections() {
+                let gauge = metrics
+                    .backend_connections
+                    .get_or_create(&DriverAddressLabel { driver })
+                    .clone();
+                gauge.set(open as i64);
             }
             let mut body = String::new();
             match prometheus_client::encoding::text::encode(&mut body, &metrics.registry) {

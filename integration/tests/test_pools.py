@@ -168,6 +168,8 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
         metrics = urllib.request.urlopen(f"{admin}/metrics", timeout=5).read().decode()
         assert 'sparkgate_drivers{tenant="pooled",state="ready"} 1' in metrics, metrics
         assert "sparkgate_sessions" in metrics and "sparkgate_queue_wait_seconds" in metrics
+        assert 'sparkgate_running_operations{tenant="pooled"}' in metrics, metrics
+        assert f'sparkgate_backend_connections{{driver="{drivers[0]["address"]}"}}' in metrics, metrics
         held = hive.connect("127.0.0.1", gw2.port, username="carl", auth="NONE")
         sessions = json.loads(urllib.request.urlopen(f"{admin}/api/v1/sessions", timeout=5).read())
         assert [(s["user"], s["tenant"]) for s in sessions] == [("carl", "pooled")], sessions
