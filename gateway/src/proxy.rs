@@ -428,6 +428,12 @@ impl Hs2Proxy {
                     pool.mark_failed(&lease.driver_id);
                     self.links.forget(&lease.address);
                 }
+                // The connection broke mid-OpenSession (a driver dying, or one still starting
+                // behind a reused address): no session exists yet, so trying again is safe.
+                Err(e @ GatewayError::BackendLost { .. }) if attempts < 3 => {
+                    warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "OpenSession failed on the driver's connection; trying again");
+                    tokio::time::sleep(self.config.pools.reconcile_every).await;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -51,6 +51,8 @@ pub struct LocalLauncher {
     /// Held from picking a port until the driver's state file records it: pools start drivers
     /// concurrently, and a port is free until the new JVM binds it, seconds later.
     spawning: std::sync::Mutex<()>,
+    /// Where the search for a free port starts next.
+    next_port: std::sync::atomic::AtomicU16,
 }
 
 fn default_spark_home() -> Option<PathBuf> {
@@ -109,10 +111,12 @@ impl LocalLauncher {
             )));
         }
         std::fs::create_dir_all(config.work_dir.join("drivers"))?;
+        let config_first_port = config.first_port;
         Ok(Self {
             config,
             spark_home,
             spawning: std::sync::Mutex::new(()),
+            next_port: std::sync::atomic::AtomicU16::new(config_first_port),
         })
     }
 
@@ -147,9 +151,20 @@ impl LocalLauncher {
             .iter()
             .filter_map(|d| d.address.rsplit_once(':')?.1.parse().ok())
             .collect();
-        (self.config.first_port..u16::MAX)
+        // Round robin from the last port handed out, so a driver that just died does not leave
+        // its port to its replacement while sparkgate may still hold the dead one's address.
+        let first = self.config.first_port;
+        let span = u16::MAX - first;
+        let start = self.next_port.load(std::sync::atomic::Ordering::Relaxed);
+        let port = (0..span)
+            .map(|i| first + (start.wrapping_sub(first).wrapping_add(i)) % span)
             .find(|p| !taken.contains(p) && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-            .ok_or_else(|| LaunchError::Start("no free loopback port".into()))
+            .ok_or_else(|| LaunchError::Start("no free loopback port".into()))?;
+        self.next_port.store(
+            port.wrapping_add(1).max(first),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(port)
     }
 
     /// Starts a driver process; it is not ready yet (see [`wait_ready`]).
