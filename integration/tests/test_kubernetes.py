@@ -343,6 +343,8 @@ def test_restarted_sparkgate_adopts_its_driver_pods(cluster, node, work, clean):
 def test_two_replicas_one_leader_and_failover(cluster, node, work, clean):
     lease = "lease-replicas"
     tenants = tenant_toml("shared", ["sue"])
+    # Each replica's config has its own thrift_port, on purpose: a replica reaches a driver another
+    # one started on the port written in its Pod, not on its own setting.
     config = lambda who: gateway_toml(tenants, lease_name=lease, identity=who, lease_duration="3s",  # noqa: E731
                                       stop_on_exit=False)
     a = start_gateway(cluster, work, config("replica-a"), "a")
@@ -379,7 +381,7 @@ def test_two_replicas_one_leader_and_failover(cluster, node, work, clean):
         follower.proc.wait(10)
         with timed("failover after the leader was SIGKILLed (Lease expiry)") as t:
             wait_for("replica-c to hold the Lease", lambda: lease_holder(cluster, DRIVERS, lease) == "replica-c", 15)
-        assert 2 <= t.seconds < 12, t.seconds
+        assert 1.5 <= t.seconds < 12, t.seconds  # not before the Lease expired (3 s after its last renewal)
         wait_for("replica-c's log to say it leads", lambda: "leading" in c.log_text(), 5)
         assert session_tenant(c.port, "sue") == "shared"
     finally:

@@ -403,6 +403,23 @@ impl KubeLauncher {
     }
 }
 
+/// The port the driver Pod serves HS2 on: its `driver` container's port named `thrift`, as the
+/// Pod was made (by a previous run, or another replica, whose `thrift_port` may differ), else
+/// this process's `thrift_port`.
+fn thrift_port_of(pod: &Pod, config: &KubernetesConfig) -> i32 {
+    pod.spec
+        .as_ref()
+        .and_then(|spec| spec.containers.iter().find(|c| c.name == "driver"))
+        .and_then(|c| c.ports.as_ref())
+        .and_then(|ports| {
+            ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some("thrift"))
+                .map(|p| p.container_port)
+        })
+        .unwrap_or(i32::from(config.thrift_port))
+}
+
 /// The health of driver `id` from its Pod as the watch shows it (`None`: not in the watch's
 /// cache), and what this process remembers about it.
 fn judge_pod(
@@ -435,7 +452,11 @@ fn judge_pod(
         let why = status
             .and_then(|s| s.message.clone().or(s.reason.clone()))
             .unwrap_or_default();
-        return Health::Dead(format!("its Pod is {phase} {why}").trim().to_owned());
+        return Health::Dead(if why.is_empty() {
+            format!("its Pod is {phase}")
+        } else {
+            format!("its Pod is {phase}: {why}")
+        });
     }
     let ready = status
         .and_then(|s| s.conditions.as_ref())
@@ -453,7 +474,7 @@ fn judge_pod(
                 ip
             };
             Health::Ready {
-                address: format!("{host}:{}", config.thrift_port),
+                address: format!("{host}:{}", thrift_port_of(pod, config)),
             }
         }
         _ if tracking.was_ready.contains(id) => {

@@ -190,3 +190,33 @@ fn pod_phases_and_readiness_decide_health() {
         Health::Dead(_)
     ));
 }
+
+#[test]
+fn a_ready_pod_is_reached_on_its_own_thrift_port() {
+    // Made by another replica (or a previous run) whose thrift_port differs from ours.
+    let mut pod = pod_in("Running", true, Some("10.1.2.3"));
+    pod.spec = Some(
+        serde_json::from_value(json!({
+            "containers": [{
+                "name": "driver",
+                "ports": [
+                    { "name": "driver-rpc", "containerPort": 7078 },
+                    { "name": "thrift", "containerPort": 31000 },
+                ],
+            }],
+        }))
+        .unwrap(),
+    );
+    let mut tracking = Tracking::default();
+    assert_eq!(
+        judge_pod(
+            &mut tracking,
+            &KubernetesConfig::default(),
+            "sg-a-1",
+            Some(&pod)
+        ),
+        Health::Ready {
+            address: "10.1.2.3:31000".into()
+        }
+    );
+}
