@@ -512,7 +512,8 @@ def test_chart_installs_into_the_api_server(cluster):
         with timed("helm install of the two-tenant example"):
             release = cfg.install(CHART, "sg", values, namespace=release_ns, create_namespace=True, timeout=60)
         try:
-            assert release["info"]["status"] == "deployed", release["info"]
+            assert release["status"] == "deployed" and release["namespace"] == release_ns
+            assert cfg.status("sg")["status"] == "deployed"
             api = cluster.api()
             core, apps, rbac = client.CoreV1Api(api), client.AppsV1Api(api), client.RbacAuthorizationV1Api(api)
             deploy = apps.read_namespaced_deployment("sg-sparkgate", release_ns)
@@ -534,8 +535,8 @@ def test_chart_installs_into_the_api_server(cluster):
             # The 1.20 API server serves no policy/v1: the chart picked policy/v1beta1 by itself.
             pdbs = [o for o in manifest_objects(release) if o["kind"] == "PodDisruptionBudget"]
             assert [o["apiVersion"] for o in pdbs] == ["policy/v1beta1"]
-            # The controller-manager made the Deployment's ReplicaSet (its Pods stay Pending: no scheduler).
-            wait_for("the Deployment's ReplicaSet", lambda: apps.list_namespaced_replica_set(release_ns).items, 30)
+            # (The test control plane runs no deployment controller and no scheduler: the
+            # Deployment is stored and validated, not rolled out.)
         finally:
             cfg.uninstall("sg", timeout=60)
     wait_for("the tenant ServiceAccounts to go with the release", lambda: not [
