@@ -258,12 +258,13 @@ class Sparkgate:
         self.proc: subprocess.Popen | None = None
 
     @classmethod
-    def with_config(cls, workdir: Path, toml: str, name: str) -> "Sparkgate":
-        """Writes `toml` (which must use the placeholder {port} for server.bind) and runs it."""
+    def with_config(cls, workdir: Path, toml: str, name: str, env: dict | None = None) -> "Sparkgate":
+        """Writes `toml` (which must use the placeholder {port} for server.bind) and runs it;
+        `env` adds to the process's environment (e.g. KUBECONFIG)."""
         port = free_port()
         config = Path(workdir) / f"{name}.toml"
         config.write_text(toml.replace("{port}", str(port)))
-        return cls(["--config", str(config)], port, Path(workdir) / f"{name}.log")
+        return cls(["--config", str(config)], port, Path(workdir) / f"{name}.log", env=env)
 
     @classmethod
     def proxy(cls, workdir: Path, name: str, backend_port: int, transport: str = "sasl", **server: str | int) -> "Sparkgate":

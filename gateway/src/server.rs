@@ -8,6 +8,8 @@ use std::time::Duration;
 use rand::RngCore;
 use sparkgate_auth::AuthService;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -45,6 +47,9 @@ pub struct Gateway {
     /// The admin port's address, when one is configured.
     pub admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
+    /// The leader election (Kubernetes, several replicas): stopped only after the pools' drivers
+    /// are dealt with at shutdown, so the leader still leads while it stops them.
+    election: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 /// Refuses setups that would let anyone in by accident.
@@ -155,14 +160,11 @@ impl Gateway {
         for pool in pools.values() {
             tokio::spawn(pool.clone().run(shared.shutdown.stop_accepting.clone()));
         }
-        if let Some((client, election, leading)) = election {
-            tokio::spawn(crate::leader::run(
-                client,
-                election,
-                leading,
-                shared.shutdown.stop_accepting.clone(),
-            ));
-        }
+        let election = election.map(|(client, election, leading)| {
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(crate::leader::run(client, election, leading, stop.clone()));
+            (stop, task)
+        });
         info!(
             %local_addr,
             http = ?http_addr,
@@ -177,6 +179,7 @@ impl Gateway {
             http_addr,
             admin_addr,
             shared,
+            election,
         })
     }
 
@@ -189,6 +192,7 @@ impl Gateway {
     /// and every session still open on its driver.
     pub async fn shutdown(self) {
         let shared = self.shared;
+        let election = self.election;
         let grace = shared.config.server.shutdown_grace;
         info!(
             grace_secs = grace.as_secs(),
@@ -212,12 +216,23 @@ impl Gateway {
         // HTTP sessions outlive their connections; close what is left.
         shared.proxy.close_all().await;
         if shared.config.pools.stop_drivers_on_exit {
-            // A follower's drivers are the leader's to keep or stop.
+            // A follower's drivers are the leader's to keep or stop. The election still runs
+            // here, so a leader stays leader until every pool's drivers are stopped.
             for pool in shared.proxy.pools.values().filter(|p| p.leading()) {
                 pool.stop_all().await;
             }
         } else if !shared.proxy.pools.is_empty() {
             info!("leaving drivers running for the next run to adopt (pools.stop_drivers_on_exit = false)");
+        }
+        // Last, give the Lease up (and wait for that), so another replica takes over at once.
+        if let Some((stop, task)) = election {
+            stop.cancel();
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                warn!("could not give up the leader lease within 10 s; it expires by itself");
+            }
         }
         info!("shutdown complete");
     }

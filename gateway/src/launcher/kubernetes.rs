@@ -399,64 +399,99 @@ impl KubeLauncher {
 
     fn pod_health(&self, id: &str, pod: Option<&Pod>) -> Health {
         let mut tracking = self.tracking.lock().expect("tracking");
-        let Some(pod) = pod else {
-            // Just created: the watch has not shown it yet.
-            let fresh = tracking
-                .created
-                .get(id)
-                .is_some_and(|at| at.elapsed() < Duration::from_secs(30));
-            return if fresh {
-                Health::Alive
-            } else {
-                Health::Dead("its Pod is gone".into())
-            };
+        judge_pod(&mut tracking, &self.config, id, pod)
+    }
+}
+
+/// The port the driver Pod serves HS2 on: its `driver` container's port named `thrift`, as the
+/// Pod was made (by a previous run, or another replica, whose `thrift_port` may differ), else
+/// this process's `thrift_port`.
+fn thrift_port_of(pod: &Pod, config: &KubernetesConfig) -> i32 {
+    pod.spec
+        .as_ref()
+        .and_then(|spec| spec.containers.iter().find(|c| c.name == "driver"))
+        .and_then(|c| c.ports.as_ref())
+        .and_then(|ports| {
+            ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some("thrift"))
+                .map(|p| p.container_port)
+        })
+        .unwrap_or(i32::from(config.thrift_port))
+}
+
+/// The health of driver `id` from its Pod as the watch shows it (`None`: not in the watch's
+/// cache), and what this process remembers about it.
+fn judge_pod(
+    tracking: &mut Tracking,
+    config: &KubernetesConfig,
+    id: &str,
+    pod: Option<&Pod>,
+) -> Health {
+    let Some(pod) = pod else {
+        // Just created: the watch may not show it yet. Once the watch has shown it, its
+        // absence means it is gone.
+        let fresh = tracking
+            .created
+            .get(id)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(30));
+        return if fresh {
+            Health::Alive
+        } else {
+            Health::Dead("its Pod is gone".into())
         };
-        if pod.metadata.deletion_timestamp.is_some() {
-            return Health::Dead("its Pod is being deleted".into());
-        }
-        let status = pod.status.as_ref();
-        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
-        if phase == "Failed" || phase == "Succeeded" {
-            let why = status
-                .and_then(|s| s.message.clone().or(s.reason.clone()))
-                .unwrap_or_default();
-            return Health::Dead(format!("its Pod is {phase} {why}").trim().to_owned());
-        }
-        let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let ip = status
-            .and_then(|s| s.pod_ip.clone())
-            .filter(|ip| !ip.is_empty());
-        match (ready, ip) {
-            (true, Some(ip)) => {
-                tracking.not_ready_since.remove(id);
-                tracking.was_ready.insert(id.to_owned());
-                let host = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip
-                };
-                Health::Ready {
-                    address: format!("{host}:{}", self.config.thrift_port),
-                }
+    };
+    // Seen by the watch: from now on, not being in the watch's cache means deleted.
+    tracking.created.remove(id);
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Health::Dead("its Pod is being deleted".into());
+    }
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    if phase == "Failed" || phase == "Succeeded" {
+        let why = status
+            .and_then(|s| s.message.clone().or(s.reason.clone()))
+            .unwrap_or_default();
+        return Health::Dead(if why.is_empty() {
+            format!("its Pod is {phase}")
+        } else {
+            format!("its Pod is {phase}: {why}")
+        });
+    }
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let ip = status
+        .and_then(|s| s.pod_ip.clone())
+        .filter(|ip| !ip.is_empty());
+    match (ready, ip) {
+        (true, Some(ip)) => {
+            tracking.not_ready_since.remove(id);
+            tracking.was_ready.insert(id.to_owned());
+            let host = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip
+            };
+            Health::Ready {
+                address: format!("{host}:{}", thrift_port_of(pod, config)),
             }
-            _ if tracking.was_ready.contains(id) => {
-                let since = *tracking
-                    .not_ready_since
-                    .entry(id.to_owned())
-                    .or_insert_with(Instant::now);
-                if since.elapsed() >= self.config.not_ready_timeout {
-                    Health::Dead(format!(
-                        "its Pod has not been ready for {} s",
-                        since.elapsed().as_secs()
-                    ))
-                } else {
-                    Health::Alive
-                }
-            }
-            _ => Health::Alive,
         }
+        _ if tracking.was_ready.contains(id) => {
+            let since = *tracking
+                .not_ready_since
+                .entry(id.to_owned())
+                .or_insert_with(Instant::now);
+            if since.elapsed() >= config.not_ready_timeout {
+                Health::Dead(format!(
+                    "its Pod has not been ready for {} s",
+                    since.elapsed().as_secs()
+                ))
+            } else {
+                Health::Alive
+            }
+        }
+        _ => Health::Alive,
     }
 }
 
@@ -744,10 +779,12 @@ pub fn build_driver_service(
             "selector": { DRIVER_LABEL: id },
             // Executors connect while the driver starts, before its Thrift port is ready.
             "publishNotReadyAddresses": true,
+            // Server-side apply keys a Service's ports by (port, protocol); Kubernetes 1.20
+            // refuses an applied port without its protocol (no default in the apply schema).
             "ports": [
-                { "name": "thrift", "port": config.thrift_port, "targetPort": config.thrift_port },
-                { "name": "driver-rpc", "port": config.driver_port, "targetPort": config.driver_port },
-                { "name": "blockmanager", "port": config.block_manager_port, "targetPort": config.block_manager_port },
+                { "name": "thrift", "port": config.thrift_port, "targetPort": config.thrift_port, "protocol": "TCP" },
+                { "name": "driver-rpc", "port": config.driver_port, "targetPort": config.driver_port, "protocol": "TCP" },
+                { "name": "blockmanager", "port": config.block_manager_port, "targetPort": config.block_manager_port, "protocol": "TCP" },
             ],
         },
     })

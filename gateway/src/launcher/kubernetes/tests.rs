@@ -75,6 +75,10 @@ fn service_is_headless_owned_by_its_pod_and_published_before_ready() {
     assert_eq!(service["spec"]["publishNotReadyAddresses"], true);
     assert_eq!(service["metadata"]["ownerReferences"][0]["uid"], "uid-1");
     assert_eq!(service["metadata"]["ownerReferences"][0]["kind"], "Pod");
+    // Server-side apply needs every key of the ports list: port and protocol.
+    for port in service["spec"]["ports"].as_array().unwrap() {
+        assert_eq!(port["protocol"], "TCP", "{port}");
+    }
 }
 
 #[test]
@@ -119,4 +123,100 @@ fn template_fields_survive_and_ours_win() {
     assert_eq!(containers.len(), 2);
     assert_eq!(containers[0]["volumeMounts"][0]["mountPath"], "/cache");
     assert_eq!(containers[0]["command"][0], "/opt/spark/bin/spark-submit");
+}
+
+fn pod_in(phase: &str, ready: bool, ip: Option<&str>) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": "sg-a-1" },
+        "status": {
+            "phase": phase,
+            "podIP": ip,
+            "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }],
+        },
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_pod_gone_from_the_watch_after_it_was_seen_is_dead_at_once() {
+    let config = KubernetesConfig::default();
+    let mut tracking = Tracking::default();
+    tracking.created.insert("sg-a-1".into(), Instant::now());
+    // Just created, not in the watch yet: alive.
+    assert_eq!(
+        judge_pod(&mut tracking, &config, "sg-a-1", None),
+        Health::Alive
+    );
+    let pending = pod_in("Pending", false, None);
+    assert_eq!(
+        judge_pod(&mut tracking, &config, "sg-a-1", Some(&pending)),
+        Health::Alive
+    );
+    // Seen, then gone (deleted): dead, not "just created" for the rest of 30 s.
+    assert!(matches!(
+        judge_pod(&mut tracking, &config, "sg-a-1", None),
+        Health::Dead(reason) if reason.contains("gone")
+    ));
+}
+
+#[test]
+fn pod_phases_and_readiness_decide_health() {
+    let config = KubernetesConfig::default();
+    let mut tracking = Tracking::default();
+    let running = pod_in("Running", true, Some("10.1.2.3"));
+    assert_eq!(
+        judge_pod(&mut tracking, &config, "sg-a-1", Some(&running)),
+        Health::Ready {
+            address: "10.1.2.3:10000".into()
+        }
+    );
+    let failed = pod_in("Failed", false, Some("10.1.2.3"));
+    assert!(matches!(
+        judge_pod(&mut tracking, &config, "sg-a-1", Some(&failed)),
+        Health::Dead(reason) if reason.contains("Failed")
+    ));
+    // Ready once, then not ready: alive until not_ready_timeout.
+    let unready = pod_in("Running", false, Some("10.1.2.3"));
+    assert_eq!(
+        judge_pod(&mut tracking, &config, "sg-a-1", Some(&unready)),
+        Health::Alive
+    );
+    let quick = KubernetesConfig {
+        not_ready_timeout: Duration::ZERO,
+        ..KubernetesConfig::default()
+    };
+    assert!(matches!(
+        judge_pod(&mut tracking, &quick, "sg-a-1", Some(&unready)),
+        Health::Dead(_)
+    ));
+}
+
+#[test]
+fn a_ready_pod_is_reached_on_its_own_thrift_port() {
+    // Made by another replica (or a previous run) whose thrift_port differs from ours.
+    let mut pod = pod_in("Running", true, Some("10.1.2.3"));
+    pod.spec = Some(
+        serde_json::from_value(json!({
+            "containers": [{
+                "name": "driver",
+                "ports": [
+                    { "name": "driver-rpc", "containerPort": 7078 },
+                    { "name": "thrift", "containerPort": 31000 },
+                ],
+            }],
+        }))
+        .unwrap(),
+    );
+    let mut tracking = Tracking::default();
+    assert_eq!(
+        judge_pod(
+            &mut tracking,
+            &KubernetesConfig::default(),
+            "sg-a-1",
+            Some(&pod)
+        ),
+        Health::Ready {
+            address: "10.1.2.3:31000".into()
+        }
+    );
 }

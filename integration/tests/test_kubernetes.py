@@ -1,0 +1,565 @@
+"""sparkgate's Kubernetes launcher end to end, against a REAL kube-apiserver.
+
+What runs here, plainly: a real kube-apiserver v1.20.2 (end of life) with etcd and
+kube-controller-manager (garbage collection, ServiceAccount tokens), but NO scheduler and NO
+kubelet. The test harness plays the node (integration/k8s_node.py, FakeNode): it watches the Pods
+sparkgate creates, runs each driver Pod as a real local Spark Thrift Server on its own loopback
+address (127.0.0.N) and patches the Pod's status (Running, podIP, Ready) the way a kubelet would.
+Everything sparkgate does (Pods, Services, ServiceAccounts, the Lease, watches, RBAC) goes through
+the real API server; sparkgate finds it through KUBECONFIG.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import REPO, Sparkgate, free_port, sparkgate_binary  # noqa: E402
+from k8s_cluster import LIMITS, KubeCluster  # noqa: E402
+from k8s_node import FakeNode  # noqa: E402
+
+import helm_python as helm  # noqa: E402
+import yaml  # noqa: E402
+from kubernetes import client  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
+from pyhive import hive  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+DRIVERS = "drivers"
+MANAGED = "app.kubernetes.io/managed-by=sparkgate"
+CHART = REPO / "charts" / "sparkgate"
+ROLE = "eks.amazonaws.com/role-arn"
+ARN = {
+    "analytics": "arn:aws:iam::111122223333:role/analytics-spark",
+    "engineering": "arn:aws:iam::111122223333:role/engineering-spark",
+}
+
+
+# ---- fixtures: one API server and one fake node for the whole module ----------------------------
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    print(f"\n[k8s] {LIMITS}. This is a real Kubernetes 1.20 API server without scheduler or kubelet;"
+          " the test harness (FakeNode) plays the node and runs each driver Pod as a local Spark Thrift"
+          " Server on 127.0.0.N.", flush=True)
+    with KubeCluster(tmp_path_factory.mktemp("k8s")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def node(cluster, tmp_path_factory):
+    cluster.create_namespace(DRIVERS)
+    with FakeNode(cluster, DRIVERS, tmp_path_factory.mktemp("node"), max_running=4) as n:
+        yield n
+
+
+@pytest.fixture
+def work(tmp_path):
+    return tmp_path
+
+
+@pytest.fixture
+def clean(cluster, node):
+    """Leaves the drivers' namespace without sparkgate Pods after the test (sparkgate stopped first)."""
+    yield
+    delete_all_pods(cluster, node)
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def pods(cluster, tenant: str | None = None, live: bool = True) -> list:
+    selector = MANAGED + (f",sparkgate.io/tenant={tenant}" if tenant else "")
+    found = cluster.core().list_namespaced_pod(DRIVERS, label_selector=selector).items
+    if live:
+        found = [p for p in found if p.metadata.deletion_timestamp is None and p.status.phase not in ("Failed", "Succeeded")]
+    return found
+
+
+def ready(pod) -> bool:
+    return pod.status.phase == "Running" and any(
+        c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def delete_all_pods(cluster, node) -> None:
+    core = cluster.core()
+    for p in core.list_namespaced_pod(DRIVERS, label_selector=MANAGED).items:
+        try:
+            core.delete_namespaced_pod(p.metadata.name, DRIVERS, grace_period_seconds=0)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+    wait_for("the drivers' namespace to have no sparkgate Pod",
+             lambda: not core.list_namespaced_pod(DRIVERS, label_selector=MANAGED).items, 60)
+    wait_for("FakeNode to stop every driver", lambda: not [p for p in node.pods() if p.state in ("starting", "running")]
+             and all(p.proc is None or p.proc.poll() is not None for p in node.pods()), 60)
+
+
+def lease_holder(cluster, namespace: str, name: str) -> str | None:
+    try:
+        lease = client.CoordinationV1Api(cluster.api()).read_namespaced_lease(name, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return lease.spec.holder_identity
+
+
+def tenant_toml(name: str, users: list[str], *, min_drivers: int = 1, max_drivers: int = 1, target: int = 4,
+                idle_ttl: str = "10m", annotations: dict | None = None) -> str:
+    users_list = ", ".join(f'"{u}"' for u in users)
+    ann = ", ".join(f'"{k}" = "{v}"' for k, v in (annotations or {}).items())
+    return f"""
+[[tenants]]
+name = "{name}"
+users = [{users_list}]
+launcher = "kubernetes"
+driver_memory = "512m"
+spark_conf = {{ "spark.sql.shuffle.partitions" = "2" }}
+service_account_annotations = {{ {ann} }}
+[tenants.scaling]
+min_drivers = {min_drivers}
+max_drivers = {max_drivers}
+target_operations_per_driver = {target}
+scale_up_after = "2s"
+idle_ttl = "{idle_ttl}"
+max_concurrent_launches = 2
+"""
+
+
+def gateway_toml(tenants: str, *, lease_name: str, identity: str | None = None, lease_duration: str = "15s",
+                 stop_on_exit: bool = True, lease_namespace: str = "", manage_sas: bool = True,
+                 thrift_port: int | None = None) -> str:
+    ident = f'identity = "{identity}"\n' if identity else ""
+    return f"""
+[server]
+bind = "127.0.0.1:{{port}}"
+shutdown_grace = "3s"
+[pools]
+wait_timeout = "150s"
+stop_drivers_on_exit = {"true" if stop_on_exit else "false"}
+[kubernetes]
+namespace = "{DRIVERS}"
+thrift_port = {thrift_port or free_port()}
+startup_timeout = "200s"
+not_ready_timeout = "30s"
+stop_grace = "2s"
+manage_service_accounts = {"true" if manage_sas else "false"}
+lease_name = "{lease_name}"
+lease_namespace = "{lease_namespace}"
+lease_duration = "{lease_duration}"
+{ident}{tenants}
+"""
+
+
+def start_gateway(cluster, work: Path, toml: str, name: str, kubeconfig: Path | None = None) -> Sparkgate:
+    gw = Sparkgate.with_config(work, toml, name, env={"KUBECONFIG": str(kubeconfig or cluster.kubeconfig)})
+    return gw.start(timeout=60)
+
+
+def session_tenant(port: int, user: str) -> str:
+    conn = hive.connect("127.0.0.1", port, username=user, auth="NONE")
+    try:
+        cur = conn.cursor()
+        cur.execute("SET spark.sparkgate.tenant")
+        tenant = cur.fetchall()[0][1]
+        cur.execute("select 1 + 1")
+        assert cur.fetchall() == [(2,)]
+        return tenant
+    finally:
+        conn.close()
+
+
+def conf_args(pod) -> dict[str, str]:
+    args = pod.spec.containers[0].args
+    return dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+
+
+def timed(label: str):
+    """Prints how long a block took: `with timed("cold start"): ...`."""
+    class _T:
+        def __enter__(self):
+            self.started = time.monotonic()
+            return self
+
+        def __exit__(self, *exc):
+            self.seconds = time.monotonic() - self.started
+            print(f"[k8s] {label}: {self.seconds:.1f} s", flush=True)
+    return _T()
+
+
+# ---- tests ---------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(400)
+def test_two_tenants_run_as_their_own_service_accounts(cluster, node, work, clean):
+    tenants = (tenant_toml("analytics", ["alice"], annotations={ROLE: ARN["analytics"]})
+               + tenant_toml("engineering", ["eric"], annotations={ROLE: ARN["engineering"]}))
+    gw = start_gateway(cluster, work, gateway_toml(tenants, lease_name="lease-tenants"), "gw")
+    core = cluster.core()
+    try:
+        with timed("two tenants' first sessions (cold start of two driver Pods)"):
+            results = {}
+            threads = [threading.Thread(target=lambda u=u: results.__setitem__(u, session_tenant(gw.port, u)))
+                       for u in ("alice", "eric")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(300)
+        assert results == {"alice": "analytics", "eric": "engineering"}
+
+        by_tenant = {t: pods(cluster, t) for t in ARN}
+        assert all(len(p) == 1 for p in by_tenant.values()), {t: [p.metadata.name for p in ps] for t, ps in by_tenant.items()}
+        for tenant, (pod,) in by_tenant.items():
+            sa = f"sparkgate-{tenant}"
+            other_sa = f"sparkgate-{next(t for t in ARN if t != tenant)}"
+            assert pod.spec.service_account_name == sa
+            conf = conf_args(pod)
+            assert conf["spark.kubernetes.authenticate.driver.serviceAccountName"] == sa
+            assert conf["spark.kubernetes.authenticate.executor.serviceAccountName"] == sa
+            assert conf["spark.sparkgate.tenant"] == tenant
+            assert other_sa not in str(pod.spec.to_dict()), f"{tenant}'s Pod mentions {other_sa}"
+            assert pod.metadata.labels["sparkgate.io/tenant"] == tenant
+            account = core.read_namespaced_service_account(sa, DRIVERS)
+            assert account.metadata.annotations[ROLE] == ARN[tenant]
+            assert account.metadata.labels["sparkgate.io/tenant"] == tenant
+            # The headless Service of the driver, owned by its Pod.
+            svc = core.read_namespaced_service(pod.metadata.name, DRIVERS)
+            assert svc.spec.cluster_ip == "None"
+            assert svc.spec.selector == {"sparkgate.io/driver": pod.metadata.name}
+            (owner,) = svc.metadata.owner_references
+            assert (owner.kind, owner.name, owner.uid) == ("Pod", pod.metadata.name, pod.metadata.uid)
+            assert pod.status.pod_ip.startswith("127.0.") and pod.status.pod_ip != "127.0.0.1"
+        # No Pod of one tenant runs as the other's ServiceAccount (every Pod sparkgate made).
+        for p in pods(cluster, live=False):
+            assert p.spec.service_account_name == f"sparkgate-{p.metadata.labels['sparkgate.io/tenant']}"
+
+        # Deleting a driver Pod: the controller-manager's garbage collector removes its Service.
+        victim = by_tenant["engineering"][0].metadata.name
+        with timed("garbage collection of a deleted Pod's Service"):
+            core.delete_namespaced_pod(victim, DRIVERS)
+
+            def service_gone():
+                try:
+                    core.read_namespaced_service(victim, DRIVERS)
+                    return False
+                except ApiException as e:
+                    return e.status == 404
+            wait_for(f"Service {victim} to be garbage-collected", service_gone, 60)
+        # sparkgate notices (the Pod watch), replaces the driver (min_drivers 1), and the tenant
+        # works again. (A session opened in the instant before sparkgate notices fails once: see
+        # the OpenSession note in the report; here we wait for the notice.)
+        wait_for("sparkgate to notice the deleted Pod",
+                 lambda: any("driver lost" in line and victim in line for line in gw.log_text().splitlines()), 10)
+        assert session_tenant(gw.port, "eric") == "engineering"
+        assert [p.metadata.name for p in pods(cluster, "engineering")] != [victim]
+    finally:
+        gw.stop()
+    # stop_drivers_on_exit = true (the default): sparkgate deletes its driver Pods when it stops.
+    wait_for("sparkgate to delete its driver Pods on exit", lambda: not pods(cluster), 30)
+
+
+@pytest.mark.timeout(500)
+def test_lost_driver_pod_fails_its_session_and_is_replaced(cluster, node, work, clean):
+    gw = start_gateway(cluster, work, gateway_toml(tenant_toml("crashy", ["carl"]), lease_name="lease-crashy"), "gw")
+    try:
+        for how in ("killed", "deleted"):
+            conn = hive.connect("127.0.0.1", gw.port, username="carl", auth="NONE")
+            cur = conn.cursor()
+            cur.execute("select 1")
+            assert cur.fetchall() == [(1,)]
+            (pod,) = [p for p in pods(cluster, "crashy") if ready(p)]
+            name = pod.metadata.name
+            started = time.monotonic()
+            if how == "killed":
+                node.kill(name)  # SIGKILL, and the Pod turns Failed
+            else:
+                cluster.core().delete_namespaced_pod(name, DRIVERS)
+            wait_for(f"sparkgate to notice its driver {name} is {how}",
+                     lambda: any("driver lost" in line and name in line for line in gw.log_text().splitlines()), 15)
+            with pytest.raises(Exception) as raised:
+                cur.execute("select 1")
+                cur.fetchall()
+            took = time.monotonic() - started
+            message = str(raised.value)
+            print(f"[k8s] driver Pod {how}: the session's next call failed after {took:.1f} s: {message[:300]}")
+            assert took < 15, "the client learns within seconds"
+            assert name in message, message
+            assert ("Failed" in message) if how == "killed" else ("gone" in message or "deleted" in message), message
+            conn.close()
+            # A replacement Pod appears, and a new session succeeds there.
+            with timed(f"replacement of a {how} driver Pod until a new session works"):
+                assert session_tenant(gw.port, "carl") == "crashy"
+            (replacement,) = pods(cluster, "crashy")
+            assert replacement.metadata.name != name
+        log = gw.log_text()
+        assert log.count("driver lost") >= 2
+    finally:
+        gw.stop()
+
+
+@pytest.mark.timeout(400)
+def test_restarted_sparkgate_adopts_its_driver_pods(cluster, node, work, clean):
+    toml = gateway_toml(tenant_toml("sticky", ["sam"]), lease_name="lease-sticky", stop_on_exit=False)
+    gw1 = start_gateway(cluster, work, toml, "gw1")
+    try:
+        assert session_tenant(gw1.port, "sam") == "sticky"
+        before = {p.metadata.uid for p in pods(cluster, "sticky")}
+        assert len(before) == 1
+    finally:
+        gw1.stop()
+    assert {p.metadata.uid for p in pods(cluster, "sticky")} == before, "stop_drivers_on_exit = false keeps the Pod"
+    seen = len(node.seen)
+    gw2 = start_gateway(cluster, work, toml, "gw2")
+    try:
+        with timed("first session after a restart (adopted driver)") as t:
+            assert session_tenant(gw2.port, "sam") == "sticky"
+        assert t.seconds < 15, "an adopted driver needs no cold start"
+        assert "adopted a driver" in gw2.log_text()
+        time.sleep(3)  # a few reconcile passes: still no new Pod
+        assert {p.metadata.uid for p in pods(cluster, "sticky", live=False)} == before, "adopted, not duplicated"
+        assert len(node.seen) == seen, "no Pod was created"
+        assert "driver Pod created" not in gw2.log_text()
+    finally:
+        gw2.stop()
+
+
+@pytest.mark.timeout(400)
+def test_two_replicas_one_leader_and_failover(cluster, node, work, clean):
+    lease = "lease-replicas"
+    tenants = tenant_toml("shared", ["sue"])
+    # Each replica's config has its own thrift_port, on purpose: a replica reaches a driver another
+    # one started on the port written in its Pod, not on its own setting.
+    config = lambda who: gateway_toml(tenants, lease_name=lease, identity=who, lease_duration="3s",  # noqa: E731
+                                      stop_on_exit=False)
+    a = start_gateway(cluster, work, config("replica-a"), "a")
+    b = start_gateway(cluster, work, config("replica-b"), "b")
+    c = None
+    try:
+        holder = wait_for("a Lease holder", lambda: lease_holder(cluster, DRIVERS, lease), 15)
+        assert holder in ("replica-a", "replica-b")
+        # Both route sessions; only the leader launched (one Pod, not two).
+        assert session_tenant(a.port, "sue") == "shared"
+        assert session_tenant(b.port, "sue") == "shared"
+        assert len(pods(cluster, "shared")) == 1
+        leader, follower = (a, b) if holder == "replica-a" else (b, a)
+        other = "replica-b" if holder == "replica-a" else "replica-a"
+        assert "leading" in leader.log_text() and "leading" not in follower.log_text()
+        for _ in range(5):  # stays with one holder while it renews
+            assert lease_holder(cluster, DRIVERS, lease) == holder
+            time.sleep(1)
+
+        # The leader stops (and gives the Lease up): the other takes it within a few durations.
+        leader.stop()
+        with timed("failover after the leader stopped") as t:
+            wait_for(f"{other} to hold the Lease", lambda: lease_holder(cluster, DRIVERS, lease) == other, 12)
+            wait_for(f"{other}'s log to say it leads", lambda: "leading" in follower.log_text(), 5)
+        assert t.seconds < 9
+        assert session_tenant(follower.port, "sue") == "shared"
+        assert len(pods(cluster, "shared")) == 1, "the new leader adopted the driver"
+
+        # A leader that dies without giving the Lease up: the next replica waits for it to expire.
+        c = start_gateway(cluster, work, config("replica-c"), "c")
+        time.sleep(2)
+        assert lease_holder(cluster, DRIVERS, lease) == other
+        follower.proc.kill()
+        follower.proc.wait(10)
+        with timed("failover after the leader was SIGKILLed (Lease expiry)") as t:
+            wait_for("replica-c to hold the Lease", lambda: lease_holder(cluster, DRIVERS, lease) == "replica-c", 15)
+        assert 1.5 <= t.seconds < 12, t.seconds  # not before the Lease expired (3 s after its last renewal)
+        wait_for("replica-c's log to say it leads", lambda: "leading" in c.log_text(), 5)
+        assert session_tenant(c.port, "sue") == "shared"
+    finally:
+        for gw in (a, b, c):
+            if gw is not None:
+                gw.stop()
+
+
+@pytest.mark.timeout(600)
+def test_scale_up_under_load_and_back_to_min(cluster, node, work, clean):
+    toml = gateway_toml(tenant_toml("elastic", ["ella"], min_drivers=1, max_drivers=2, target=1, idle_ttl="5s"),
+                        lease_name="lease-elastic")
+    gw = start_gateway(cluster, work, toml, "gw")
+    try:
+        assert session_tenant(gw.port, "ella") == "elastic"
+        assert len(pods(cluster, "elastic")) == 1
+        stop = threading.Event()
+        errors: list[Exception] = []
+        queries = [0]
+
+        def load():
+            try:
+                while not stop.is_set():
+                    conn = hive.connect("127.0.0.1", gw.port, username="ella", auth="NONE")
+                    try:
+                        cur = conn.cursor()
+                        cur.execute("select count(*) from range(0, 300000000, 1, 2)")
+                        assert cur.fetchall() == [(300000000,)]
+                        queries[0] += 1
+                    finally:
+                        conn.close()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        clients = [threading.Thread(target=load) for _ in range(3)]
+        with timed("load until a second driver Pod is ready"):
+            for t in clients:
+                t.start()
+            try:
+                wait_for("a second ready driver Pod", lambda: len([p for p in pods(cluster, "elastic") if ready(p)]) >= 2,
+                         240, every=1)
+            finally:
+                time.sleep(5)  # some queries land on the new driver too
+                stop.set()
+                for t in clients:
+                    t.join(120)
+        assert not errors, errors
+        assert "scaling up" in gw.log_text()
+        assert len(pods(cluster, "elastic")) == 2, "never above max_drivers"
+        print(f"[k8s] {queries[0]} load queries ran")
+        with timed("scale down to min_drivers after the load"):
+            wait_for("back to one driver Pod", lambda: len(pods(cluster, "elastic")) == 1, 90, every=1)
+        assert "scaling down" in gw.log_text()
+        assert session_tenant(gw.port, "ella") == "elastic"
+    finally:
+        gw.stop()
+
+
+def helm_config(cluster, namespace: str) -> helm.Config:
+    return helm.Config(kubeconfig_path=cluster.kubeconfig, namespace=namespace)
+
+
+def manifest_objects(release) -> list[dict]:
+    return [o for o in yaml.safe_load_all(release["manifest"]) if o]
+
+
+@pytest.mark.timeout(400)
+def test_chart_rbac_is_enough_and_no_more(cluster, node, work, clean):
+    """The chart's Role/RoleBinding, installed with helm into the API server, let sparkgate (with a
+    token of the chart's ServiceAccount) run drivers; what the Role does not grant is refused."""
+    release_ns = "sg-rbac"
+    values = {
+        "drivers": {"namespace": DRIVERS},
+        "tenants": [{"name": "rbac", "users": ["rita"], "serviceAccountAnnotations": {ROLE: ARN["analytics"]},
+                     "scaling": {"minDrivers": 1, "maxDrivers": 1}}],
+    }
+    with helm_config(cluster, release_ns) as cfg:
+        release = cfg.install(CHART, "sg", values, namespace=release_ns, create_namespace=True, timeout=60)
+        try:
+            kinds = sorted({(o["kind"], o["metadata"]["name"]) for o in manifest_objects(release)})
+            assert ("Role", "sg-sparkgate-launcher") in kinds and ("RoleBinding", "sg-sparkgate-launcher") in kinds
+            # The chart made the tenant's ServiceAccount (sparkgate only checks it): wait for its token.
+            cluster.wait_for_service_account(DRIVERS, "sparkgate-rbac")
+            cluster.wait_for_service_account(release_ns, "sg-sparkgate")
+            token = cluster.token_for(release_ns, "sg-sparkgate")
+            kubeconfig = cluster.kubeconfig_for_token(token, work / "sg.kubeconfig", namespace=DRIVERS)
+            toml = gateway_toml(tenant_toml("rbac", ["rita"], annotations={ROLE: ARN["analytics"]}),
+                                lease_name="sparkgate-leader", lease_namespace=release_ns, manage_sas=False)
+            gw = start_gateway(cluster, work, toml, "gw", kubeconfig=kubeconfig)
+            try:
+                with timed("first session with the chart's RBAC"):
+                    assert session_tenant(gw.port, "rita") == "rbac"
+                (pod,) = pods(cluster, "rbac")
+                assert pod.spec.service_account_name == "sparkgate-rbac"
+                assert lease_holder(cluster, release_ns, "sparkgate-leader")
+            finally:
+                gw.stop()
+            wait_for("sparkgate (chart RBAC) to delete its driver Pod on exit", lambda: not pods(cluster, "rbac"), 30)
+
+            # The same token, for what the Role does not grant: 403.
+            core = cluster.core(token)
+            refused = [
+                ("list secrets in the drivers' namespace", lambda: core.list_namespaced_secret(DRIVERS)),
+                ("create a Pod in another namespace", lambda: core.create_namespaced_pod(
+                    "default", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+                                "spec": {"containers": [{"name": "x", "image": "x"}]}})),
+                ("list Pods in another namespace", lambda: core.list_namespaced_pod("default")),
+                ("exec into a driver Pod", lambda: core.connect_get_namespaced_pod_exec(
+                    "any", DRIVERS, command=["true"], stdout=True)),
+                ("edit a Role", lambda: client.RbacAuthorizationV1Api(cluster.api(token)).list_namespaced_role(DRIVERS)),
+            ]
+            for what, call in refused:
+                with pytest.raises(ApiException) as e:
+                    call()
+                assert e.value.status == 403, f"{what}: {e.value.status} {e.value.body}"
+                assert "system:serviceaccount:sg-rbac:sg-sparkgate" in e.value.body, e.value.body
+        finally:
+            cfg.uninstall("sg", timeout=60)
+            cluster.core().delete_namespace(release_ns)
+
+
+@pytest.mark.timeout(300)
+def test_chart_installs_into_the_api_server(cluster):
+    release_ns, drivers_ns = "sg-chart", "spark-drivers"
+    cluster.create_namespace(drivers_ns)
+    values = yaml.safe_load((CHART / "examples" / "two-tenants.yaml").read_text())
+    with helm_config(cluster, release_ns) as cfg:
+        with timed("helm install of the two-tenant example"):
+            release = cfg.install(CHART, "sg", values, namespace=release_ns, create_namespace=True, timeout=60)
+        try:
+            assert release["status"] == "deployed" and release["namespace"] == release_ns
+            assert cfg.status("sg")["status"] == "deployed"
+            api = cluster.api()
+            core, apps, rbac = client.CoreV1Api(api), client.AppsV1Api(api), client.RbacAuthorizationV1Api(api)
+            deploy = apps.read_namespaced_deployment("sg-sparkgate", release_ns)
+            assert deploy.spec.replicas == 2
+            assert deploy.spec.template.spec.service_account_name == "sg-sparkgate"
+            svc = core.read_namespaced_service("sg-sparkgate", release_ns)
+            assert {p.name: p.port for p in svc.spec.ports} == {"thrift-binary": 10009, "thrift-http": 10010, "admin": 10011}
+            assert "sparkgate.toml" in core.read_namespaced_config_map("sg-sparkgate", release_ns).data
+            core.read_namespaced_service_account("sg-sparkgate", release_ns)
+            for tenant, arn in ARN.items():
+                sa = core.read_namespaced_service_account(f"sparkgate-{tenant}", drivers_ns)
+                assert sa.metadata.annotations[ROLE] == arn
+            roles = {r.metadata.name for r in rbac.list_namespaced_role(drivers_ns).items}
+            assert {"sg-sparkgate-launcher", "sg-sparkgate-spark-driver"} <= roles
+            assert "sg-sparkgate-leader-election" in {r.metadata.name for r in rbac.list_namespaced_role(release_ns).items}
+            bindings = {b.metadata.name: b for b in rbac.list_namespaced_role_binding(drivers_ns).items}
+            assert [(s.kind, s.name, s.namespace) for s in bindings["sg-sparkgate-launcher"].subjects] == [
+                ("ServiceAccount", "sg-sparkgate", release_ns)]
+            # The 1.20 API server serves no policy/v1: the chart picked policy/v1beta1 by itself.
+            pdbs = [o for o in manifest_objects(release) if o["kind"] == "PodDisruptionBudget"]
+            assert [o["apiVersion"] for o in pdbs] == ["policy/v1beta1"]
+            # (The test control plane runs no deployment controller and no scheduler: the
+            # Deployment is stored and validated, not rolled out.)
+        finally:
+            cfg.uninstall("sg", timeout=60)
+    wait_for("the tenant ServiceAccounts to go with the release", lambda: not [
+        sa for sa in cluster.core().list_namespaced_service_account(drivers_ns).items
+        if sa.metadata.name.startswith("sparkgate-")], 30)
+    cluster.core().delete_namespace(release_ns)
+    cluster.core().delete_namespace(drivers_ns)
+
+
+@pytest.mark.timeout(120)
+def test_bad_tenant_name_stops_startup(cluster, work):
+    toml = gateway_toml(tenant_toml("Bad_Name", ["bob"]), lease_name="lease-bad")
+    gw = Sparkgate.with_config(work, toml, "bad", env={"KUBECONFIG": str(cluster.kubeconfig)})
+    with pytest.raises(RuntimeError) as raised:
+        gw.start(timeout=30)
+    assert "exited" in str(raised.value)
+    assert gw.proc.returncode != 0
+    log = gw.log_text()
+    assert "Bad_Name" in log and "lower-case" in log, log[-2000:]
+    check = subprocess.run([str(sparkgate_binary()), "--config", str(work / "bad.toml"), "--check-config"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0
+    assert "Bad_Name" in check.stderr + check.stdout
+    # Nothing reached the API server.
+    assert not [sa for sa in cluster.core().list_namespaced_service_account(DRIVERS).items
+                if "bad" in sa.metadata.name.lower()]
