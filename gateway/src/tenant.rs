@@ -48,6 +48,13 @@ pub struct TenantConfig {
     /// (`hive.metastore.uris`).
     #[serde(default)]
     pub hive_conf: BTreeMap<String, String>,
+    /// Kubernetes launcher: accept that the tenant's tables live in each driver Pod (Spark's
+    /// embedded catalog and a warehouse on the Pod's disk) and are lost with it. Without it, a
+    /// Kubernetes tenant must name a shared catalog (`hive_conf` `hive.metastore.uris`) and a
+    /// shared warehouse (`spark_conf` `spark.sql.warehouse.dir`, e.g. `s3a://...`). Local
+    /// tenants always get a catalog that outlives their drivers.
+    #[serde(default)]
+    pub ephemeral_catalog: bool,
     /// Kubernetes launcher: the ServiceAccount the tenant's drivers and executors run as
     /// (default `sparkgate-<name>`).
     #[serde(default)]
@@ -89,6 +96,7 @@ impl TenantConfig {
             driver_memory: default_driver_memory(),
             spark_conf: BTreeMap::new(),
             hive_conf: BTreeMap::new(),
+            ephemeral_catalog: false,
             service_account: None,
             service_account_annotations: BTreeMap::new(),
         }

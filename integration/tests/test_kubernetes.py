@@ -122,7 +122,9 @@ def lease_holder(cluster, namespace: str, name: str) -> str | None:
 
 
 def tenant_toml(name: str, users: list[str], *, min_drivers: int = 1, max_drivers: int = 1, target: int = 4,
-                idle_ttl: str = "10m", annotations: dict | None = None) -> str:
+                idle_ttl: str = "10m", annotations: dict | None = None, ephemeral: bool = True) -> str:
+    # FakeNode runs each driver Pod as a local Spark Thrift Server with its own embedded catalog:
+    # the tests' tenants accept that (ephemeral_catalog); a real tenant names a shared one.
     users_list = ", ".join(f'"{u}"' for u in users)
     ann = ", ".join(f'"{k}" = "{v}"' for k, v in (annotations or {}).items())
     return f"""
@@ -133,6 +135,7 @@ launcher = "kubernetes"
 driver_memory = "512m"
 spark_conf = {{ "spark.sql.shuffle.partitions" = "2" }}
 service_account_annotations = {{ {ann} }}
+ephemeral_catalog = {"true" if ephemeral else "false"}
 [tenants.scaling]
 min_drivers = {min_drivers}
 max_drivers = {max_drivers}
@@ -563,3 +566,35 @@ def test_bad_tenant_name_stops_startup(cluster, work):
     # Nothing reached the API server.
     assert not [sa for sa in cluster.core().list_namespaced_service_account(DRIVERS).items
                 if "bad" in sa.metadata.name.lower()]
+
+
+@pytest.mark.timeout(120)
+def test_tenant_without_a_shared_catalog_stops_startup(cluster, work):
+    """A Kubernetes tenant whose tables would live (and die) in each driver Pod is refused at
+    startup with what to set; `ephemeral_catalog = true` lets the same tenant start."""
+    toml = gateway_toml(tenant_toml("podlocal", ["pat"], ephemeral=False), lease_name="lease-podlocal")
+    gw = Sparkgate.with_config(work, toml, "podlocal", env={"KUBECONFIG": str(cluster.kubeconfig)})
+    with pytest.raises(RuntimeError) as raised:
+        gw.start(timeout=30)
+    assert "exited" in str(raised.value) and gw.proc.returncode != 0
+    log = gw.log_text()
+    for what in ("podlocal", "hive.metastore.uris", "spark.sql.warehouse.dir", "ephemeral_catalog = true"):
+        assert what in log, (what, log[-2000:])
+    check = subprocess.run([str(sparkgate_binary()), "--config", str(work / "podlocal.toml"), "--check-config"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0 and "hive.metastore.uris" in check.stderr + check.stdout
+    assert not [sa for sa in cluster.core().list_namespaced_service_account(DRIVERS).items
+                if "podlocal" in sa.metadata.name]
+    # The same tenant, with a shared catalog named (not reached: min_drivers = 0), or accepting an
+    # ephemeral one, starts.
+    shared = toml.replace('spark_conf = { "spark.sql.shuffle.partitions" = "2" }',
+                          'spark_conf = { "spark.sql.warehouse.dir" = "s3a://lake/podlocal" }\n'
+                          'hive_conf = { "hive.metastore.uris" = "thrift://metastore.data:9083" }')
+    assert shared != toml
+    for name, config in [("podlocal-shared", shared.replace("min_drivers = 1", "min_drivers = 0")),
+                         ("podlocal-ephemeral", gateway_toml(
+                             tenant_toml("podlocal", ["pat"], min_drivers=0, ephemeral=True),
+                             lease_name="lease-podlocal"))]:
+        ok = Sparkgate.with_config(work, config, name, env={"KUBECONFIG": str(cluster.kubeconfig)})
+        ok.start(timeout=60)
+        ok.stop()

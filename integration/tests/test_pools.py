@@ -8,6 +8,7 @@ import os
 import urllib.error
 import urllib.request
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -68,6 +69,43 @@ def wait_for(predicate, timeout: float, what: str):
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
+def run_sql(port: int, *statements: str, user: str = "carl") -> list:
+    """Runs the statements in one session; returns the rows of the last one (if it has any)."""
+    conn = hive.connect("127.0.0.1", port, username=user, auth="NONE")
+    try:
+        cur = conn.cursor()
+        rows = []
+        for statement in statements:
+            cur.execute(statement)
+            rows = cur.fetchall() if cur.description else []
+        return rows
+    finally:
+        conn.close()
+
+
+def catalog_state(work: Path, tenant: str) -> dict:
+    return json.loads((work / "tenants" / tenant / "catalog" / "catalog.json").read_text())
+
+
+def catalog_pid(work: Path, tenant: str) -> int | None:
+    """The tenant's running catalog process (sparkgate's loopback Hive metastore), if any."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"sparkgate.LoopbackMetastore" in args and any(f"{work}/tenants/{tenant}/catalog".encode() in a for a in args):
+            return int(cmdline.parent.name)
+    return None
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def session_tenant(port: int) -> tuple[str, str]:
     conn = hive.connect("127.0.0.1", port, username="carl", auth="NONE")
     try:
@@ -82,23 +120,53 @@ def session_tenant(port: int) -> tuple[str, str]:
 def test_scale_to_zero_cold_start_and_back(workdir):
     work = workdir / "pool-zero"
     work.mkdir()
+    # A driver dir as an earlier sparkgate left it: its own Derby catalog and warehouse.
+    old = work / "drivers" / "pooled-20100-0badc0de"
+    (old / "warehouse" / "old_sales").mkdir(parents=True)
+    (old / "warehouse" / "old_sales" / "part-0.parquet").write_bytes(b"PAR1")
+    (old / "metastore_db").mkdir()
     gw = Sparkgate.with_config(work, pool_toml(work, free_port(), min_drivers=0, max_drivers=1, idle_ttl="3s"), "gw")
     gw.start()
     try:
-        assert driver_pids(work) == [], "min_drivers = 0: no driver before the first session"
+        log = gw.log_text()
+        assert "kept tables in its own catalog" in log and str(old / "warehouse") in log and "old_sales" in log, log
+        assert driver_pids(work) == [] and catalog_pid(work, "pooled") is None, "min_drivers = 0: nothing runs before the first session"
+        # The catalog starts with the first driver, in parallel: time until it serves.
+        catalog_up: list[float] = []
         started = time.monotonic()
+
+        def watch_catalog():
+            while time.monotonic() - started < 200 and not catalog_up:
+                try:
+                    with socket.create_connection(("127.0.0.1", catalog_state(work, "pooled")["port"]), timeout=0.5):
+                        catalog_up.append(time.monotonic() - started)
+                except (OSError, ValueError, KeyError):
+                    time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch_catalog)
+        watcher.start()
         assert session_tenant(gw.port) == ("ok", "pooled"), "the first session waits for a cold start, then runs"
         cold = time.monotonic() - started
+        watcher.join(200)
         assert "waiting for one to start (cold start)" in gw.log_text()
-        # Idle: the driver is drained and its process ends.
+        pid = catalog_pid(work, "pooled")
+        assert pid is not None and catalog_up, "the tenant's catalog runs"
+        rss = rss_mib(pid)
+        run_sql(gw.port, "create table kept (id int, name string)", "insert into kept values (1, 'one'), (2, 'two')")
+        assert (work / "tenants" / "pooled" / "warehouse" / "kept").is_dir(), "the table's files are in the tenant's warehouse"
+        assert [p.parent for p in (work / "drivers").glob("*/metastore_db")] == [old], "no new driver has a catalog of its own"
+        # Idle: the driver is drained, its process ends, and the catalog with it.
         wait_for(lambda: driver_pids(work) == [], 90, "the idle driver to stop")
         assert "scaling down" in gw.log_text()
-        # And back.
-        assert session_tenant(gw.port) == ("ok", "pooled")
-        print(f"\n[pools] cold start {cold:.1f} s")
+        wait_for(lambda: catalog_pid(work, "pooled") is None, 60, "the tenant's catalog to stop with its last driver")
+        # And back: the table is still there.
+        assert run_sql(gw.port, "select id, name from kept order by id") == [(1, "one"), (2, "two")]
+        print(f"\n[pools] cold start {cold:.1f} s; catalog serving {catalog_up[0]:.1f} s after the first session "
+              f"asked (started in parallel with the driver), catalog RSS {rss:.0f} MiB")
     finally:
         gw.stop()
     wait_for(lambda: driver_pids(work) == [], 60, "no driver process left after sparkgate stopped")
+    wait_for(lambda: catalog_pid(work, "pooled") is None, 60, "no catalog process left after sparkgate stopped")
 
 
 @pytest.mark.timeout(600)
@@ -108,6 +176,7 @@ def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
     gw = Sparkgate.with_config(work, pool_toml(work, free_port(), min_drivers=1, max_drivers=1), "gw")
     gw.start()
     try:
+        run_sql(gw.port, "create table survivor as select id from range(0, 1000)")
         conn = hive.connect("127.0.0.1", gw.port, username="carl", auth="NONE")
         cur = conn.cursor()
         cur.execute("select count(*) from range(0, 20000000000, 1, 4)", async_=True)
@@ -130,6 +199,16 @@ def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
         assert "driver process died" in log or "driver refused a connection" in log
         new = driver_pids(work)
         assert len(new) == 1 and new != victims
+        assert run_sql(gw.port, "select count(*), sum(id) from survivor") == [(1000, 499500)], \
+            "the table outlives the killed driver"
+        # The catalog itself killed: sparkgate restarts it on the same port; queries go on.
+        catalog = catalog_pid(work, "pooled")
+        port = catalog_state(work, "pooled")["port"]
+        os.kill(catalog, signal.SIGKILL)
+        wait_for(lambda: catalog_pid(work, "pooled") not in (None, catalog), 30, "the catalog to be restarted")
+        assert catalog_state(work, "pooled")["port"] == port
+        assert run_sql(gw.port, "select count(*) from survivor") == [(1000,)]
+        assert "tenant catalog died while drivers use it" in gw.log_text()
     finally:
         gw.stop()
     wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")
@@ -146,11 +225,14 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
     gw.start()
     try:
         assert session_tenant(gw.port)[1] == "pooled"
+        run_sql(gw.port, "create table across_runs (v string)", "insert into across_runs values ('first run')")
         before = driver_pids(work)
         assert len(before) == 1
+        catalog_before = catalog_pid(work, "pooled")
     finally:
         gw.stop()
     assert driver_pids(work) == before, "stop_drivers_on_exit = false keeps the driver running"
+    assert catalog_pid(work, "pooled") == catalog_before, "and its catalog"
     gw2 = Sparkgate.with_config(work, config.replace("stop_drivers_on_exit = false", "stop_drivers_on_exit = true"), "gw2")
     gw2.start()
     try:
@@ -159,6 +241,8 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
         assert time.monotonic() - started < 10, "an adopted driver needs no cold start"
         assert "adopted a driver" in gw2.log_text()
         assert driver_pids(work) == before, "adopted, not duplicated"
+        assert catalog_pid(work, "pooled") == catalog_before, "the catalog adopted too"
+        assert run_sql(gw2.port, "select v from across_runs") == [("first run",)]
         # The admin port shows it, and can drain it.
         admin = f"http://127.0.0.1:{admin_port}"
         assert urllib.request.urlopen(f"{admin}/healthz", timeout=5).read() == b"ok\n"
@@ -184,6 +268,16 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
     finally:
         gw2.stop()
     wait_for(lambda: driver_pids(work) == [], 60, "no orphan driver after the second run stopped")
+    wait_for(lambda: catalog_pid(work, "pooled") is None, 60, "no catalog left after the second run stopped")
+    # A third run starts everything afresh: new driver, new catalog process, the same tables.
+    gw3 = Sparkgate.with_config(work, config.replace("stop_drivers_on_exit = false", "stop_drivers_on_exit = true"), "gw3")
+    gw3.start()
+    try:
+        assert run_sql(gw3.port, "insert into across_runs values ('third run')",
+                       "select v from across_runs order by v") == [("first run",), ("third run",)]
+    finally:
+        gw3.stop()
+    wait_for(lambda: driver_pids(work) == [] and catalog_pid(work, "pooled") is None, 60, "nothing left after the third run")
 
 
 @pytest.mark.timeout(900)
@@ -272,6 +366,60 @@ max_drivers = 1
         assert sorted(by_tenant) == ["pooled", "second"], drivers
         assert by_tenant["pooled"]["address"] != by_tenant["second"]["address"]
         assert len(driver_pids(work)) == 2
+        # Each tenant its own catalog and warehouse: one's tables are not the other's.
+        run_sql(gw.port, "create table mine_a as select 'a' as owner", user="alice")
+        run_sql(gw.port, "create table mine_b as select 'b' as owner", user="bob")
+        tables = lambda user: sorted(r[1] for r in run_sql(gw.port, "show tables", user=user))  # noqa: E731
+        assert "mine_a" in tables("alice") and "mine_b" not in tables("alice")
+        assert "mine_b" in tables("bob") and "mine_a" not in tables("bob")
+        with pytest.raises(Exception) as raised:
+            run_sql(gw.port, "select * from mine_a", user="bob")
+        assert "TABLE_OR_VIEW_NOT_FOUND" in str(raised.value) or "not found" in str(raised.value).lower()
+        assert (work / "tenants" / "pooled" / "warehouse" / "mine_a").is_dir()
+        assert (work / "tenants" / "second" / "warehouse" / "mine_b").is_dir()
+        assert not (work / "tenants" / "second" / "warehouse" / "mine_a").exists()
+        assert catalog_state(work, "pooled")["port"] != catalog_state(work, "second")["port"]
+        assert catalog_pid(work, "pooled") != catalog_pid(work, "second")
     finally:
         gw.stop()
     wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")
+
+
+@pytest.mark.timeout(600)
+def test_a_tenants_drivers_share_its_tables(workdir):
+    """Two drivers of one tenant (one session each): a table made on one is read on the other,
+    and rows one driver adds are seen by the other at once (no stale per-driver cache)."""
+    work = workdir / "pool-shared"
+    work.mkdir()
+    admin_port = free_port()
+    config = pool_toml(work, free_port(), min_drivers=2, max_drivers=2, admin_port=admin_port).replace(
+        "[pools]\n", "[pools]\nmax_sessions_per_driver = 1\n")
+    gw = Sparkgate.with_config(work, config, "gw")
+    gw.start()
+    try:
+        admin = f"http://127.0.0.1:{admin_port}"
+        wait_for(lambda: [d["state"] for d in json.loads(urllib.request.urlopen(f"{admin}/api/v1/drivers", timeout=5).read())]
+                 == ["ready", "ready"], 240, "two ready drivers")
+        first = hive.connect("127.0.0.1", gw.port, username="ann", auth="NONE")
+        second = hive.connect("127.0.0.1", gw.port, username="ben", auth="NONE")
+        try:
+            sessions = json.loads(urllib.request.urlopen(f"{admin}/api/v1/sessions", timeout=5).read())
+            drivers = {s["user"]: s["driver"] for s in sessions}
+            assert drivers["ann"] != drivers["ben"], f"one session per driver: {sessions}"
+            a, b = first.cursor(), second.cursor()
+            a.execute("create table shared_t (id bigint, who string) using parquet")
+            a.execute("insert into shared_t values (1, 'ann')")
+            b.execute("select id, who from shared_t")
+            assert b.fetchall() == [(1, "ann")], "made on one driver, read on the other"
+            b.execute("insert into shared_t values (2, 'ben')")
+            a.execute("select id, who from shared_t order by id")
+            assert a.fetchall() == [(1, "ann"), (2, "ben")], "rows the other driver wrote are seen at once"
+            b.execute("create table made_by_ben as select 42 as answer")
+            a.execute("select answer from made_by_ben")
+            assert a.fetchall() == [(42,)]
+        finally:
+            first.close()
+            second.close()
+    finally:
+        gw.stop()
+    wait_for(lambda: driver_pids(work) == [] and catalog_pid(work, "pooled") is None, 60, "nothing left running")

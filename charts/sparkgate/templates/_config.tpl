@@ -101,6 +101,9 @@ spark_conf = {{ include "sparkgate.toml.stringMap" .sparkConf }}
 {{- if .hiveConf }}
 hive_conf = {{ include "sparkgate.toml.stringMap" .hiveConf }}
 {{- end }}
+{{- if .ephemeralCatalog }}
+ephemeral_catalog = true
+{{- end }}
 {{- if eq $launcher "kubernetes" }}
 service_account = {{ include "sparkgate.tenant.serviceAccount" . | toJson }}
 service_account_annotations = {{ include "sparkgate.toml.stringMap" .serviceAccountAnnotations }}

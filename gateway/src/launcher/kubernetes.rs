@@ -157,7 +157,37 @@ pub fn validate_tenant(tenant: &TenantConfig) -> Result<(), String> {
             tenant.name
         ));
     }
+    if !tenant.ephemeral_catalog {
+        let mut missing = Vec::new();
+        if !crate::launcher::local::own_catalog(&tenant.hive_conf, &tenant.spark_conf) {
+            missing.push("hive_conf \"hive.metastore.uris\" (a shared Hive metastore, e.g. \"thrift://metastore.data:9083\")");
+        }
+        if !shared_storage(tenant.spark_conf.get("spark.sql.warehouse.dir")) {
+            missing.push("spark_conf \"spark.sql.warehouse.dir\" on shared storage (e.g. \"s3a://bucket/warehouse\")");
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "tenant {:?} would keep its tables inside each driver Pod (lost with the Pod): set {}, or set ephemeral_catalog = true to accept that",
+                tenant.name,
+                missing.join(" and ")
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Whether a warehouse location is outside the Pod: a URI of a shared file system (`s3a://`,
+/// `gs://`, `abfss://`, `hdfs://`, ...), not a local path.
+fn shared_storage(location: Option<&String>) -> bool {
+    let Some((scheme, rest)) = location.and_then(|l| l.trim().split_once("://")) else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !matches!(scheme.to_ascii_lowercase().as_str(), "file" | "local")
+        && !rest.is_empty()
 }
 
 #[derive(Debug, Default)]
@@ -648,6 +678,10 @@ pub fn build_driver_pod(
             "true".into(),
         ),
         ("spark.sparkgate.tenant", spec.tenant.clone()),
+        (
+            super::RELATION_CACHE_SIZE.0,
+            super::RELATION_CACHE_SIZE.1.into(),
+        ),
     ] {
         conf.insert(key.into(), value);
     }

@@ -1,6 +1,15 @@
 //! The local launcher: drivers as child processes of Spark's HiveThriftServer2 on loopback
 //! ports, each with its own work dir and logs. A state file per driver (`drivers/<id>/driver.json`
 //! in the work dir) lets a restarted sparkgate find the drivers of its previous run.
+//!
+//! A driver's work dir holds only what may be lost with it (temp files, scratch, logs); its
+//! tenant's tables live in the tenant's catalog and warehouse (`tenants/<tenant>/`, see
+//! [`catalog`]), shared by all of the tenant's drivers and kept across their restarts.
+
+mod catalog;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,6 +21,8 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{probe, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher};
+pub use catalog::own_catalog;
+use catalog::TenantCatalogs;
 
 /// Settings of the local launcher.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -30,6 +41,8 @@ pub struct LocalLauncherConfig {
     /// After SIGTERM, a driver gets this long before SIGKILL.
     #[serde(with = "humantime_serde")]
     pub stop_grace: Duration,
+    /// Heap of each tenant's catalog process (its Hive metastore service).
+    pub catalog_memory: String,
 }
 
 impl Default for LocalLauncherConfig {
@@ -40,13 +53,20 @@ impl Default for LocalLauncherConfig {
             first_port: 20_100,
             startup_timeout: Duration::from_secs(180),
             stop_grace: Duration::from_secs(20),
+            catalog_memory: "256m".into(),
         }
     }
 }
 
 /// Child processes of Spark's HiveThriftServer2 on loopback ports.
 pub struct LocalLauncher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `work_dir` made absolute: drivers and catalogs run in directories of their own.
     config: LocalLauncherConfig,
+    catalogs: TenantCatalogs,
     spark_home: PathBuf,
     /// Held from picking a port until the driver's state file records it: pools start drivers
     /// concurrently, and a port is free until the new JVM binds it, seconds later.
@@ -94,7 +114,7 @@ fn signal(pid: u32, signal: nix::sys::signal::Signal) {
 }
 
 impl LocalLauncher {
-    pub fn new(config: LocalLauncherConfig) -> Result<Self, LaunchError> {
+    pub fn new(mut config: LocalLauncherConfig) -> Result<Self, LaunchError> {
         let spark_home = config
             .spark_home
             .clone()
@@ -111,15 +131,28 @@ impl LocalLauncher {
             )));
         }
         std::fs::create_dir_all(config.work_dir.join("drivers"))?;
+        config.work_dir = config.work_dir.canonicalize()?;
+        catalog::report_per_driver_tables(&config.work_dir.join("drivers"));
         let config_first_port = config.first_port;
+        let catalogs = TenantCatalogs::new(
+            spark_home.clone(),
+            config.work_dir.clone(),
+            config.catalog_memory.clone(),
+            config.stop_grace,
+        );
         Ok(Self {
-            config,
-            spark_home,
-            spawning: std::sync::Mutex::new(()),
-            next_port: std::sync::atomic::AtomicU16::new(config_first_port),
+            inner: Arc::new(Inner {
+                config,
+                catalogs,
+                spark_home,
+                spawning: std::sync::Mutex::new(()),
+                next_port: std::sync::atomic::AtomicU16::new(config_first_port),
+            }),
         })
     }
+}
 
+impl Inner {
     fn driver_dir(&self, id: &str) -> PathBuf {
         self.config.work_dir.join("drivers").join(id)
     }
@@ -167,18 +200,67 @@ impl LocalLauncher {
         Ok(port)
     }
 
-    /// Starts a driver process; it is not ready yet (see [`wait_ready`]).
+    /// Starts a driver process, and its tenant's catalog if it does not run; neither is ready
+    /// yet (see [`Launcher::wait_ready`]). Blocking: call it off the async runtime.
     fn spawn(&self, spec: &DriverSpec) -> Result<LaunchedDriver, LaunchError> {
+        // Held through the catalog check and the driver's state file, so a tenant's last driver
+        // stopping (which stops the catalog) never misses a driver starting.
         let _one_at_a_time = self.spawning.lock().expect("spawn lock");
+        let metastore = if own_catalog(&spec.hive_conf, &spec.spark_conf) {
+            None
+        } else {
+            Some(self.catalogs.ensure_running(&spec.tenant)?)
+        };
         let port = self.free_port()?;
         // Unique even when a port is reused after a driver died: its state must not be confused
         // with the dead one's.
         let id = format!("{}-{port}-{:08x}", spec.tenant, rand::random::<u32>());
         let dir = self.driver_dir(&id);
-        for sub in ["tmp", "warehouse", "scratch", "ls"] {
+        for sub in ["tmp", "scratch", "ls"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let w = dir.display().to_string();
+        // The tenant's settings first, then what sparkgate must decide (where the driver listens,
+        // how it is reached, which tenant and catalog it serves), which a tenant cannot override.
+        let mut spark_conf = spec.spark_conf.clone();
+        spark_conf
+            .entry("spark.sql.warehouse.dir".into())
+            .or_insert_with(|| self.catalogs.warehouse(&spec.tenant).display().to_string());
+        spark_conf
+            .entry(super::RELATION_CACHE_SIZE.0.into())
+            .or_insert_with(|| super::RELATION_CACHE_SIZE.1.into());
+        for (key, value) in [
+            ("spark.ui.enabled", "false".to_owned()),
+            ("spark.local.dir", format!("{w}/tmp")),
+            ("spark.driver.host", "127.0.0.1".into()),
+            ("spark.driver.bindAddress", "127.0.0.1".into()),
+            ("spark.sparkgate.tenant", spec.tenant.clone()),
+        ] {
+            if spark_conf.insert(key.into(), value).is_some() && spec.spark_conf.contains_key(key) {
+                warn!(tenant = %spec.tenant, %key, "ignoring a tenant setting sparkgate decides");
+            }
+        }
+        let mut hive_conf: BTreeMap<String, String> = spec.hive_conf.clone();
+        let mut ours = vec![
+            ("hive.server2.thrift.bind.host", "127.0.0.1".to_owned()),
+            ("hive.server2.thrift.port", port.to_string()),
+            ("hive.server2.transport.mode", "binary".into()),
+            ("hive.server2.authentication", "NONE".into()),
+            ("hive.exec.scratchdir", format!("{w}/scratch")),
+            ("hive.exec.local.scratchdir", format!("{w}/ls")),
+        ];
+        if let Some(uri) = &metastore {
+            ours.push(("hive.metastore.uris", uri.clone()));
+            // A cold start runs the catalog and the driver at once; the driver waits for the
+            // catalog (and rides out a restart of it) instead of failing.
+            ours.push(("hive.metastore.connect.retries", "120".into()));
+            ours.push(("hive.metastore.client.connect.retry.delay", "1s".into()));
+        }
+        for (key, value) in ours {
+            if hive_conf.insert(key.into(), value).is_some() && spec.hive_conf.contains_key(key) {
+                warn!(tenant = %spec.tenant, %key, "ignoring a tenant setting sparkgate decides");
+            }
+        }
         let mut cmd = std::process::Command::new(self.spark_home.join("bin/spark-submit"));
         cmd.args([
             "--class",
@@ -193,33 +275,15 @@ impl LocalLauncher {
         .args([
             "--driver-java-options",
             &format!("-Djava.io.tmpdir={w}/tmp -XX:TieredStopAtLevel=1 -XX:-UsePerfData"),
-        ])
-        .args(["--conf", "spark.ui.enabled=false"])
-        .args(["--conf", &format!("spark.local.dir={w}/tmp")])
-        .args(["--conf", &format!("spark.sql.warehouse.dir={w}/warehouse")])
-        .args(["--conf", "spark.driver.host=127.0.0.1"])
-        .args(["--conf", "spark.driver.bindAddress=127.0.0.1"])
-        .args(["--conf", &format!("spark.sparkgate.tenant={}", spec.tenant)]);
-        for (key, value) in &spec.spark_conf {
+        ]);
+        for (key, value) in &spark_conf {
             cmd.args(["--conf", &format!("{key}={value}")]);
         }
-        cmd.arg("spark-internal")
-            .args([
-                "--hiveconf",
-                &format!("javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={w}/metastore_db;create=true"),
-            ])
-            .args(["--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1"])
-            .args(["--hiveconf", &format!("hive.server2.thrift.port={port}")])
-            .args(["--hiveconf", "hive.server2.transport.mode=binary"])
-            .args(["--hiveconf", "hive.server2.authentication=NONE"])
-            .args(["--hiveconf", &format!("hive.exec.scratchdir={w}/scratch")])
-            .args(["--hiveconf", &format!("hive.exec.local.scratchdir={w}/ls")])
-            .args(
-                spec.hive_conf
-                    .iter()
-                    .flat_map(|(key, value)| ["--hiveconf".to_owned(), format!("{key}={value}")]),
-            )
-            .env("SPARK_HOME", &self.spark_home)
+        cmd.arg("spark-internal");
+        for (key, value) in &hive_conf {
+            cmd.args(["--hiveconf", &format!("{key}={value}")]);
+        }
+        cmd.env("SPARK_HOME", &self.spark_home)
             .env("SPARK_LOG_DIR", &dir)
             .current_dir(&dir)
             .stdin(Stdio::null())
@@ -270,7 +334,7 @@ impl LocalLauncher {
     }
 
     /// Stops a driver: SIGTERM, then SIGKILL after the grace period; forgets its state.
-    async fn terminate(&self, driver: &LaunchedDriver) {
+    async fn terminate(self: &Arc<Self>, driver: &LaunchedDriver) {
         signal(driver.pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = tokio::time::Instant::now() + self.config.stop_grace;
         while alive(driver.pid) && tokio::time::Instant::now() < deadline {
@@ -282,6 +346,44 @@ impl LocalLauncher {
         }
         let _ = std::fs::remove_file(self.driver_dir(&driver.id).join("driver.json"));
         info!(driver = %driver.id, "driver stopped");
+        // The tenant's last driver takes its catalog with it (scale to zero frees its memory
+        // too); the next driver starts it again, with the same tables.
+        let stopping_catalog = {
+            let _no_spawn_meanwhile = self.spawning.lock().expect("spawn lock");
+            let last = !self.list_alive().iter().any(|d| d.tenant == driver.tenant);
+            if last {
+                self.catalogs.begin_stop(&driver.tenant)
+            } else {
+                None
+            }
+        };
+        if let Some(pid) = stopping_catalog {
+            let inner = self.clone();
+            let tenant = driver.tenant.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || inner.catalogs.wait_exit(&tenant, pid)).await;
+        }
+    }
+
+    /// Restarts the catalogs of tenants whose drivers run but whose catalog died.
+    async fn supervise_catalogs(self: &Arc<Self>, alive: &[LaunchedDriver]) {
+        let mut dead: Vec<String> = alive
+            .iter()
+            .map(|d| d.tenant.clone())
+            .filter(|t| self.catalogs.needs_revival(t))
+            .collect();
+        dead.sort();
+        dead.dedup();
+        if dead.is_empty() {
+            return;
+        }
+        let inner = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for tenant in dead {
+                inner.catalogs.revive(&tenant);
+            }
+        })
+        .await;
     }
 }
 
@@ -290,27 +392,34 @@ impl Launcher for LocalLauncher {
         &'a self,
         spec: &'a DriverSpec,
     ) -> BoxFuture<'a, Result<LaunchedDriver, LaunchError>> {
-        std::future::ready(self.spawn(spec)).boxed()
+        let inner = self.inner.clone();
+        let spec = spec.clone();
+        async move {
+            tokio::task::spawn_blocking(move || inner.spawn(&spec))
+                .await
+                .map_err(|e| LaunchError::Start(format!("driver start task failed: {e}")))?
+        }
+        .boxed()
     }
 
     fn wait_ready<'a>(
         &'a self,
         driver: &'a LaunchedDriver,
     ) -> BoxFuture<'a, Result<LaunchedDriver, LaunchError>> {
-        self.ready(driver).boxed()
+        self.inner.ready(driver).boxed()
     }
 
     fn stop<'a>(&'a self, driver: &'a LaunchedDriver) -> BoxFuture<'a, ()> {
-        self.terminate(driver).boxed()
+        self.inner.terminate(driver).boxed()
     }
 
     fn list(&self) -> BoxFuture<'_, Vec<(LaunchedDriver, Health)>> {
-        let found = self
-            .list_alive()
-            .into_iter()
-            .map(|d| (d, Health::Alive))
-            .collect();
-        std::future::ready(found).boxed()
+        async move {
+            let alive = self.inner.list_alive();
+            self.inner.supervise_catalogs(&alive).await;
+            alive.into_iter().map(|d| (d, Health::Alive)).collect()
+        }
+        .boxed()
     }
 
     fn health(&self, driver: &LaunchedDriver) -> Health {

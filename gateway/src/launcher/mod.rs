@@ -20,6 +20,12 @@ pub mod local;
 
 pub use local::{LocalLauncher, LocalLauncherConfig};
 
+/// A driver's default for Spark's per-driver cache of table plans and their file listings: off.
+/// A tenant's drivers share one catalog, and a driver does not learn of rows another driver
+/// wrote into a table it has cached (it would answer from its stale file list until
+/// `REFRESH TABLE`). A tenant may turn it back on in `spark_conf`.
+pub const RELATION_CACHE_SIZE: (&str, &str) = ("spark.sql.filesourceTableRelationCacheSize", "0");
+
 /// What a tenant's drivers are started with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DriverSpec {

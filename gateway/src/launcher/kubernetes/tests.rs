@@ -84,6 +84,7 @@ fn service_is_headless_owned_by_its_pod_and_published_before_ready() {
 #[test]
 fn bad_tenant_names_are_config_errors() {
     let mut tenant = TenantConfig::new_static("Analytics_Team", vec![], vec![], vec![]);
+    tenant.ephemeral_catalog = true;
     assert!(validate_tenant(&tenant).unwrap_err().contains("lower-case"));
     tenant.name = "analytics".into();
     assert!(validate_tenant(&tenant).is_ok());
@@ -93,6 +94,48 @@ fn bad_tenant_names_are_config_errors() {
         .contains("service_account"));
     tenant.name = "a".repeat(51);
     assert!(validate_tenant(&tenant).is_err());
+}
+
+#[test]
+fn a_tenant_whose_tables_would_die_with_the_pod_is_refused_unless_it_says_so() {
+    let mut tenant = TenantConfig::new_static("analytics", vec![], vec![], vec![]);
+    let refused = validate_tenant(&tenant).unwrap_err();
+    assert!(refused.contains("hive.metastore.uris"), "{refused}");
+    assert!(refused.contains("spark.sql.warehouse.dir"), "{refused}");
+    assert!(refused.contains("ephemeral_catalog = true"), "{refused}");
+    tenant.hive_conf.insert(
+        "hive.metastore.uris".into(),
+        "thrift://metastore:9083".into(),
+    );
+    let refused = validate_tenant(&tenant).unwrap_err();
+    assert!(!refused.contains("hive.metastore.uris"), "{refused}");
+    assert!(refused.contains("spark.sql.warehouse.dir"), "{refused}");
+    // A warehouse on the Pod's own disk is not shared storage.
+    for local in [
+        "/opt/spark/warehouse",
+        "file:///warehouse",
+        "local:///w",
+        "s3a://",
+    ] {
+        tenant
+            .spark_conf
+            .insert("spark.sql.warehouse.dir".into(), local.into());
+        assert!(validate_tenant(&tenant).is_err(), "{local}");
+    }
+    for shared in [
+        "s3a://lake/warehouse",
+        "gs://lake/w",
+        "abfss://c@a.dfs.core.windows.net/w",
+        "hdfs://nn:8020/w",
+    ] {
+        tenant
+            .spark_conf
+            .insert("spark.sql.warehouse.dir".into(), shared.into());
+        assert!(validate_tenant(&tenant).is_ok(), "{shared}");
+    }
+    let mut ephemeral = TenantConfig::new_static("scratch", vec![], vec![], vec![]);
+    ephemeral.ephemeral_catalog = true;
+    assert!(validate_tenant(&ephemeral).is_ok());
 }
 
 #[test]

@@ -1,0 +1,391 @@
+//! Each tenant's catalog for its local drivers: tables that outlive drivers.
+//!
+//! Spark's default catalog is an embedded Derby database in the driver's work dir, which only one
+//! JVM may open and which dies with the driver. Instead every tenant gets one Hive metastore
+//! service (Hive 2.3, from Spark's own jars) on a loopback port, with its Derby database and its
+//! warehouse under `<work_dir>/tenants/<tenant>/`; all of the tenant's drivers reach it through
+//! `hive.metastore.uris`. sparkgate owns it like a driver: started with the tenant's first driver,
+//! found again after a restart (a state file), restarted if it dies while drivers use it, and
+//! stopped with the tenant's last driver.
+//!
+//! Hive 2.3's own metastore main binds every interface and has no authentication, so sparkgate
+//! serves the metastore through a small Scala main (`LoopbackMetastore.scala`) bound to
+//! 127.0.0.1, compiled once with the Scala compiler that Spark's jars carry.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tracing::{info, warn};
+
+use super::{alive, signal};
+use crate::launcher::LaunchError;
+
+const SERVER_SOURCE: &str = include_str!("LoopbackMetastore.scala");
+const SERVER_CLASS: &str = "sparkgate.LoopbackMetastore";
+
+/// Whether a tenant's settings point its drivers at a catalog of its own (a shared metastore
+/// service, a metastore database the tenant runs, or a metastore client such as AWS Glue's);
+/// such a tenant keeps it and gets no catalog from sparkgate.
+pub fn own_catalog(
+    hive_conf: &BTreeMap<String, String>,
+    spark_conf: &BTreeMap<String, String>,
+) -> bool {
+    [
+        "hive.metastore.uris",
+        "javax.jdo.option.ConnectionURL",
+        "hive.metastore.client.factory.class",
+    ]
+    .iter()
+    .any(|key| {
+        hive_conf.get(*key).is_some_and(|v| !v.trim().is_empty())
+            || spark_conf
+                .get(&format!("spark.hadoop.{key}"))
+                .is_some_and(|v| !v.trim().is_empty())
+    })
+}
+
+/// What sparkgate knows of a tenant's catalog process between runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CatalogState {
+    /// Kept across restarts of the process, so drivers that outlive it find it again.
+    port: u16,
+    /// 0 when not running.
+    pid: u32,
+    /// SIGTERM sent: it is on its way out and is not to be reused.
+    #[serde(default)]
+    stopping: bool,
+}
+
+/// The tenants' catalog processes of one local launcher.
+pub struct TenantCatalogs {
+    spark_home: PathBuf,
+    /// Absolute: drivers and catalogs run in other directories.
+    work_dir: PathBuf,
+    /// Heap of each catalog JVM.
+    memory: String,
+    stop_grace: Duration,
+    /// The compiled catalog server, built on first use.
+    jar: std::sync::Mutex<Option<PathBuf>>,
+    /// Held while a catalog process is started or stopped: one process per tenant at most.
+    processes: std::sync::Mutex<()>,
+}
+
+impl TenantCatalogs {
+    pub fn new(
+        spark_home: PathBuf,
+        work_dir: PathBuf,
+        memory: String,
+        stop_grace: Duration,
+    ) -> Self {
+        Self {
+            spark_home,
+            work_dir,
+            memory,
+            stop_grace,
+            jar: std::sync::Mutex::new(None),
+            processes: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// The tenant's own directory: its catalog database and its warehouse.
+    pub fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        self.work_dir.join("tenants").join(tenant)
+    }
+
+    /// Where the tenant's managed tables keep their files.
+    pub fn warehouse(&self, tenant: &str) -> PathBuf {
+        self.tenant_dir(tenant).join("warehouse")
+    }
+
+    fn catalog_dir(&self, tenant: &str) -> PathBuf {
+        self.tenant_dir(tenant).join("catalog")
+    }
+
+    fn state_file(&self, tenant: &str) -> PathBuf {
+        self.catalog_dir(tenant).join("catalog.json")
+    }
+
+    fn read_state(&self, tenant: &str) -> Option<CatalogState> {
+        let text = std::fs::read_to_string(self.state_file(tenant)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn write_state(&self, tenant: &str, state: &CatalogState) -> Result<(), LaunchError> {
+        let path = self.state_file(tenant);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string(state).expect("serializable"))?;
+        std::fs::rename(tmp, path)?;
+        Ok(())
+    }
+
+    /// Whether `pid` is this tenant's catalog process (not a stranger that got its pid).
+    fn is_catalog_process(&self, tenant: &str, pid: u32) -> bool {
+        if pid == 0 || !alive(pid) {
+            return false;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        cmdline.contains(SERVER_CLASS)
+            && cmdline.contains(&self.catalog_dir(tenant).display().to_string())
+    }
+
+    /// The metastore URI of the tenant's catalog, starting it if it does not run. Does not wait
+    /// for it to serve: drivers retry connecting (`hive.metastore.connect.retries`), so a cold
+    /// start runs the catalog and the driver at once. Blocking (it may compile the catalog server
+    /// once, and waits for a stopping catalog to exit); call it off the async runtime.
+    pub fn ensure_running(&self, tenant: &str) -> Result<String, LaunchError> {
+        let _one_at_a_time = self.processes.lock().expect("catalog processes");
+        self.ensure_running_locked(tenant)
+    }
+
+    fn ensure_running_locked(&self, tenant: &str) -> Result<String, LaunchError> {
+        let state = self.read_state(tenant);
+        if let Some(state) = &state {
+            if !state.stopping && self.is_catalog_process(tenant, state.pid) {
+                return Ok(uri(state.port));
+            }
+            if state.stopping && self.is_catalog_process(tenant, state.pid) {
+                // Its database is still open: a second catalog process could not boot it.
+                self.wait_exit(tenant, state.pid);
+            }
+        }
+        let jar = self.compiled_server()?;
+        let dir = self.catalog_dir(tenant);
+        let warehouse = self.warehouse(tenant);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&warehouse)?;
+        // The same port as before when it is free: drivers that outlived the previous process
+        // have its address.
+        let port = match state.map(|s| s.port) {
+            Some(port) if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() => port,
+            Some(old) => {
+                let port = ephemeral_port()?;
+                warn!(%tenant, old, port, "the catalog's previous port is taken; drivers that still use it must be replaced");
+                port
+            }
+            None => ephemeral_port()?,
+        };
+        let d = dir.display().to_string();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("catalog.log"))?;
+        let mut cmd = std::process::Command::new(java());
+        cmd.arg(format!("-Xmx{}", self.memory))
+            .args(["-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-XX:+UseSerialGC"])
+            .arg(format!("-Djava.io.tmpdir={d}"))
+            .arg(format!("-Dderby.system.home={d}"))
+            .arg(format!("-Dderby.stream.error.file={d}/derby.log"))
+            .arg(format!(
+                "-Djavax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={d}/metastore_db;create=true"
+            ))
+            .arg(format!("-Dhive.metastore.warehouse.dir={}", warehouse.display()))
+            // Spark's own embedded catalog does the same: the schema is made on first use.
+            .arg("-Ddatanucleus.schema.autoCreateAll=true")
+            .arg("-Dhive.metastore.schema.verification=false")
+            .arg("-cp")
+            .arg(format!("{}/jars/*:{}", self.spark_home.display(), jar.display()))
+            .arg(SERVER_CLASS)
+            .args(["127.0.0.1", &port.to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().map_err(|e| {
+            LaunchError::Start(format!("cannot start tenant {tenant:?}'s catalog: {e}"))
+        })?;
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        self.write_state(
+            tenant,
+            &CatalogState {
+                port,
+                pid,
+                stopping: false,
+            },
+        )?;
+        info!(%tenant, port, pid, dir = %d, "tenant catalog started");
+        Ok(uri(port))
+    }
+
+    /// Whether the tenant's catalog should run but its process is gone (cheap: a file and /proc).
+    pub fn needs_revival(&self, tenant: &str) -> bool {
+        self.read_state(tenant)
+            .is_some_and(|s| !s.stopping && s.pid != 0 && !self.is_catalog_process(tenant, s.pid))
+    }
+
+    /// Restarts the catalog of a tenant whose drivers still run, if it died. Blocking.
+    pub fn revive(&self, tenant: &str) {
+        let _one_at_a_time = self.processes.lock().expect("catalog processes");
+        let Some(state) = self.read_state(tenant) else {
+            return;
+        };
+        if state.stopping || state.pid == 0 || self.is_catalog_process(tenant, state.pid) {
+            return;
+        }
+        warn!(%tenant, pid = state.pid, "tenant catalog died while drivers use it; restarting it");
+        if let Err(e) = self.ensure_running_locked(tenant) {
+            warn!(%tenant, error = %e, "cannot restart the tenant catalog");
+        }
+    }
+
+    /// Asks the tenant's catalog to stop (its last driver is gone); returns its pid to wait for.
+    pub fn begin_stop(&self, tenant: &str) -> Option<u32> {
+        let _one_at_a_time = self.processes.lock().expect("catalog processes");
+        let mut state = self.read_state(tenant)?;
+        if !self.is_catalog_process(tenant, state.pid) {
+            return None;
+        }
+        state.stopping = true;
+        if let Err(e) = self.write_state(tenant, &state) {
+            warn!(%tenant, error = %e, "cannot record the catalog stopping");
+        }
+        signal(state.pid, nix::sys::signal::Signal::SIGTERM);
+        Some(state.pid)
+    }
+
+    /// Waits (bounded by the stop grace, then SIGKILL) for a stopping catalog to exit. Blocking.
+    pub fn wait_exit(&self, tenant: &str, pid: u32) {
+        let deadline = Instant::now() + self.stop_grace;
+        while self.is_catalog_process(tenant, pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if self.is_catalog_process(tenant, pid) {
+            warn!(%tenant, pid, "tenant catalog ignored SIGTERM; killing it");
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.is_catalog_process(tenant, pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if let Some(mut state) = self.read_state(tenant) {
+            if state.pid == pid {
+                state.pid = 0;
+                state.stopping = false;
+                let _ = self.write_state(tenant, &state);
+                info!(%tenant, pid, "tenant catalog stopped");
+            }
+        }
+    }
+
+    /// The catalog server's jar, compiled with Spark's Scala compiler the first time (keyed by the
+    /// source and Spark's jars, so a Spark upgrade compiles it again).
+    fn compiled_server(&self) -> Result<PathBuf, LaunchError> {
+        let mut jar = self.jar.lock().expect("catalog jar");
+        if let Some(path) = jar.as_ref().filter(|p| p.exists()) {
+            return Ok(path.clone());
+        }
+        let mut key = sha2::Sha256::new();
+        key.update(SERVER_SOURCE.as_bytes());
+        let mut jars: Vec<String> = std::fs::read_dir(self.spark_home.join("jars"))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect();
+        jars.sort();
+        for name in &jars {
+            key.update(name.as_bytes());
+        }
+        let key = key.finalize();
+        let hex: String = key[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let dir = self.work_dir.join("catalog-server");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("loopback-metastore-{hex}.jar"));
+        if !path.exists() {
+            let started = Instant::now();
+            let source = dir.join("LoopbackMetastore.scala");
+            std::fs::File::create(&source)?.write_all(SERVER_SOURCE.as_bytes())?;
+            let partial = dir.join(format!("{hex}.partial.jar"));
+            let out = std::process::Command::new(java())
+                .args(["-Xmx512m", "-XX:TieredStopAtLevel=1", "-cp"])
+                .arg(format!("{}/jars/*", self.spark_home.display()))
+                .args(["scala.tools.nsc.Main", "-usejavacp", "-nowarn", "-d"])
+                .arg(&partial)
+                .arg(&source)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| {
+                    LaunchError::Start(format!("cannot run Spark's Scala compiler: {e}"))
+                })?;
+            if !out.status.success() || !partial.exists() {
+                return Err(LaunchError::Start(format!(
+                    "cannot compile the tenant catalog server with Spark's Scala compiler ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                        .chars()
+                        .take(2000)
+                        .collect::<String>()
+                )));
+            }
+            std::fs::rename(&partial, &path)?;
+            info!(jar = %path.display(), secs = started.elapsed().as_secs_f64(), "compiled the tenant catalog server");
+        }
+        *jar = Some(path.clone());
+        Ok(path)
+    }
+}
+
+fn uri(port: u16) -> String {
+    format!("thrift://127.0.0.1:{port}")
+}
+
+/// A free loopback port from the kernel's ephemeral range (away from the drivers' ports).
+fn ephemeral_port() -> Result<u16, LaunchError> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// The `java` that Spark's own scripts would use.
+fn java() -> PathBuf {
+    match std::env::var_os("JAVA_HOME") {
+        Some(home) if Path::new(&home).join("bin/java").exists() => {
+            Path::new(&home).join("bin/java")
+        }
+        _ => PathBuf::from("java"),
+    }
+}
+
+/// Tables a driver of an earlier sparkgate kept in its own work dir (its own Derby catalog and
+/// warehouse): they are not in the tenant's catalog. Logged at startup so they are not lost
+/// silently (the README says how to bring them back).
+pub fn report_per_driver_tables(drivers_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(drivers_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let warehouse = dir.join("warehouse");
+        let tables: Vec<String> = std::fs::read_dir(&warehouse)
+            .map(|it| {
+                it.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let catalog = dir.join("metastore_db");
+        if tables.is_empty() && !catalog.exists() {
+            continue;
+        }
+        warn!(
+            driver_dir = %dir.display(),
+            warehouse = %warehouse.display(),
+            catalog = %catalog.display(),
+            tables = %tables.join(","),
+            "a driver of an earlier sparkgate kept tables in its own catalog, not in its tenant's: \
+             they are not visible to sessions now; see the README (Driver pools, recovering \
+             per-driver tables) to bring them into the tenant's catalog"
+        );
+    }
+}
