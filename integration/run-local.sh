@@ -5,7 +5,8 @@
 #
 #   SPARKGATE_PORT (default 10009)  where clients connect
 #   STS_PORT       (default 10000)  the first port handed to drivers
-#   SPARKGATE_HOME (default ~/.local/share/sparkgate)  drivers' work dirs, logs, metastore
+#   SPARKGATE_HOME (default ~/.local/share/sparkgate)  your tables (tenants/default/: catalog and
+#                  warehouse, kept across drivers and runs) and the drivers' work dirs and logs
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -37,7 +38,7 @@ min_drivers = 1
 max_drivers = 2
 TOML
 
-echo "starting sparkgate on 127.0.0.1:$gateway_port; it starts a Spark Thrift Server (~15 s; logs under $home/drivers)"
+echo "starting sparkgate on 127.0.0.1:$gateway_port; it starts a Spark Thrift Server (~15 s; logs under $home/drivers, tables under $home/tenants/default)"
 echo "  beeline -u 'jdbc:hive2://127.0.0.1:$gateway_port/default' -n \$USER"
 echo "  python: hive.connect('127.0.0.1', $gateway_port, username='me')   superset: hive://me@127.0.0.1:$gateway_port/default"
 exec ./target/release/sparkgate --config "$home/sparkgate.toml"

@@ -356,17 +356,16 @@ fn java() -> PathBuf {
     }
 }
 
-/// Tables a driver of an earlier sparkgate kept in its own work dir (its own Derby catalog and
-/// warehouse): they are not in the tenant's catalog. Logged at startup so they are not lost
-/// silently (the README says how to bring them back).
-pub fn report_per_driver_tables(drivers_dir: &Path) {
+/// Driver dirs in which a driver of an earlier sparkgate kept tables (its own Derby catalog and
+/// warehouse), with the tables' directory names: they are not in the tenant's catalog.
+pub fn per_driver_tables(drivers_dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
     let Ok(entries) = std::fs::read_dir(drivers_dir) else {
-        return;
+        return Vec::new();
     };
+    let mut found = Vec::new();
     for entry in entries.flatten() {
         let dir = entry.path();
-        let warehouse = dir.join("warehouse");
-        let tables: Vec<String> = std::fs::read_dir(&warehouse)
+        let mut tables: Vec<String> = std::fs::read_dir(dir.join("warehouse"))
             .map(|it| {
                 it.flatten()
                     .filter(|e| e.path().is_dir())
@@ -374,18 +373,30 @@ pub fn report_per_driver_tables(drivers_dir: &Path) {
                     .collect()
             })
             .unwrap_or_default();
-        let catalog = dir.join("metastore_db");
-        if tables.is_empty() && !catalog.exists() {
-            continue;
+        tables.sort();
+        if !tables.is_empty() || dir.join("metastore_db").exists() {
+            found.push((dir, tables));
         }
+    }
+    found.sort();
+    found
+}
+
+/// Logs at startup every earlier driver's tables ([`per_driver_tables`]), so they are not lost
+/// silently; the README says how to bring them back. Their files are left as they are.
+pub fn report_per_driver_tables(drivers_dir: &Path) {
+    for (dir, tables) in per_driver_tables(drivers_dir) {
         warn!(
             driver_dir = %dir.display(),
-            warehouse = %warehouse.display(),
-            catalog = %catalog.display(),
+            warehouse = %dir.join("warehouse").display(),
+            catalog = %dir.join("metastore_db").display(),
             tables = %tables.join(","),
             "a driver of an earlier sparkgate kept tables in its own catalog, not in its tenant's: \
-             they are not visible to sessions now; see the README (Driver pools, recovering \
-             per-driver tables) to bring them into the tenant's catalog"
+             they are not visible to sessions now; see the README (Where tables live, tables of an \
+             earlier sparkgate) to bring them into the tenant's catalog"
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
