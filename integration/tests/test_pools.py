@@ -196,7 +196,8 @@ def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
         # A new driver replaces it; the next session succeeds there.
         assert session_tenant(gw.port) == ("ok", "pooled")
         log = gw.log_text()
-        assert "driver process died" in log or "driver refused a connection" in log
+        # Whichever notices first: the reconcile pass (the process exited) or a call (refused).
+        assert "driver lost" in log or "driver refused a connection" in log, log[-3000:]
         new = driver_pids(work)
         assert len(new) == 1 and new != victims
         assert run_sql(gw.port, "select count(*), sum(id) from survivor") == [(1000, 499500)], \
