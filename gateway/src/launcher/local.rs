@@ -179,11 +179,14 @@ impl Inner {
     }
 
     fn free_port(&self) -> Result<u16, LaunchError> {
-        let taken: Vec<u16> = self
+        let mut taken: Vec<u16> = self
             .list_alive()
             .iter()
             .filter_map(|d| d.address.rsplit_once(':')?.1.parse().ok())
             .collect();
+        // A catalog's port is its tenant's for good (drivers that outlive the catalog process
+        // have it), and the process binds it seconds after the port is picked.
+        taken.extend(self.catalogs.reserved_ports());
         // Round robin from the last port handed out, so a driver that just died does not leave
         // its port to its replacement while sparkgate may still hold the dead one's address.
         let first = self.config.first_port;
@@ -200,6 +203,27 @@ impl Inner {
         Ok(port)
     }
 
+    /// The tenant's catalog, started if need be. Its old port taken by another process: the
+    /// tenant's drivers (which would reach that process) are killed and the catalog moves.
+    /// Called with the spawn lock held.
+    fn catalog_uri(&self, tenant: &str) -> Result<String, LaunchError> {
+        match self.catalogs.ensure_running(tenant, &|| self.free_port()) {
+            Err(e @ LaunchError::PortTaken { .. }) => {
+                tracing::error!(%tenant, error = %e, "moving the tenant catalog to a new port");
+                self.abandon_catalog_port(tenant);
+                self.catalogs.ensure_running(tenant, &|| self.free_port())
+            }
+            other => other,
+        }
+    }
+
+    fn abandon_catalog_port(&self, tenant: &str) {
+        self.catalogs.forget_port(tenant);
+        for d in self.list_alive().iter().filter(|d| d.tenant == tenant) {
+            signal(d.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
     /// Starts a driver process, and its tenant's catalog if it does not run; neither is ready
     /// yet (see [`Launcher::wait_ready`]). Blocking: call it off the async runtime.
     fn spawn(&self, spec: &DriverSpec) -> Result<LaunchedDriver, LaunchError> {
@@ -209,7 +233,7 @@ impl Inner {
         let metastore = if own_catalog(&spec.hive_conf, &spec.spark_conf) {
             None
         } else {
-            Some(self.catalogs.ensure_running(&spec.tenant)?)
+            Some(self.catalog_uri(&spec.tenant)?)
         };
         let port = self.free_port()?;
         // Unique even when a port is reused after a driver died: its state must not be confused
@@ -379,8 +403,17 @@ impl Inner {
         }
         let inner = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            // Ports are picked under the spawn lock (see `spawn`).
+            let _one_at_a_time = inner.spawning.lock().expect("spawn lock");
             for tenant in dead {
-                inner.catalogs.revive(&tenant);
+                if let Err(e) = inner.catalogs.revive(&tenant, &|| inner.free_port()) {
+                    // Its drivers would reach whatever listens there: they go, and their
+                    // replacements get a catalog on a new port.
+                    tracing::error!(%tenant, error = %e, "cannot restart the tenant catalog; stopping its drivers");
+                    if matches!(e, LaunchError::PortTaken { .. }) {
+                        inner.abandon_catalog_port(&tenant);
+                    }
+                }
             }
         })
         .await;

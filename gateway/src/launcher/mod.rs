@@ -69,6 +69,8 @@ pub enum LaunchError {
     NotReady { id: String, secs: u64, log: String },
     #[error("driver {id} failed: {reason}")]
     Failed { id: String, reason: String },
+    #[error("tenant {tenant:?}'s catalog port {port} is taken by another process; its drivers are replaced")]
+    PortTaken { tenant: String, port: u16 },
     #[error("launcher i/o: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -140,12 +140,36 @@ impl TenantCatalogs {
     /// for it to serve: drivers retry connecting (`hive.metastore.connect.retries`), so a cold
     /// start runs the catalog and the driver at once. Blocking (it may compile the catalog server
     /// once, and waits for a stopping catalog to exit); call it off the async runtime.
-    pub fn ensure_running(&self, tenant: &str) -> Result<String, LaunchError> {
+    ///
+    /// `pick_port` gives a loopback port no driver and no other catalog has (the caller holds
+    /// the launcher's spawn lock, so nothing takes it before the state file records it).
+    pub fn ensure_running(
+        &self,
+        tenant: &str,
+        pick_port: &dyn Fn() -> Result<u16, LaunchError>,
+    ) -> Result<String, LaunchError> {
         let _one_at_a_time = self.processes.lock().expect("catalog processes");
-        self.ensure_running_locked(tenant)
+        self.ensure_running_locked(tenant, pick_port)
     }
 
-    fn ensure_running_locked(&self, tenant: &str) -> Result<String, LaunchError> {
+    /// Every port a tenant's catalog has (running or not): each tenant keeps its own, and no
+    /// driver or other catalog may get it.
+    pub fn reserved_ports(&self) -> Vec<u16> {
+        let Ok(entries) = std::fs::read_dir(self.work_dir.join("tenants")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter_map(|tenant| self.read_state(&tenant).map(|s| s.port))
+            .collect()
+    }
+
+    fn ensure_running_locked(
+        &self,
+        tenant: &str,
+        pick_port: &dyn Fn() -> Result<u16, LaunchError>,
+    ) -> Result<String, LaunchError> {
         let state = self.read_state(tenant);
         if let Some(state) = &state {
             if !state.stopping && self.is_catalog_process(tenant, state.pid) {
@@ -166,11 +190,14 @@ impl TenantCatalogs {
         let port = match state.map(|s| s.port) {
             Some(port) if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() => port,
             Some(old) => {
-                let port = ephemeral_port()?;
-                warn!(%tenant, old, port, "the catalog's previous port is taken; drivers that still use it must be replaced");
-                port
+                // Something else listens there: drivers that still use that address would talk to
+                // it, not to their catalog.
+                return Err(LaunchError::PortTaken {
+                    tenant: tenant.to_owned(),
+                    port: old,
+                });
             }
-            None => ephemeral_port()?,
+            None => pick_port()?,
         };
         let d = dir.display().to_string();
         let log = std::fs::OpenOptions::new()
@@ -225,19 +252,27 @@ impl TenantCatalogs {
             .is_some_and(|s| !s.stopping && s.pid != 0 && !self.is_catalog_process(tenant, s.pid))
     }
 
-    /// Restarts the catalog of a tenant whose drivers still run, if it died. Blocking.
-    pub fn revive(&self, tenant: &str) {
+    /// Restarts the catalog of a tenant whose drivers still run, if it died. Blocking. `Err` when
+    /// its port is taken by another process: the tenant's drivers must then be replaced.
+    pub fn revive(
+        &self,
+        tenant: &str,
+        pick_port: &dyn Fn() -> Result<u16, LaunchError>,
+    ) -> Result<(), LaunchError> {
         let _one_at_a_time = self.processes.lock().expect("catalog processes");
         let Some(state) = self.read_state(tenant) else {
-            return;
+            return Ok(());
         };
         if state.stopping || state.pid == 0 || self.is_catalog_process(tenant, state.pid) {
-            return;
+            return Ok(());
         }
         warn!(%tenant, pid = state.pid, "tenant catalog died while drivers use it; restarting it");
-        if let Err(e) = self.ensure_running_locked(tenant) {
-            warn!(%tenant, error = %e, "cannot restart the tenant catalog");
-        }
+        self.ensure_running_locked(tenant, pick_port).map(|_| ())
+    }
+
+    /// Drops the tenant's catalog state (its port is unusable): its next start picks a new port.
+    pub fn forget_port(&self, tenant: &str) {
+        let _ = std::fs::remove_file(self.state_file(tenant));
     }
 
     /// Asks the tenant's catalog to stop (its last driver is gone); returns its pid to wait for.
@@ -337,13 +372,6 @@ impl TenantCatalogs {
 
 fn uri(port: u16) -> String {
     format!("thrift://127.0.0.1:{port}")
-}
-
-/// A free loopback port from the kernel's ephemeral range (away from the drivers' ports).
-fn ephemeral_port() -> Result<u16, LaunchError> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
 }
 
 /// The `java` that Spark's own scripts would use.
