@@ -90,6 +90,19 @@ fn default_spark_home() -> Option<PathBuf> {
         })
 }
 
+/// Sets a key sparkgate decides over whatever the tenant set, and says so when it overrides one.
+fn decide(
+    conf: &mut BTreeMap<String, String>,
+    key: &str,
+    value: String,
+    tenant_conf: &BTreeMap<String, String>,
+    tenant: &str,
+) {
+    if conf.insert(key.into(), value).is_some() && tenant_conf.contains_key(key) {
+        warn!(%tenant, %key, "ignoring a tenant setting sparkgate decides");
+    }
+}
+
 /// Whether a process is alive (it may be a zombie child; `/proc` says so).
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -260,9 +273,7 @@ impl Inner {
             ("spark.driver.bindAddress", "127.0.0.1".into()),
             ("spark.sparkgate.tenant", spec.tenant.clone()),
         ] {
-            if spark_conf.insert(key.into(), value).is_some() && spec.spark_conf.contains_key(key) {
-                warn!(tenant = %spec.tenant, %key, "ignoring a tenant setting sparkgate decides");
-            }
+            decide(&mut spark_conf, key, value, &spec.spark_conf, &spec.tenant);
         }
         let mut hive_conf: BTreeMap<String, String> = spec.hive_conf.clone();
         let mut ours = vec![
@@ -281,9 +292,7 @@ impl Inner {
             ours.push(("hive.metastore.client.connect.retry.delay", "1s".into()));
         }
         for (key, value) in ours {
-            if hive_conf.insert(key.into(), value).is_some() && spec.hive_conf.contains_key(key) {
-                warn!(tenant = %spec.tenant, %key, "ignoring a tenant setting sparkgate decides");
-            }
+            decide(&mut hive_conf, key, value, &spec.hive_conf, &spec.tenant);
         }
         let mut cmd = std::process::Command::new(self.spark_home.join("bin/spark-submit"));
         cmd.args([
