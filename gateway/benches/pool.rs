@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sparkgate::autoscale::ScalingPolicy;
 use sparkgate::launcher::DriverSpec;
+use sparkgate::pool::autoscale::ScalingPolicy;
 use sparkgate::pool::{DriverPool, DriverState, PoolLimits, PoolMetrics};
 use sparkgate::testing::FakeLauncher;
 use tokio::task::JoinSet;

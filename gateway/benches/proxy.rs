@@ -10,8 +10,8 @@ use hive_thrift::client::{ClientAuth, Hs2Connection};
 use hive_thrift::generated::tcliservice as t;
 use hive_thrift::message::{Hs2Request, Hs2Response};
 use hive_thrift::sasl::PlainCredentials;
+use sparkgate::app::Gateway;
 use sparkgate::config::Config;
-use sparkgate::server::Gateway;
 use sparkgate::testing::FakeSts;
 
 const MAX_MESSAGE: usize = 512 << 20;

@@ -13,117 +13,24 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-use crate::frontend::Shared;
 use crate::pool::DriverState;
+use crate::session::{CallHandler, Owner};
+use crate::shutdown::Shutdown;
+use crate::telemetry::{DriverAddressLabel, DriverStateLabels, Metrics, TenantLabel};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TenantLabel {
-    pub tenant: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DriverStateLabels {
-    pub tenant: String,
-    pub state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DecisionLabels {
-    pub tenant: String,
-    pub decision: String,
-}
-
-/// sparkgate's metrics, registered under the `sparkgate_` prefix; components get handles.
-pub struct Metrics {
-    pub registry: Registry,
-    pub sessions: Gauge,
-    pub operations: Gauge,
-    pub drivers: Family<DriverStateLabels, Gauge>,
-    pub queue_waiting: Family<TenantLabel, Gauge>,
-    pub queue_wait_seconds: Family<TenantLabel, Histogram>,
-    pub launches: Family<TenantLabel, Counter>,
-    pub launch_failures: Family<TenantLabel, Counter>,
-    pub scale_decisions: Family<DecisionLabels, Counter>,
-    pub running_operations: Family<TenantLabel, Gauge>,
-    pub backend_connections: Family<DriverAddressLabel, Gauge>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DriverAddressLabel {
-    pub driver: String,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("sparkgate");
-        let m = Self {
-            sessions: Gauge::default(),
-            operations: Gauge::default(),
-            drivers: Family::default(),
-            queue_waiting: Family::default(),
-            queue_wait_seconds: Family::new_with_constructor(|| {
-                Histogram::new([0.1, 0.5, 1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0])
-            }),
-            launches: Family::default(),
-            launch_failures: Family::default(),
-            scale_decisions: Family::default(),
-            running_operations: Family::default(),
-            backend_connections: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register("sessions", "Open client sessions", m.sessions.clone());
-        registry.register(
-            "operations",
-            "Operations sparkgate tracks",
-            m.operations.clone(),
-        );
-        registry.register("drivers", "Drivers per tenant and state", m.drivers.clone());
-        registry.register(
-            "queue_waiting",
-            "Sessions waiting for a driver",
-            m.queue_waiting.clone(),
-        );
-        registry.register(
-            "queue_wait_seconds",
-            "How long sessions waited for a driver",
-            m.queue_wait_seconds.clone(),
-        );
-        registry.register("driver_launches", "Drivers launched", m.launches.clone());
-        registry.register(
-            "driver_launch_failures",
-            "Drivers that failed to start or died",
-            m.launch_failures.clone(),
-        );
-        registry.register(
-            "running_operations",
-            "Operations running on a tenant's ready drivers (the autoscaler's load)",
-            m.running_operations.clone(),
-        );
-        registry.register(
-            "backend_connections",
-            "Open connections to each driver (bounded by backend.max_connections_per_driver)",
-            m.backend_connections.clone(),
-        );
-        registry.register(
-            "scale_decisions",
-            "Autoscaler decisions that changed a pool",
-            m.scale_decisions.clone(),
-        );
-        Self { registry, ..m }
-    }
+/// What the admin port reads: it changes nothing but a driver's drain flag.
+#[derive(Clone)]
+pub struct AdminView {
+    pub handler: Arc<CallHandler>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
 }
 
 /// Serves the admin port until shutdown.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, view: AdminView) {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -134,13 +41,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                     continue;
                 }
             },
-            _ = shared.shutdown.force_close.cancelled() => break,
+            _ = view.shutdown.force_close.cancelled() => break,
         };
-        let shared = shared.clone();
+        let view = view.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(request, &shared)) }
+                let view = view.clone();
+                async move { Ok::<_, Infallible>(handle(request, &view)) }
             });
             let result = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -190,23 +97,23 @@ struct SessionView {
     idle_seconds: u64,
 }
 
-fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
-    let proxy = &shared.proxy;
+fn handle(request: Request<Incoming>, view: &AdminView) -> Response<Full<Bytes>> {
+    let handler = &view.handler;
     let path = request.uri().path().trim_end_matches('/');
     match (request.method(), path) {
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {
-            if shared.shutdown.stop_accepting.is_cancelled() {
+            if view.shutdown.stop_accepting.is_cancelled() {
                 respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
             } else {
                 respond(StatusCode::OK, "text/plain", "ready\n")
             }
         }
         (&Method::GET, "/metrics") => {
-            let metrics = &shared.metrics;
-            metrics.sessions.set(proxy.table.session_count() as i64);
-            metrics.operations.set(proxy.table.operation_count() as i64);
-            for (tenant, pool) in &proxy.pools {
+            let metrics = &view.metrics;
+            metrics.sessions.set(handler.table.session_count() as i64);
+            metrics.operations.set(handler.table.operation_count() as i64);
+            for (tenant, pool) in &handler.pools {
                 let drivers = pool.drivers();
                 for state in DriverState::ALL {
                     let n = drivers.iter().filter(|d| d.state == state).count();
@@ -237,7 +144,7 @@ fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> 
             }
             // Drivers come and go: only the current ones.
             metrics.backend_connections.clear();
-            for (driver, open) in proxy.links.open_connections() {
+            for (driver, open) in handler.links.open_connections() {
                 let gauge = metrics
                     .backend_connections
                     .get_or_create(&DriverAddressLabel { driver })
@@ -255,11 +162,11 @@ fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> 
             }
         }
         (&Method::GET, "/api/v1/drivers") => {
-            let drivers: Vec<_> = proxy.pools.values().flat_map(|p| p.drivers()).collect();
+            let drivers: Vec<_> = handler.pools.values().flat_map(|p| p.drivers()).collect();
             json(&drivers)
         }
         (&Method::GET, "/api/v1/sessions") => {
-            let sessions: Vec<SessionView> = proxy
+            let sessions: Vec<SessionView> = handler
                 .table
                 .sessions()
                 .iter()
@@ -269,8 +176,8 @@ fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> 
                     tenant: s.tenant.clone(),
                     driver: s.backend_addr.clone(),
                     owner: match s.owner {
-                        crate::session::Owner::Connection(_) => "connection",
-                        crate::session::Owner::User(_) => "user",
+                        Owner::Connection(_) => "connection",
+                        Owner::User(_) => "user",
                     },
                     idle_seconds: s.idle_for().as_secs(),
                 })
@@ -279,7 +186,7 @@ fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> 
         }
         (&Method::POST, path) if path.starts_with("/api/v1/drivers/") && path.ends_with("/drain") => {
             let id = &path["/api/v1/drivers/".len()..path.len() - "/drain".len()];
-            if proxy.pools.values().any(|p| p.drain(id)) {
+            if handler.pools.values().any(|p| p.drain(id)) {
                 info!(driver = id, "driver drained through the admin API");
                 respond(StatusCode::ACCEPTED, "text/plain", format!("draining {id}\n"))
             } else {

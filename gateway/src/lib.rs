@@ -1,28 +1,31 @@
-//! sparkgate: a HiveServer2 gateway in front of Spark Thrift Server drivers.
+//! sparkgate: a HiveServer2 gateway in front of pools of Spark Thrift Server drivers.
 //!
-//! Layers, outside in:
-//! * [`frontend`] (binary transport) and [`http`] (Thrift over HTTP), optionally over [`tls`]:
-//!   listeners, handshakes, authentication, [`limits`].
-//! * [`proxy`]: every call: handle checks, tenant decision, forwarding, local answers.
-//! * [`session`]: the session table (client handle → owner, tenant, driver handle).
-//! * [`tenant`]: which users and groups may run SQL on which drivers.
-//! * [`server`]: startup checks, listeners, housekeeping, the one shutdown path.
-//! * [`config`] and [`error`]: settings, and errors with the one mapping to HS2 statuses.
+//! The modules, in the order a client's call flows through them:
+//! * [`frontend`]: listeners, limits, TLS, the binary (SASL/NOSASL) handshake and Thrift over
+//!   HTTP; authentication through the `sparkgate-auth` crate.
+//! * [`session`]: the call handler (handle checks, OpenSession and tenant choice, forwarding,
+//!   answers it gives itself) and the session table.
+//! * [`tenant`]: which users and groups may run SQL on which tenant's drivers.
+//! * [`pool`]: each tenant's drivers: placement, queue, reconcile loop, autoscaler, leader
+//!   election.
+//! * [`launcher`]: starting, finding and stopping drivers (local processes, Kubernetes Pods).
+//! * [`driver`]: pooled connections to drivers.
+//!
+//! Beside the flow: [`admin`] (health, readiness, metrics, sessions and drivers API),
+//! [`telemetry`] (metrics), [`shutdown`] (its signals), [`config`], [`error`] (one mapping to
+//! HS2 statuses), [`app`] (startup checks, wiring, the one shutdown path) and, for tests and
+//! benchmarks, `testing` (an in-process fake driver).
 pub mod admin;
-pub mod autoscale;
-pub mod backend;
+pub mod app;
 pub mod config;
+pub mod driver;
 pub mod error;
 pub mod frontend;
-pub mod http;
 pub mod launcher;
-pub mod leader;
-pub mod limits;
 pub mod pool;
-pub mod proxy;
-pub mod server;
 pub mod session;
+pub mod shutdown;
+pub mod telemetry;
 pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod tls;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use sparkgate::app::Gateway;
 use sparkgate::config::{Config, FrontendTransport};
-use sparkgate::server::Gateway;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Deserialize;
 use sparkgate_auth::Principal;
 
-use crate::autoscale::ScalingPolicy;
+use crate::pool::autoscale::ScalingPolicy;
 
 /// Admits everyone; only for a tenant's `users` list.
 pub const ANYONE: &str = "*";

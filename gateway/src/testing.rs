@@ -28,7 +28,7 @@ use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
 use crate::launcher::{DriverSpec, Health, LaunchError, LaunchedDriver, Launcher};
-use crate::session::mint_identifier;
+use crate::session::table::mint_identifier;
 
 /// Builder and handle of a fake Spark Thrift Server.
 #[derive(Debug, Clone)]
@@ -245,7 +245,7 @@ impl Shared {
                 self.stats.status_calls.fetch_add(1, Ordering::Relaxed);
                 R::GetOperationStatus(t::TGetOperationStatusResp {
                     has_result_set: Some(true),
-                    ..crate::proxy::operation_status_response(
+                    ..crate::session::operation_status_response(
                         ok(),
                         Some(t::TOperationState::FINISHED_STATE),
                     )
@@ -299,7 +299,7 @@ impl Shared {
                     results: Some(rows(start)),
                 })
             }
-            other => crate::proxy::error_response(&other, ok()),
+            other => crate::session::error_response(&other, ok()),
         }
     }
 }

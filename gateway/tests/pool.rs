@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sparkgate::autoscale::ScalingPolicy;
 use sparkgate::launcher::DriverSpec;
+use sparkgate::pool::autoscale::ScalingPolicy;
 use sparkgate::pool::{DriverPool, DriverState, PoolLimits, PoolMetrics};
 use sparkgate::testing::FakeLauncher;
 use tokio_util::sync::CancellationToken;

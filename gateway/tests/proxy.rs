@@ -8,9 +8,9 @@ use hive_thrift::client::{ClientAuth, Hs2Connection};
 use hive_thrift::generated::tcliservice as t;
 use hive_thrift::message::{self, Hs2Request, Hs2Response, MessageKind};
 use hive_thrift::sasl::PlainCredentials;
+use sparkgate::app::Gateway;
 use sparkgate::config::{Config, FrontendTransport};
-use sparkgate::proxy::FETCH_SIZE_KEY;
-use sparkgate::server::Gateway;
+use sparkgate::session::FETCH_SIZE_KEY;
 use sparkgate::testing::{FakeSts, RunningFakeSts};
 
 const MAX: usize = 64 << 20;

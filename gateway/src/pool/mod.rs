@@ -5,6 +5,9 @@
 //! launcher lists (a previous run's, or another replica's), applies the autoscaler's decisions
 //! (only where this replica leads), replaces dead drivers and drains idle ones.
 
+pub mod autoscale;
+pub mod leader;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,8 +17,8 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::autoscale::{decide, overloaded, underloaded, Decision, Observed, ScalingPolicy};
 use crate::launcher::{DriverSpec, Health, LaunchedDriver, Launcher};
+use autoscale::{decide, overloaded, underloaded, Decision, Observed, ScalingPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,7 +42,7 @@ impl DriverState {
     }
 }
 
-/// A pool's handles on the metrics it feeds (see `admin::Metrics`).
+/// A pool's handles on the metrics it feeds (see `telemetry::Metrics`).
 #[derive(Clone, Default)]
 pub struct PoolMetrics {
     pub launches: prometheus_client::metrics::counter::Counter,

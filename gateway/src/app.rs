@@ -13,18 +13,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::admin::{DecisionLabels, Metrics, TenantLabel};
+use crate::admin::AdminView;
 use crate::config::{Config, FrontendTransport};
-use crate::frontend::{serve, Shared, Shutdown};
-use crate::http::CookieSigner;
+use crate::frontend::http::CookieSigner;
+use crate::frontend::limits::ConnectionLimits;
+use crate::frontend::tls::{TlsAcceptorCell, RELOAD_CHECK_EVERY};
+use crate::frontend::Shared;
 use crate::launcher::kubernetes::KubeLauncher;
 use crate::launcher::{DriverSpec, Launcher, LocalLauncher};
-use crate::limits::ConnectionLimits;
 use crate::pool::{DriverPool, PoolLimits, PoolMetrics};
-use crate::proxy::Hs2Proxy;
+use crate::session::CallHandler;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{DecisionLabels, Metrics, TenantLabel};
 use crate::tenant::LauncherKind;
 use crate::tenant::TenantConfig;
-use crate::tls::{TlsAcceptorCell, RELOAD_CHECK_EVERY};
 use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +134,11 @@ impl Gateway {
             .as_ref()
             .map(|l| l.local_addr().expect("bound"));
         let shared = Arc::new(Shared {
-            proxy: Arc::new(Hs2Proxy::new(config.clone(), auth.clone(), pools.clone())),
+            handler: Arc::new(CallHandler::new(
+                config.clone(),
+                auth.clone(),
+                pools.clone(),
+            )),
             limits: ConnectionLimits::new(
                 config.server.max_connections_per_user,
                 config.server.max_connections_per_address,
@@ -142,27 +148,40 @@ impl Gateway {
             shutdown: Shutdown::default(),
             tracker: TaskTracker::new(),
             config: config.clone(),
-            metrics,
         });
-        tokio::spawn(serve(listener, shared.clone()));
+        tokio::spawn(crate::frontend::binary::serve(listener, shared.clone()));
         if let Some(http_listener) = http_listener {
             let cookies = Arc::new(CookieSigner::new(
                 cookie_key,
                 config.http.cookie_ttl,
                 tls.is_some(),
             ));
-            tokio::spawn(crate::http::serve(http_listener, shared.clone(), cookies));
+            tokio::spawn(crate::frontend::http::serve(
+                http_listener,
+                shared.clone(),
+                cookies,
+            ));
         }
         spawn_housekeeping(shared.clone());
         if let Some(admin_listener) = admin_listener {
-            tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
+            let view = AdminView {
+                handler: shared.handler.clone(),
+                metrics,
+                shutdown: shared.shutdown.clone(),
+            };
+            tokio::spawn(crate::admin::serve(admin_listener, view));
         }
         for pool in pools.values() {
             tokio::spawn(pool.clone().run(shared.shutdown.stop_accepting.clone()));
         }
         let election = election.map(|(client, election, leading)| {
             let stop = CancellationToken::new();
-            let task = tokio::spawn(crate::leader::run(client, election, leading, stop.clone()));
+            let task = tokio::spawn(crate::pool::leader::run(
+                client,
+                election,
+                leading,
+                stop.clone(),
+            ));
             (stop, task)
         });
         info!(
@@ -185,7 +204,7 @@ impl Gateway {
 
     /// Sessions open right now.
     pub fn session_count(&self) -> usize {
-        self.shared.proxy.table.session_count()
+        self.shared.handler.table.session_count()
     }
 
     /// Stops accepting, lets connections finish within the grace period, then closes the rest
@@ -214,14 +233,14 @@ impl Gateway {
             shared.tracker.wait().await;
         }
         // HTTP sessions outlive their connections; close what is left.
-        shared.proxy.close_all().await;
+        shared.handler.close_all().await;
         if shared.config.pools.stop_drivers_on_exit {
             // A follower's drivers are the leader's to keep or stop. The election still runs
             // here, so a leader stays leader until every pool's drivers are stopped.
-            for pool in shared.proxy.pools.values().filter(|p| p.leading()) {
+            for pool in shared.handler.pools.values().filter(|p| p.leading()) {
                 pool.stop_all().await;
             }
-        } else if !shared.proxy.pools.is_empty() {
+        } else if !shared.handler.pools.is_empty() {
             info!("leaving drivers running for the next run to adopt (pools.stop_drivers_on_exit = false)");
         }
         // Last, give the Lease up (and wait for that), so another replica takes over at once.
@@ -242,7 +261,7 @@ impl Gateway {
 /// of them scales.
 struct PoolSet {
     pools: HashMap<String, Arc<DriverPool>>,
-    election: Option<(kube::Client, crate::leader::Election, Arc<AtomicBool>)>,
+    election: Option<(kube::Client, crate::pool::leader::Election, Arc<AtomicBool>)>,
 }
 
 /// A pool per tenant with the local or Kubernetes launcher; drivers a previous run left are
@@ -291,13 +310,13 @@ async fn start_pools(config: &Config, metrics: &Metrics) -> Result<PoolSet, Star
             };
             set.election = Some((
                 kube.client(),
-                crate::leader::Election {
+                crate::pool::leader::Election {
                     namespace,
                     lease_name: k8s.lease_name.clone(),
                     identity: k8s
                         .identity
                         .clone()
-                        .unwrap_or_else(crate::leader::default_identity),
+                        .unwrap_or_else(crate::pool::leader::default_identity),
                     lease_duration: k8s.lease_duration,
                 },
                 leading.clone(),
@@ -392,8 +411,8 @@ fn spawn_housekeeping(shared: Arc<Shared>) {
                 _ = tick.tick() => {}
                 _ = shared.shutdown.stop_accepting.cancelled() => return,
             }
-            shared.proxy.expire_idle_sessions().await;
-            shared.proxy.forget_gone_drivers();
+            shared.handler.expire_idle_sessions().await;
+            shared.handler.forget_gone_drivers();
             if let Some(tls) = &shared.tls {
                 tls.reload_if_changed();
             }

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::frontend::Shared;
-use crate::proxy::CallContext;
+use crate::session::CallContext;
 use crate::session::Owner;
 
 /// The cookie Hive's own HTTP transport uses; clients that keep cookies send it back.
@@ -294,7 +294,7 @@ async fn handle(
         principal: Some(principal),
         peer: SocketAddr::new(client, peer.port()),
     };
-    let reply = shared.proxy.handle(&ctx, &header, &body).await;
+    let reply = shared.handler.handle(&ctx, &header, &body).await;
     let mut out = BytesMut::new();
     let codec = MessageCodec::new(Framing::Raw, usize::MAX);
     if let Err(e) = reply.encode(&codec, &mut out) {

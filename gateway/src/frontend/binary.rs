@@ -1,8 +1,7 @@
 //! The binary-transport listener: accept (optionally TLS), handshake (SASL PLAIN or NOSASL),
-//! then one task per connection turning whole messages into calls on the shared [`Hs2Proxy`].
+//! then one task per connection turning whole messages into calls on the shared [`CallHandler`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,120 +10,17 @@ use futures::SinkExt;
 use hive_thrift::frame::{FramedError, Framing, MessageCodec};
 use hive_thrift::message::MessageHeader;
 use hive_thrift::sasl::{SaslServer, DEFAULT_MAX_NEGOTIATION_FRAME};
-use sparkgate_auth::{AuthService, Credential, Principal};
+use sparkgate_auth::{Credential, Principal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
 use tokio_util::codec::FramedWrite;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, warn};
 
-use crate::config::{Config, FrontendTransport};
-use crate::limits::{ConnectionLimits, LimitGuard};
-use crate::proxy::{CallContext, Hs2Proxy, ReplyEncoder};
+use super::{accept_loop, Shared};
+use crate::config::FrontendTransport;
+use crate::frontend::limits::LimitGuard;
 use crate::session::Owner;
-use crate::tls::TlsAcceptorCell;
-
-/// Tokens that steer shutdown: `stop_accepting` first, `force_close` when the grace period ends.
-#[derive(Clone, Default)]
-pub struct Shutdown {
-    pub stop_accepting: CancellationToken,
-    pub force_close: CancellationToken,
-}
-
-/// What every connection task shares.
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub auth: Arc<AuthService>,
-    pub proxy: Arc<Hs2Proxy>,
-    pub limits: Arc<ConnectionLimits>,
-    pub tls: Option<Arc<TlsAcceptorCell>>,
-    pub shutdown: Shutdown,
-    pub tracker: TaskTracker,
-    pub metrics: Arc<crate::admin::Metrics>,
-}
-
-/// Connection ids, the owners of binary-transport sessions.
-static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-
-/// A client connection, with or without TLS.
-pub type ClientStream =
-    tokio_util::either::Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
-
-/// Accepts connections until shutdown, for either listener: per connection a slot under
-/// `server.max_connections` and `server.max_connections_per_address`, the TLS handshake when
-/// TLS is configured (within the handshake deadline), then `handle` on the tracker.
-pub async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    kind: &'static str,
-    handle: F,
-) where
-    F: Fn(ClientStream, SocketAddr, u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let limit = Arc::new(Semaphore::new(shared.config.server.max_connections));
-    loop {
-        let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => permit.expect("semaphore never closed"),
-            _ = shared.shutdown.stop_accepting.cancelled() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // EMFILE and friends: survive, back off a little.
-                    warn!(error = %e, listener = kind, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shared.shutdown.stop_accepting.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("connection", conn.id = id, client.addr = %peer, listener = kind);
-        let shared_for_task = shared.clone();
-        let handle = handle.clone();
-        shared.tracker.spawn(
-            async move {
-                let shared = shared_for_task;
-                let Some(_address_slot) = shared.limits.admit_address(peer.ip()) else {
-                    warn!(
-                        max = shared.config.server.max_connections_per_address,
-                        "refused: too many connections from this address (server.max_connections_per_address)"
-                    );
-                    return;
-                };
-                let stream = match shared.tls.as_ref().map(|t| t.current()) {
-                    None => tokio_util::either::Either::Left(stream),
-                    Some(acceptor) => {
-                        let handshake = tokio::time::timeout(
-                            shared.config.server.handshake_timeout,
-                            acceptor.accept(stream),
-                        );
-                        match handshake.await {
-                            Ok(Ok(tls)) => tokio_util::either::Either::Right(tls),
-                            Ok(Err(e)) => {
-                                warn!(error = %e, "TLS handshake failed; closing connection");
-                                return;
-                            }
-                            Err(_) => {
-                                warn!("TLS handshake timed out; closing connection");
-                                return;
-                            }
-                        }
-                    }
-                };
-                handle(stream, peer, id).await;
-                drop(permit);
-            }
-            .instrument(span),
-        );
-    }
-    info!(listener = kind, "stopped accepting connections");
-}
+use crate::session::{CallContext, ReplyEncoder};
 
 /// Serves the binary transport until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -180,7 +76,7 @@ impl Connection {
         let end = self.serve_messages(stream, read_buf, framing, &ctx).await;
         // Driver sessions must be closed even though the client is gone: this runs to the end
         // on the connection's own task, which shutdown waits for.
-        let closed = self.shared.proxy.close_owned_by(&ctx.owner).await;
+        let closed = self.shared.handler.close_owned_by(&ctx.owner).await;
         info!(reason = end, closed_sessions = closed, "connection closed");
     }
 
@@ -306,7 +202,7 @@ impl Connection {
                     return "bad input";
                 }
             };
-            let reply = self.shared.proxy.handle(ctx, &header, &message).await;
+            let reply = self.shared.handler.handle(ctx, &header, &message).await;
             if let Err(e) = writer.send(reply).await {
                 debug!(error = %e, "write to client failed");
                 return "client write failed";

@@ -1,0 +1,78 @@
+//! Housekeeping: sessions closed for idleness, for a finished connection or at shutdown, and
+//! driver connections of drivers that are gone.
+
+use std::time::{Duration, Instant};
+
+use hive_thrift::generated::tcliservice as t;
+use hive_thrift::message::Hs2Request;
+use tracing::{debug, info, warn};
+
+use super::table::{Owner, Session};
+use super::CallHandler;
+
+impl CallHandler {
+    /// Drops the driver connections of pooled drivers that are gone (static backends stay).
+    pub fn forget_gone_drivers(&self) {
+        if self.pools.is_empty() {
+            return;
+        }
+        let mut live: std::collections::HashSet<String> = self
+            .pools
+            .values()
+            .flat_map(|pool| pool.drivers())
+            .map(|d| d.address)
+            .collect();
+        for tenant in self.config.effective_tenants() {
+            live.extend(tenant.backends);
+        }
+        self.links.retain(&live);
+    }
+
+    /// Closes sessions idle for longer than the configured timeout, on the driver too.
+    pub async fn expire_idle_sessions(&self) {
+        let timeout = self.config.server.idle_session_timeout;
+        let Some(cutoff) = Instant::now().checked_sub(timeout) else {
+            return;
+        };
+        for session in self.table.take_idle(cutoff) {
+            info!(session.id = %session.id(), idle = %humantime(timeout), "closing idle session");
+            self.close_on_driver(&session).await;
+        }
+    }
+
+    /// Closes, on their drivers, the sessions a finished connection owned.
+    pub async fn close_owned_by(&self, owner: &Owner) -> usize {
+        let sessions = self.table.take_owned_by(owner);
+        for session in &sessions {
+            self.close_on_driver(session).await;
+        }
+        sessions.len()
+    }
+
+    /// Closes every session on its driver (shutdown).
+    pub async fn close_all(&self) {
+        for session in self.table.take_all() {
+            self.close_on_driver(&session).await;
+        }
+    }
+
+    async fn close_on_driver(&self, session: &Session) {
+        if session.lost_reason().is_some() {
+            return;
+        }
+        let request = Hs2Request::CloseSession(t::TCloseSessionReq {
+            session_handle: session.backend_handle.clone(),
+        });
+        match self.session_call(session, &request).await {
+            Ok(resp) if resp.status().status_code == t::TStatusCode::SUCCESS_STATUS => {}
+            Ok(resp) => {
+                warn!(session.id = %session.id(), status = ?resp.status(), "driver refused CloseSession")
+            }
+            Err(e) => debug!(session.id = %session.id(), error = %e, "driver CloseSession failed"),
+        }
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    format!("{} s", d.as_secs())
+}

@@ -1,0 +1,300 @@
+//! The call handler: what sparkgate does with each HS2 call of a client connection. It checks
+//! the caller owns the handles it names, swaps them for the driver's, forwards, and answers what
+//! it can itself.
+//!
+//! * [`open`]: OpenSession: the user, the tenant, and a place on one of the tenant's drivers.
+//! * [`operations`]: calls that start, poll and end operations and sessions.
+//! * [`reply`]: framing replies, and error replies of each method's type.
+//! * [`housekeeping`]: idle sessions, finished connections, gone drivers, shutdown.
+//! * [`table`]: the session table (client handle → owner, tenant, driver handle).
+
+mod housekeeping;
+mod open;
+mod operations;
+pub mod reply;
+pub mod table;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hive_thrift::generated::tcliservice as t;
+use hive_thrift::message::{self, Hs2Request, Hs2Response, MessageHeader, MessageKind};
+use tracing::{debug, info, warn};
+
+use sparkgate_auth::{AuthService, Principal};
+
+use crate::config::Config;
+use crate::driver::BackendLinks;
+use crate::error::{Fault, GatewayError};
+use crate::pool::DriverPool;
+use crate::tenant::Tenants;
+
+pub use open::{FETCH_SIZE_KEY, MAX_PROTOCOL, PROXY_USER_KEY};
+use reply::{encoded, exception};
+pub use reply::{error_response, operation_status_response, Reply, ReplyEncoder};
+use table::OperationEntry;
+pub use table::{Owner, Session, SessionTable};
+
+/// Who is calling: the owner identity for handle checks, the authenticated principal (none yet
+/// on a NOSASL connection, whose user comes with OpenSession), and the client's address.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub owner: Owner,
+    pub principal: Option<Principal>,
+    pub peer: SocketAddr,
+}
+
+/// What sparkgate does with HS2 calls, shared by every connection and transport.
+pub struct CallHandler {
+    config: Arc<Config>,
+    tenants: Tenants,
+    auth: Arc<AuthService>,
+    pub table: SessionTable,
+    /// Driver pools of tenants whose drivers sparkgate starts, by tenant name.
+    pub pools: HashMap<String, Arc<DriverPool>>,
+    /// Connections to drivers, shared by their sessions.
+    pub links: BackendLinks,
+}
+
+impl CallHandler {
+    pub fn new(
+        config: Arc<Config>,
+        auth: Arc<AuthService>,
+        pools: HashMap<String, Arc<DriverPool>>,
+    ) -> Self {
+        Self {
+            tenants: Tenants::new(config.effective_tenants()),
+            links: BackendLinks::new(config.backend.clone()),
+            config,
+            auth,
+            table: SessionTable::default(),
+            pools,
+        }
+    }
+
+    /// Answers one call. Never fails: every problem becomes an HS2 error status or a Thrift
+    /// application exception for the client.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (a backend call may be half done, and the session's driver connection
+    /// is then unusable); callers await it whole.
+    pub async fn handle(&self, ctx: &CallContext, header: &MessageHeader, message: &[u8]) -> Reply {
+        let seqid = header.seqid;
+        if header.kind != MessageKind::Call {
+            return exception(header, message::PROTOCOL_ERROR, "expected a call message");
+        }
+        if let Err(e) = message::validate_lengths(message) {
+            warn!(method = %header.name, error = %e, "refused malformed call");
+            return exception(header, message::PROTOCOL_ERROR, &format!("sparkgate: {e}"));
+        }
+        let request = match Hs2Request::decode(&header.name, &message[header.body_offset..]) {
+            Ok(Some(request)) => request,
+            Ok(None) => {
+                debug!(method = %header.name, "unknown method");
+                return exception(
+                    header,
+                    message::UNKNOWN_METHOD,
+                    &format!("Invalid method name: '{}'", header.name),
+                );
+            }
+            Err(e) => {
+                warn!(method = %header.name, error = %e, "refused undecodable call");
+                return exception(header, message::PROTOCOL_ERROR, &format!("sparkgate: {e}"));
+            }
+        };
+        match self.dispatch(ctx, request.clone(), seqid).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                match e.fault() {
+                    Fault::Client => info!(method = request.method(), error = %e, "call refused"),
+                    Fault::Backend | Fault::Internal => {
+                        warn!(method = request.method(), error = %e, "call failed")
+                    }
+                }
+                let status = e.to_status();
+                if let Hs2Request::GetQueryId(_) = request {
+                    // TGetQueryIdResp has no status: report failures as HS2 does.
+                    let text = status.error_message.unwrap_or_default();
+                    return exception(header, message::INTERNAL_ERROR, &text);
+                }
+                let mut out = Vec::new();
+                error_response(&request, status).encode_reply(seqid, &mut out);
+                Reply::Encoded(out)
+            }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        ctx: &CallContext,
+        request: Hs2Request,
+        seqid: i32,
+    ) -> Result<Reply, GatewayError> {
+        use Hs2Request as R;
+        let owner = &ctx.owner;
+        match request {
+            R::OpenSession(req) => self.open_session(ctx, req, seqid).await,
+            R::CloseSession(req) => self.close_session(owner, req, seqid).await,
+            R::GetOperationStatus(req) => self.operation_status(owner, req, seqid).await,
+            R::FetchResults(mut req) => {
+                let op = self.operation(&req.operation_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
+                let (message, header) = self
+                    .session_call_raw(&op.session, &R::FetchResults(req))
+                    .await?;
+                Ok(Reply::Passthrough {
+                    message,
+                    header,
+                    seqid,
+                })
+            }
+            R::CloseOperation(mut req) => {
+                let client_handle = req.operation_handle.clone();
+                let op = self.operation(&client_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                let reply = self
+                    .forward(&op.session, R::CloseOperation(req), seqid)
+                    .await?;
+                self.table.remove_operation(&client_handle, owner);
+                Ok(reply)
+            }
+            R::CancelOperation(mut req) => {
+                let client_handle = req.operation_handle.clone();
+                let op = self.operation(&client_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                let reply = self
+                    .forward(&op.session, R::CancelOperation(req), seqid)
+                    .await?;
+                // The state changes; the next status poll must ask the driver.
+                self.table.set_final_status(&client_handle, None);
+                Ok(reply)
+            }
+            R::GetResultSetMetadata(mut req) => {
+                let op = self.operation(&req.operation_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                self.forward(&op.session, R::GetResultSetMetadata(req), seqid)
+                    .await
+            }
+            R::GetQueryId(mut req) => {
+                let op = self.operation(&req.operation_handle, owner)?;
+                req.operation_handle = op.backend_handle;
+                self.forward(&op.session, R::GetQueryId(req), seqid).await
+            }
+            R::GetInfo(mut req) => {
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::GetInfo(req), seqid).await
+            }
+            R::SetClientInfo(mut req) => {
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::SetClientInfo(req), seqid).await
+            }
+            R::GetDelegationToken(mut req) => {
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::GetDelegationToken(req), seqid)
+                    .await
+            }
+            R::CancelDelegationToken(mut req) => {
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::CancelDelegationToken(req), seqid)
+                    .await
+            }
+            R::RenewDelegationToken(mut req) => {
+                let session = self.session(&req.session_handle, owner)?;
+                req.session_handle = session.backend_handle.clone();
+                self.forward(&session, R::RenewDelegationToken(req), seqid)
+                    .await
+            }
+            other => self.start_operation(owner, other, seqid).await,
+        }
+    }
+    /// One call on a shared driver connection; a session the driver dropped with a broken
+    /// connection is marked lost, so its next call says so.
+    pub(super) async fn call_driver(
+        &self,
+        addr: &str,
+        request: &Hs2Request,
+    ) -> Result<(Bytes, MessageHeader), GatewayError> {
+        let result = self.links.call(addr, request).await;
+        for (driver, guid) in self.links.take_lost_sessions() {
+            if let Some(session) = self.table.find_by_backend(&driver, &guid) {
+                warn!(session.id = %session.id(), "the driver closed this session with a broken connection");
+                session.mark_lost("its driver connection broke (the driver closed the session)");
+            }
+        }
+        result
+    }
+
+    pub(super) fn session(
+        &self,
+        handle: &t::TSessionHandle,
+        owner: &Owner,
+    ) -> Result<Arc<Session>, GatewayError> {
+        self.table
+            .session(handle, owner)
+            .ok_or(GatewayError::UnknownHandle { kind: "session" })
+    }
+
+    pub(super) fn operation(
+        &self,
+        handle: &t::TOperationHandle,
+        owner: &Owner,
+    ) -> Result<OperationEntry, GatewayError> {
+        self.table
+            .operation(handle, owner)
+            .ok_or(GatewayError::UnknownHandle { kind: "operation" })
+    }
+
+    pub(super) async fn forward(
+        &self,
+        session: &Session,
+        request: Hs2Request,
+        seqid: i32,
+    ) -> Result<Reply, GatewayError> {
+        let response = self.session_call(session, &request).await?;
+        Ok(encoded(response, seqid))
+    }
+
+    pub(super) async fn session_call(
+        &self,
+        session: &Session,
+        request: &Hs2Request,
+    ) -> Result<Hs2Response, GatewayError> {
+        let (reply, _) = self.session_call_raw(session, request).await?;
+        Hs2Response::decode_for(request, &reply).map_err(|e| {
+            session.mark_lost(&e.to_string());
+            GatewayError::BackendLost {
+                addr: session.backend_addr.clone(),
+                method: request.method(),
+                detail: e.to_string(),
+            }
+        })
+    }
+
+    /// Sends a call of `session` to its driver, unless the session is known to be lost.
+    pub(super) async fn session_call_raw(
+        &self,
+        session: &Session,
+        request: &Hs2Request,
+    ) -> Result<(Bytes, MessageHeader), GatewayError> {
+        let lost = |reason: String| GatewayError::BackendLost {
+            addr: session.backend_addr.clone(),
+            method: "an earlier call",
+            detail: reason,
+        };
+        if let Some(reason) = session.lost_reason() {
+            return Err(lost(reason));
+        }
+        if let Some(reason) = session.lease.as_ref().and_then(|l| l.driver_failure()) {
+            session.mark_lost(&reason);
+            return Err(lost(reason));
+        }
+        self.call_driver(&session.backend_addr, request).await
+    }
+}

@@ -1,0 +1,190 @@
+//! OpenSession: who the session's user is, which tenant it runs for, and which driver.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hive_thrift::generated::tcliservice as t;
+use hive_thrift::message::{Hs2Request, Hs2Response};
+use tracing::{info, warn};
+
+use sparkgate_auth::{Credential, Principal};
+
+use super::table::{mint_identifier, Session};
+use super::{encoded, CallContext, CallHandler, Reply};
+use crate::error::GatewayError;
+use crate::pool::DriverLease;
+use crate::tenant::{TenantConfig, TENANT_KEYS};
+
+/// The newest protocol version sparkgate understands; newer client requests are capped to it.
+pub const MAX_PROTOCOL: t::TProtocolVersion = t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V11;
+/// The OpenSession configuration key the Hive JDBC driver (2.3+) reads its fetch size from.
+pub const FETCH_SIZE_KEY: &str = "hive.server2.thrift.resultset.default.fetch.size";
+/// The OpenSession configuration key that asks to run the session as another user.
+pub const PROXY_USER_KEY: &str = "hive.server2.proxy.user";
+
+impl CallHandler {
+    fn is_admin(&self, principal: &Principal) -> bool {
+        let server = &self.config.server;
+        server.admin_users.contains(&principal.user)
+            || principal
+                .groups
+                .iter()
+                .any(|g| server.admin_groups.contains(g))
+    }
+    pub(super) async fn open_session(
+        &self,
+        ctx: &CallContext,
+        mut req: t::TOpenSessionReq,
+        seqid: i32,
+    ) -> Result<Reply, GatewayError> {
+        let principal = match &ctx.principal {
+            Some(principal) => principal.clone(),
+            None => {
+                // NOSASL: the transport carried no identity; OpenSession names the user.
+                let user = req.username.clone().filter(|u| !u.is_empty());
+                let user = user.as_deref().unwrap_or("anonymous");
+                self.auth
+                    .authenticate(&Credential::Anonymous { user }, ctx.peer.ip())
+                    .await
+                    .map_err(GatewayError::Auth)?
+            }
+        };
+        let max = self.config.server.max_sessions_per_connection;
+        if self.table.count_owned_by(&ctx.owner) >= max {
+            return Err(GatewayError::TooManySessions { max });
+        }
+        let configuration = req.configuration.get_or_insert_with(Default::default);
+        let mut requested = None;
+        for key in TENANT_KEYS {
+            if let Some(value) = configuration.remove(key) {
+                requested = Some(value);
+            }
+        }
+        let user = match configuration.remove(PROXY_USER_KEY) {
+            Some(proxy_user) if self.is_admin(&principal) => proxy_user,
+            Some(proxy_user) => {
+                return Err(GatewayError::ProxyUserRefused {
+                    user: principal.user.clone(),
+                    proxy_user,
+                })
+            }
+            None => principal.user.clone(),
+        };
+        let tenant = self
+            .tenants
+            .decide(&principal, requested.as_deref())
+            .map_err(GatewayError::Tenant)?;
+        let client_protocol = req.client_protocol;
+        if client_protocol > MAX_PROTOCOL {
+            req.client_protocol = MAX_PROTOCOL;
+        }
+        req.username = Some(user.clone());
+        req.password = None;
+        // The driver connection is sparkgate's own; this names the session's user.
+        req.configuration
+            .get_or_insert_with(Default::default)
+            .insert(PROXY_USER_KEY.to_owned(), user.clone());
+        let request = Hs2Request::OpenSession(req);
+        let (reply, addr, lease) = self.place_session(tenant, &user, &request).await?;
+        let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply)
+            .map_err(|e| GatewayError::BackendLost {
+                addr: addr.clone(),
+                method: "OpenSession",
+                detail: e.to_string(),
+            })?
+        else {
+            unreachable!("reply decoded for OpenSession");
+        };
+        let succeeded = matches!(
+            resp.status.status_code,
+            t::TStatusCode::SUCCESS_STATUS | t::TStatusCode::SUCCESS_WITH_INFO_STATUS
+        );
+        if let (true, Some(backend_handle)) = (succeeded, resp.session_handle.take()) {
+            let handle = t::TSessionHandle {
+                session_id: mint_identifier(),
+            };
+            let mut session = Session::new(
+                handle.clone(),
+                ctx.owner.clone(),
+                user.clone(),
+                tenant.name.clone(),
+                addr.clone(),
+                backend_handle,
+            );
+            session.lease = lease;
+            let session = self.table.insert(session);
+            info!(
+                session.id = %session.id(),
+                user = %user,
+                authenticated_as = %principal.user,
+                tenant = %tenant.name,
+                driver = %addr,
+                client_protocol = client_protocol.0,
+                server_protocol = resp.server_protocol_version.0,
+                "session opened"
+            );
+            resp.session_handle = Some(handle);
+            resp.configuration
+                .get_or_insert_with(Default::default)
+                .entry(FETCH_SIZE_KEY.to_owned())
+                .or_insert_with(|| self.config.server.default_fetch_size.to_string());
+        }
+        Ok(encoded(Hs2Response::OpenSession(resp), seqid))
+    }
+
+    /// Opens the session on a driver of `tenant`: a pooled driver (waiting for one if needed; a
+    /// driver that refuses the connection is taken out and another tried), or a static backend.
+    /// Returns the driver's reply, its address and the session's place in the pool.
+    async fn place_session(
+        &self,
+        tenant: &TenantConfig,
+        user: &str,
+        open: &Hs2Request,
+    ) -> Result<(Bytes, String, Option<DriverLease>), GatewayError> {
+        let Some(pool) = self.pools.get(&tenant.name) else {
+            let addr = self.tenants.pick_backend(tenant).to_owned();
+            let (reply, _) = self.call_driver(&addr, open).await?;
+            return Ok((reply, addr, None));
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let waited = Instant::now();
+            let lease = pool
+                .acquire(|| {
+                    info!(
+                        tenant = %tenant.name,
+                        user,
+                        "no driver free for the session yet; waiting for one to start (cold start)"
+                    )
+                })
+                .await?;
+            if waited.elapsed() > Duration::from_millis(100) {
+                info!(
+                    tenant = %tenant.name,
+                    driver = %lease.driver_id,
+                    waited_secs = waited.elapsed().as_secs_f64(),
+                    "session waited for a driver"
+                );
+            }
+            match self.call_driver(&lease.address, open).await {
+                Ok((reply, _)) => {
+                    let addr = lease.address.clone();
+                    return Ok((reply, addr, Some(lease)));
+                }
+                Err(e @ GatewayError::BackendUnreachable { .. }) if attempts < 3 => {
+                    warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "placing the session elsewhere");
+                    pool.mark_failed(&lease.driver_id);
+                    self.links.forget(&lease.address);
+                }
+                // The connection broke mid-OpenSession (a driver dying, or one still starting
+                // behind a reused address): no session exists yet, so trying again is safe.
+                Err(e @ GatewayError::BackendLost { .. }) if attempts < 3 => {
+                    warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "OpenSession failed on the driver's connection; trying again");
+                    tokio::time::sleep(self.config.pools.reconcile_every).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
