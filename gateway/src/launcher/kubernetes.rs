@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use super::submit::DriverCommand;
 use super::{probe, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher};
 use crate::tenant::TenantConfig;
 
@@ -640,105 +641,64 @@ pub fn build_driver_pod(
     let sa = &identity.service_account;
     // Executors find the driver by its headless Service's name.
     let driver_host = format!("{id}.{namespace}.svc");
-    let mut conf: BTreeMap<String, String> = BTreeMap::new();
-    for (key, value) in [
-        ("spark.kubernetes.namespace", namespace.to_owned()),
-        ("spark.kubernetes.container.image", config.image.clone()),
-        (
+    let mut submit = DriverCommand::new(spec);
+    submit
+        .option("--master", "k8s://https://kubernetes.default.svc")
+        .option("--deploy-mode", "client")
+        .option("--name", id)
+        .default_spark("spark.kubernetes.container.image", config.image.clone())
+        .default_spark(
             "spark.kubernetes.container.image.pullPolicy",
             config.image_pull_policy.clone(),
-        ),
-        (
-            "spark.kubernetes.authenticate.driver.serviceAccountName",
-            sa.clone(),
-        ),
-        (
-            "spark.kubernetes.authenticate.executor.serviceAccountName",
-            sa.clone(),
-        ),
-        // Executors are owned by the driver Pod: deleting it removes them.
-        ("spark.kubernetes.driver.pod.name", id.to_owned()),
-        ("spark.kubernetes.executor.podNamePrefix", id.to_owned()),
-        ("spark.driver.host", driver_host),
-        ("spark.driver.bindAddress", "0.0.0.0".into()),
-        ("spark.driver.port", config.driver_port.to_string()),
-        (
-            "spark.driver.blockManager.port",
-            config.block_manager_port.to_string(),
-        ),
-        (
-            "spark.blockManager.port",
-            config.block_manager_port.to_string(),
-        ),
+        )
         // Spark scales executors; sparkgate scales drivers. No external shuffle service on
         // Kubernetes, hence shuffle tracking.
-        ("spark.dynamicAllocation.enabled", "true".into()),
-        (
-            "spark.dynamicAllocation.shuffleTracking.enabled",
-            "true".into(),
-        ),
-        ("spark.sparkgate.tenant", spec.tenant.clone()),
-        (
-            super::RELATION_CACHE_SIZE.0,
-            super::RELATION_CACHE_SIZE.1.into(),
-        ),
-    ] {
-        conf.insert(key.into(), value);
-    }
+        .default_spark("spark.dynamicAllocation.enabled", "true")
+        .default_spark("spark.dynamicAllocation.shuffleTracking.enabled", "true")
+        .default_spark(super::RELATION_CACHE_SIZE.0, super::RELATION_CACHE_SIZE.1);
     if !config.scheduler_name.is_empty() {
-        conf.insert(
-            "spark.kubernetes.scheduler.name".into(),
+        submit.default_spark(
+            "spark.kubernetes.scheduler.name",
             config.scheduler_name.clone(),
         );
     }
     for (key, value) in &config.labels {
-        conf.insert(
-            format!("spark.kubernetes.executor.label.{key}"),
+        submit.default_spark(
+            &format!("spark.kubernetes.executor.label.{key}"),
             value.clone(),
         );
     }
-    // The tenant's own settings win over the defaults above, but never over who it runs as.
-    for (key, value) in &spec.spark_conf {
-        let identity_key = key.starts_with("spark.kubernetes.authenticate")
-            || key == "spark.kubernetes.namespace"
-            || key == "spark.sparkgate.tenant";
-        if identity_key {
-            warn!(tenant = %spec.tenant, %key, "ignoring a tenant setting that would change who its drivers run as");
-            continue;
-        }
-        conf.insert(key.clone(), value.clone());
-    }
-    let mut args: Vec<String> = vec![
-        "--class".into(),
-        "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2".into(),
-        "--master".into(),
-        "k8s://https://kubernetes.default.svc".into(),
-        "--deploy-mode".into(),
-        "client".into(),
-        "--name".into(),
-        id.into(),
-        "--driver-memory".into(),
-        spec.driver_memory.clone(),
-    ];
-    for (key, value) in &conf {
-        args.push("--conf".into());
-        args.push(format!("{key}={value}"));
-    }
-    args.push("spark-internal".into());
-    let mut hive: BTreeMap<String, String> = spec.hive_conf.clone();
-    for (key, value) in [
-        ("hive.server2.thrift.port", config.thrift_port.to_string()),
-        ("hive.server2.thrift.bind.host", "0.0.0.0".into()),
-        ("hive.server2.transport.mode", "binary".into()),
+    submit
+        .spark("spark.kubernetes.namespace", namespace)
+        .spark(
+            "spark.kubernetes.authenticate.driver.serviceAccountName",
+            sa.clone(),
+        )
+        .spark(
+            "spark.kubernetes.authenticate.executor.serviceAccountName",
+            sa.clone(),
+        )
+        // Executors are owned by the driver Pod: deleting it removes them.
+        .spark("spark.kubernetes.driver.pod.name", id)
+        .spark("spark.kubernetes.executor.podNamePrefix", id)
+        .spark("spark.driver.host", driver_host)
+        .spark("spark.driver.bindAddress", "0.0.0.0")
+        .spark("spark.driver.port", config.driver_port.to_string())
+        .spark(
+            "spark.driver.blockManager.port",
+            config.block_manager_port.to_string(),
+        )
+        .spark(
+            "spark.blockManager.port",
+            config.block_manager_port.to_string(),
+        )
+        .spark("spark.sparkgate.tenant", spec.tenant.clone())
+        .hive("hive.server2.thrift.port", config.thrift_port.to_string())
+        .hive("hive.server2.thrift.bind.host", "0.0.0.0")
+        .hive("hive.server2.transport.mode", "binary")
         // sparkgate authenticates; the driver is reachable only through its Service.
-        ("hive.server2.authentication", "NONE".into()),
-    ] {
-        hive.insert(key.into(), value);
-    }
-    for (key, value) in &hive {
-        args.push("--hiveconf".into());
-        args.push(format!("{key}={value}"));
-    }
+        .hive("hive.server2.authentication", "NONE");
+    let args = submit.args();
     let mut labels = config.labels.clone();
     labels.insert(MANAGED_BY.into(), "sparkgate".into());
     labels.insert(TENANT_LABEL.into(), spec.tenant.clone());

@@ -8,7 +8,6 @@
 
 mod catalog;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +19,7 @@ use futures::FutureExt;
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use super::submit::DriverCommand;
 use super::{probe, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher};
 pub use catalog::own_catalog;
 use catalog::TenantCatalogs;
@@ -88,19 +88,6 @@ fn default_spark_home() -> Option<PathBuf> {
             let home = python.path().join("site-packages/pyspark");
             home.join("bin/spark-submit").exists().then_some(home)
         })
-}
-
-/// Sets a key sparkgate decides over whatever the tenant set, and says so when it overrides one.
-fn decide(
-    conf: &mut BTreeMap<String, String>,
-    key: &str,
-    value: String,
-    tenant_conf: &BTreeMap<String, String>,
-    tenant: &str,
-) {
-    if conf.insert(key.into(), value).is_some() && tenant_conf.contains_key(key) {
-        warn!(%tenant, %key, "ignoring a tenant setting sparkgate decides");
-    }
 }
 
 /// Whether a process is alive (it may be a zombie child; `/proc` says so).
@@ -257,65 +244,41 @@ impl Inner {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let w = dir.display().to_string();
-        // The tenant's settings first, then what sparkgate must decide (where the driver listens,
-        // how it is reached, which tenant and catalog it serves), which a tenant cannot override.
-        let mut spark_conf = spec.spark_conf.clone();
-        spark_conf
-            .entry("spark.sql.warehouse.dir".into())
-            .or_insert_with(|| self.catalogs.warehouse(&spec.tenant).display().to_string());
-        spark_conf
-            .entry(super::RELATION_CACHE_SIZE.0.into())
-            .or_insert_with(|| super::RELATION_CACHE_SIZE.1.into());
-        for (key, value) in [
-            ("spark.ui.enabled", "false".to_owned()),
-            ("spark.local.dir", format!("{w}/tmp")),
-            ("spark.driver.host", "127.0.0.1".into()),
-            ("spark.driver.bindAddress", "127.0.0.1".into()),
-            ("spark.sparkgate.tenant", spec.tenant.clone()),
-        ] {
-            decide(&mut spark_conf, key, value, &spec.spark_conf, &spec.tenant);
-        }
-        let mut hive_conf: BTreeMap<String, String> = spec.hive_conf.clone();
-        let mut ours = vec![
-            ("hive.server2.thrift.bind.host", "127.0.0.1".to_owned()),
-            ("hive.server2.thrift.port", port.to_string()),
-            ("hive.server2.transport.mode", "binary".into()),
-            ("hive.server2.authentication", "NONE".into()),
-            ("hive.exec.scratchdir", format!("{w}/scratch")),
-            ("hive.exec.local.scratchdir", format!("{w}/ls")),
-        ];
+        // Where the driver listens, how it is reached, which tenant and catalog it serves:
+        // sparkgate's decisions, over any tenant setting.
+        let mut submit = DriverCommand::new(spec);
+        submit
+            .option("--master", "local[2]")
+            .option(
+                "--driver-java-options",
+                format!("-Djava.io.tmpdir={w}/tmp -XX:TieredStopAtLevel=1 -XX:-UsePerfData"),
+            )
+            .default_spark(
+                "spark.sql.warehouse.dir",
+                self.catalogs.warehouse(&spec.tenant).display().to_string(),
+            )
+            .default_spark(super::RELATION_CACHE_SIZE.0, super::RELATION_CACHE_SIZE.1)
+            .spark("spark.ui.enabled", "false")
+            .spark("spark.local.dir", format!("{w}/tmp"))
+            .spark("spark.driver.host", "127.0.0.1")
+            .spark("spark.driver.bindAddress", "127.0.0.1")
+            .spark("spark.sparkgate.tenant", spec.tenant.clone())
+            .hive("hive.server2.thrift.bind.host", "127.0.0.1")
+            .hive("hive.server2.thrift.port", port.to_string())
+            .hive("hive.server2.transport.mode", "binary")
+            .hive("hive.server2.authentication", "NONE")
+            .hive("hive.exec.scratchdir", format!("{w}/scratch"))
+            .hive("hive.exec.local.scratchdir", format!("{w}/ls"));
         if let Some(uri) = &metastore {
-            ours.push(("hive.metastore.uris", uri.clone()));
             // A cold start runs the catalog and the driver at once; the driver waits for the
             // catalog (and rides out a restart of it) instead of failing.
-            ours.push(("hive.metastore.connect.retries", "120".into()));
-            ours.push(("hive.metastore.client.connect.retry.delay", "1s".into()));
-        }
-        for (key, value) in ours {
-            decide(&mut hive_conf, key, value, &spec.hive_conf, &spec.tenant);
+            submit
+                .hive("hive.metastore.uris", uri.clone())
+                .hive("hive.metastore.connect.retries", "120")
+                .hive("hive.metastore.client.connect.retry.delay", "1s");
         }
         let mut cmd = std::process::Command::new(self.spark_home.join("bin/spark-submit"));
-        cmd.args([
-            "--class",
-            "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
-        ])
-        .args([
-            "--master",
-            "local[2]",
-            "--driver-memory",
-            &spec.driver_memory,
-        ])
-        .args([
-            "--driver-java-options",
-            &format!("-Djava.io.tmpdir={w}/tmp -XX:TieredStopAtLevel=1 -XX:-UsePerfData"),
-        ]);
-        for (key, value) in &spark_conf {
-            cmd.args(["--conf", &format!("{key}={value}")]);
-        }
-        cmd.arg("spark-internal");
-        for (key, value) in &hive_conf {
-            cmd.args(["--hiveconf", &format!("{key}={value}")]);
-        }
+        cmd.args(submit.args());
         cmd.env("SPARK_HOME", &self.spark_home)
             .env("SPARK_LOG_DIR", &dir)
             .current_dir(&dir)

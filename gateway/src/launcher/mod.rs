@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod kubernetes;
 pub mod local;
+pub mod submit;
 
 pub use local::{LocalLauncher, LocalLauncherConfig};
 
