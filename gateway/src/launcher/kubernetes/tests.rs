@@ -1,3 +1,8 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::health::{judge_pod, Tracking};
 use super::*;
 
 fn spec(tenant: &str) -> DriverSpec {
