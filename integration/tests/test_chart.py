@@ -147,6 +147,7 @@ def test_config_matches_two_tenant_values():
         "node_selector": k8s["nodeSelector"],
         "tolerations": k8s["tolerations"],
         "labels": k8s["labels"],
+        "stop_grace": "30s",
     }
     assert [t["name"] for t in cfg["tenants"]] == ["analytics", "engineering"]
     for got, want in zip(cfg["tenants"], TWO_TENANTS["tenants"]):
@@ -414,15 +415,37 @@ def sparkgate_bin() -> Path | None:
     return path if path.exists() else None
 
 
+def check_config(objs: list[dict], tmp_path: Path):
+    """sparkgate --check-config accepts the rendered sparkgate.toml."""
+    binary = sparkgate_bin()
+    assert binary is not None, "no sparkgate binary: build it (cargo build --release -p sparkgate) or set SPARKGATE_BIN"
+    toml = tmp_path / "sparkgate.toml"
+    toml.write_text(one(objs, "ConfigMap", FULLNAME)["data"]["sparkgate.toml"])
+    run = subprocess.run([binary, "--config", toml, "--check-config"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
 @pytest.mark.parametrize("which", VALUE_SETS)
 def test_sparkgate_accepts_rendered_config(which, tmp_path):
     # sparkgate itself must accept every config the chart renders.
-    binary = sparkgate_bin()
-    assert binary is not None, "no sparkgate binary: build it (cargo build --release -p sparkgate) or set SPARKGATE_BIN"
     # The default values keep auth method `none` on 0.0.0.0, which sparkgate rightly refuses to
     # start with (NOTES.txt says so); allow it here so the check is about the file's shape.
-    values = VALUE_SETS[which] or {"server": {"allowNoneAuthOnNetwork": True}}
-    toml = tmp_path / "sparkgate.toml"
-    toml.write_text(one(objects(values), "ConfigMap", FULLNAME)["data"]["sparkgate.toml"])
-    run = subprocess.run([binary, "--config", toml, "--check-config"], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
+    check_config(objects(VALUE_SETS[which] or {"server": {"allowNoneAuthOnNetwork": True}}), tmp_path)
+
+
+def test_driver_connection_pool_and_stop_settings(tmp_path):
+    values = with_values(TWO_TENANTS, **{
+        "backend.maxConnectionsPerDriver": 16, "backend.serviceUser": "sparkgate-gw",
+        "pools.reconcileEvery": "2s", "kubernetes.stopGrace": "1m 15s",
+    })
+    objs = objects(values)
+    cfg = config(objs)
+    assert (cfg["backend"]["max_connections_per_driver"], cfg["backend"]["service_user"]) == (16, "sparkgate-gw")
+    assert cfg["pools"]["reconcile_every"] == "2s"
+    assert cfg["kubernetes"]["stop_grace"] == "1m 15s"
+    check_config(objs, tmp_path)
+    # The schema refuses a connection limit of 0 (as sparkgate does), an empty user, a non-duration.
+    for key, bad in [("backend.maxConnectionsPerDriver", 0), ("backend.serviceUser", ""), ("pools.reconcileEvery", "often")]:
+        with pytest.raises(helm.HelmValuesError):
+            render(with_values(TWO_TENANTS, **{key: bad}))
+
