@@ -640,13 +640,18 @@ def chart():
 
 
 def rendered(chart, steps: tuple[Step, ...], value) -> dict:
-    """sparkgate.toml rendered with `value` at `steps`; {} if the chart refuses that value."""
+    """sparkgate.toml rendered with `value` at `steps`."""
+    manifest = chart.render(values_setting(steps, value), name=RELEASE, namespace=NAMESPACE, is_install=True)[
+        "sparkgate/templates/configmap.yaml"]
+    return tomllib.loads(yaml.load(manifest, Loader=yaml.CSafeLoader)["data"]["sparkgate.toml"])
+
+
+def rendered_or_refused(chart, steps: tuple[Step, ...], value) -> dict:
+    """The same, or {} if the chart refuses the value (null where one is required)."""
     try:
-        manifest = chart.render(values_setting(steps, value), name=RELEASE, namespace=NAMESPACE, is_install=True)[
-            "sparkgate/templates/configmap.yaml"]
+        return rendered(chart, steps, value)
     except (helm.HelmValuesError, helm.HelmRenderError):
         return {}
-    return tomllib.loads(yaml.load(manifest, Loader=yaml.CSafeLoader)["data"]["sparkgate.toml"])
 
 
 def lookup(cfg, steps: tuple[Step, ...]):
@@ -677,7 +682,7 @@ def test_every_config_key_can_be_set_through_the_chart(keys, chart):
                 steps = key.steps[:-1] + (Step(variant, key.steps[-1].name), key.steps[-1])
                 if schema_at(steps[:-1]) is None:
                     problems.append(f"{format_path(steps[:-1])}: no such variant in values.schema.json")
-                elif lookup(rendered(chart, steps, variant), key.steps) != variant:
+                elif lookup(rendered_or_refused(chart, steps, variant), key.steps) != variant:
                     problems.append(f"{format_path(steps[:-1])}: choosing it does not reach sparkgate.toml")
             continue
         steps = values_steps(key)
@@ -686,8 +691,12 @@ def test_every_config_key_can_be_set_through_the_chart(keys, chart):
         if node is None:
             problems.append(f"{where}: not in values.schema.json")
             continue
-        got = lookup(rendered(chart, steps, sample(node)), key.steps)
-        without = lookup(rendered(chart, steps, None), key.steps)
+        try:
+            got = lookup(rendered(chart, steps, sample(node)), key.steps)
+        except helm.HelmError as e:
+            problems.append(f"{where}: the chart refuses {sample(node)!r}: {' '.join(str(e).split())[:300]}")
+            continue
+        without = lookup(rendered_or_refused(chart, steps, None), key.steps)
         if got is NO_VALUE or got == without:
             problems.append(f"{where}: setting it does not reach sparkgate.toml (set: {got!r}, null: {without!r})")
     assert problems == [], "config keys the chart cannot set (add them, or to SET_THROUGH / NOT_SETTABLE):\n  " + "\n  ".join(problems)
