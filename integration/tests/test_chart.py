@@ -1,13 +1,16 @@
 """The Helm chart (charts/sparkgate), offline: rendered and linted by Helm's own Go SDK
 (helm-python-sdk), every manifest validated strictly against the Kubernetes OpenAPI schemas
 (kubernetes-validate, 1.20 — the version of our test API server — and 1.28), and the rendered
-sparkgate.toml parsed back and compared with the values. Installing into a real API server is
-another test's job.
+sparkgate.toml parsed back and compared with the values, and chart and config kept one truth:
+every key of sparkgate's config (read from the binary, integration/config_keys.py) can be set
+through the values or is excluded with a reason, and the schema allows no key sparkgate lacks.
+Installing into a real API server is another test's job.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -19,6 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError
+
+from config_keys import Key, Step, config_keys, format_path
 
 # kubernetes-validate 1.28.3 still uses jsonschema's deprecated RefResolver: noise, not findings.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -147,6 +152,7 @@ def test_config_matches_two_tenant_values():
         "node_selector": k8s["nodeSelector"],
         "tolerations": k8s["tolerations"],
         "labels": k8s["labels"],
+        "stop_grace": "30s",
     }
     assert [t["name"] for t in cfg["tenants"]] == ["analytics", "engineering"]
     for got, want in zip(cfg["tenants"], TWO_TENANTS["tenants"]):
@@ -414,15 +420,342 @@ def sparkgate_bin() -> Path | None:
     return path if path.exists() else None
 
 
+def check_config(objs: list[dict], tmp_path: Path):
+    """sparkgate --check-config accepts the rendered sparkgate.toml."""
+    binary = sparkgate_bin()
+    assert binary is not None, "no sparkgate binary: build it (cargo build --release -p sparkgate) or set SPARKGATE_BIN"
+    toml = tmp_path / "sparkgate.toml"
+    toml.write_text(one(objs, "ConfigMap", FULLNAME)["data"]["sparkgate.toml"])
+    run = subprocess.run([binary, "--config", toml, "--check-config"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
 @pytest.mark.parametrize("which", VALUE_SETS)
 def test_sparkgate_accepts_rendered_config(which, tmp_path):
     # sparkgate itself must accept every config the chart renders.
-    binary = sparkgate_bin()
-    assert binary is not None, "no sparkgate binary: build it (cargo build --release -p sparkgate) or set SPARKGATE_BIN"
     # The default values keep auth method `none` on 0.0.0.0, which sparkgate rightly refuses to
     # start with (NOTES.txt says so); allow it here so the check is about the file's shape.
-    values = VALUE_SETS[which] or {"server": {"allowNoneAuthOnNetwork": True}}
-    toml = tmp_path / "sparkgate.toml"
-    toml.write_text(one(objects(values), "ConfigMap", FULLNAME)["data"]["sparkgate.toml"])
-    run = subprocess.run([binary, "--config", toml, "--check-config"], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
+    check_config(objects(VALUE_SETS[which] or {"server": {"allowNoneAuthOnNetwork": True}}), tmp_path)
+
+
+def test_driver_connection_pool_and_stop_settings(tmp_path):
+    values = with_values(TWO_TENANTS, **{
+        "backend.maxConnectionsPerDriver": 16, "backend.serviceUser": "sparkgate-gw",
+        "pools.reconcileEvery": "2s", "kubernetes.stopGrace": "1m 15s",
+    })
+    objs = objects(values)
+    cfg = config(objs)
+    assert (cfg["backend"]["max_connections_per_driver"], cfg["backend"]["service_user"]) == (16, "sparkgate-gw")
+    assert cfg["pools"]["reconcile_every"] == "2s"
+    assert cfg["kubernetes"]["stop_grace"] == "1m 15s"
+    check_config(objs, tmp_path)
+    # The schema refuses a connection limit of 0 (as sparkgate does), an empty user, a non-duration.
+    for key, bad in [("backend.maxConnectionsPerDriver", 0), ("backend.serviceUser", ""), ("pools.reconcileEvery", "often")]:
+        with pytest.raises(helm.HelmValuesError):
+            render(with_values(TWO_TENANTS, **{key: bad}))
+
+
+# ---------------------------------------------------------- chart and config: one truth -------
+# Every key of sparkgate's config (read from the binary by integration/config_keys.py) is set by
+# the chart's value of the same name (`foo_bar` -> `fooBar`, inside arrays and auth method
+# variants alike), or by the value SET_THROUGH names, or is NOT_SETTABLE for the reason given; and
+# under the config's sections the schema allows no key sparkgate does not have.
+
+# Config keys set through a value of another name.
+SET_THROUGH = {
+    # Listeners: 0.0.0.0 on the container ports, which the Service and the probes use.
+    "server.bind": "ports.binary",
+    "http.bind": "http.enabled",  # on ports.http
+    "admin.bind": "ports.admin",
+    # Secrets are only named: the chart mounts each and writes the path of the mounted file.
+    "http.cookie_key_file": "http.cookieKeySecret",
+    "tls.cert_file": "tls.secretName",
+    "tls.key_file": "tls.secretName",
+    "auth.methods[ldap].ca_file": "auth.methods[ldap].caSecret",
+    "auth.methods[ldap].bind_password_file": "auth.methods[ldap].bindPasswordSecret",
+    "auth.methods[users_file].path": "auth.methods[users_file].secret",
+    "auth.methods[jwt].hs256_secret_file": "auth.methods[jwt].hs256Secret",
+    "auth.methods[jwt].public_key_file": "auth.methods[jwt].publicKeySecret",
+    "auth.methods[jwt].jwks_file": "auth.methods[jwt].jwksSecret",
+    # The Pod object itself: the chart writes it into the ConfigMap next to sparkgate.toml.
+    "kubernetes.pod_template_file": "kubernetes.podTemplate",
+    # The drivers' namespace also holds the chart's launcher Role and the tenant ServiceAccounts.
+    "kubernetes.namespace": "drivers.namespace",
+    # Inverted: whoever does not make the tenant ServiceAccounts, the chart or sparkgate, the other does.
+    "kubernetes.manage_service_accounts": "tenantServiceAccounts.create",
+}
+
+# Config keys (or whole sections) no value sets, and why.
+NOT_SETTABLE = {
+    # Always the release namespace: the chart's leader-election Role grants the Lease there.
+    "kubernetes.lease_namespace",
+    # Each replica's own name in the Lease: sparkgate's default is $POD_NAME, which the Deployment
+    # sets; one value in the shared ConfigMap would give every replica the same identity.
+    "kubernetes.identity",
+    # The chart runs sparkgate for the Kubernetes launcher (README, Helm chart); the local
+    # launcher's drivers would be child processes inside the gateway container.
+    "local",
+}
+
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+
+
+class _Absent:
+    def __repr__(self):
+        return "absent"
+
+
+NO_VALUE = _Absent()  # a key not in a rendered config
+
+
+@pytest.fixture(scope="module")
+def keys() -> list[Key]:
+    binary = sparkgate_bin()
+    assert binary is not None, "no sparkgate binary: build it (cargo build --release -p sparkgate) or set SPARKGATE_BIN"
+    found = config_keys(binary)
+    # A change in serde's wording would make the walk find less; these must be there.
+    paths = {k.path for k in found}
+    assert {"server.bind", "tenants[].scaling.min_drivers", "auth.methods[ldap].url", "kubernetes.labels"} <= paths
+    return found
+
+
+def camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(w.capitalize() for w in rest)
+
+
+def parse_path(path: str) -> tuple[Step, ...]:
+    """`auth.methods[ldap].caSecret` -> steps (a variant's tag, in values as in the config, is `type`)."""
+    steps: list[Step] = []
+    for name, item, variant in re.findall(r"\.?(\w+)|(\[\])|\[(\w+)\]", path):
+        if name:
+            steps.append(Step(name))
+        elif item:
+            steps.append(Step(None))
+        else:
+            steps += [Step(None), Step(variant, "type")]
+    return tuple(steps)
+
+
+def camel_steps(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    return tuple(Step(camel(s.name)) if s.name and not s.tag else s for s in steps)
+
+
+def config_steps(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    return tuple(Step(snake(s.name)) if s.name and not s.tag else s for s in steps)
+
+
+def values_steps(key: Key) -> tuple[Step, ...]:
+    """Where in the values a config key is set."""
+    if key.path in SET_THROUGH:
+        return parse_path(SET_THROUGH[key.path])
+    return camel_steps(key.steps)
+
+
+def not_settable(path: str) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in NOT_SETTABLE)
+
+
+def resolve(node: dict) -> dict:
+    while "$ref" in node:
+        node = SCHEMA["definitions"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def branch(node: dict, variant: Step) -> dict | None:
+    """The `oneOf` alternative of a tagged object whose tag is the variant."""
+    return next((b for b in resolve(node).get("oneOf", [])
+                 if b.get("properties", {}).get(variant.tag, {}).get("const") == variant.name), None)
+
+
+def schema_at(steps: tuple[Step, ...]) -> dict | None:
+    node = SCHEMA
+    for step in steps:
+        node = resolve(node)
+        if step.tag is not None:
+            node = branch(node, step)
+        elif step.name is None:
+            node = node.get("items")
+        else:
+            node = node.get("properties", {}).get(step.name)
+        if node is None:
+            return None
+    return resolve(node)
+
+
+def sample(node: dict):
+    """A value the schema allows at `node`, unlike the chart's default: the last of an enum (the
+    first is usually the default), true, 4242, every property of an object."""
+    node = resolve(node)
+    if "const" in node:
+        return node["const"]
+    if "enum" in node:
+        return node["enum"][-1]
+    types = node.get("type", "object")
+    kind = types if isinstance(types, str) else next(t for t in types if t != "null")
+    if kind == "boolean":
+        return True
+    if kind in ("integer", "number"):
+        return min(max(4242, node.get("minimum", 0)), node.get("maximum", 4242))
+    if kind == "string":
+        pattern = node.get("pattern", "")
+        return next(s for s in ["x", "/x", "7s", "1g", "ldap://x"] if re.search(pattern, s))
+    if kind == "array":
+        return [sample(node.get("items", {"type": "string"}))]
+    if node.get("properties"):
+        return {k: sample(v) for k, v in node["properties"].items()}
+    extra = node.get("additionalProperties")
+    return {"x": sample(extra) if isinstance(extra, dict) else "x"}
+
+
+def element(node: dict, field: str | None) -> dict:
+    """The smallest array element the schema allows, where `field` will be set: its required
+    properties (and those of the `oneOf` alternative that requires `field`, else the first)."""
+    node = resolve(node)
+    required = list(node.get("required", []))
+    if alternatives := node.get("oneOf"):
+        required += next((a for a in alternatives if field in a.get("required", [])), alternatives[0]).get("required", [])
+    return {name: sample(node["properties"][name]) for name in required}
+
+
+def values_setting(steps: tuple[Step, ...], value, node: dict = SCHEMA):
+    """Chart values with `value` at `steps`; an array gets one element, valid but for that value."""
+    if not steps:
+        return value
+    step, rest = steps[0], steps[1:]
+    node = resolve(node)
+    if step.name is not None:
+        return {step.name: values_setting(rest, value, node["properties"][step.name])}
+    item = node["items"]
+    if rest and rest[0].tag is not None:
+        item, rest = branch(item, rest[0]), rest[1:]
+    base = element(item, rest[0].name if rest else None)
+    return [{**base, **values_setting(rest, value, item)}]
+
+
+@pytest.fixture(scope="module")
+def chart():
+    with helm.Chart.load(CHART) as loaded:  # once: the tests below render it hundreds of times
+        yield loaded
+
+
+def rendered(chart, steps: tuple[Step, ...], value) -> dict:
+    """sparkgate.toml rendered with `value` at `steps`."""
+    manifest = chart.render(values_setting(steps, value), name=RELEASE, namespace=NAMESPACE, is_install=True)[
+        "sparkgate/templates/configmap.yaml"]
+    return tomllib.loads(yaml.load(manifest, Loader=yaml.CSafeLoader)["data"]["sparkgate.toml"])
+
+
+def rendered_or_refused(chart, steps: tuple[Step, ...], value) -> dict:
+    """The same, or {} if the chart refuses the value (null where one is required)."""
+    try:
+        return rendered(chart, steps, value)
+    except (helm.HelmValuesError, helm.HelmRenderError):
+        return {}
+
+
+def lookup(cfg, steps: tuple[Step, ...]):
+    for step in steps:
+        if step.tag is not None:
+            if cfg.get(step.tag) != step.name:
+                return NO_VALUE
+        elif step.name is None:
+            if not isinstance(cfg, list) or len(cfg) != 1:
+                return NO_VALUE
+            cfg = cfg[0]
+        elif not isinstance(cfg, dict) or step.name not in cfg:
+            return NO_VALUE
+        else:
+            cfg = cfg[step.name]
+    return cfg
+
+
+def test_every_config_key_can_be_set_through_the_chart(keys, chart):
+    """Setting a key's value (to a sample unlike the default) puts the key in sparkgate.toml or
+    changes it there; setting it to null (or leaving out an element's required value) does not."""
+    problems = []
+    for key in keys:
+        if not_settable(key.path):
+            continue
+        if key.tag:  # every variant of a tagged enum can be chosen
+            for variant in key.choices:
+                steps = key.steps[:-1] + (Step(variant, key.steps[-1].name), key.steps[-1])
+                if schema_at(steps[:-1]) is None:
+                    problems.append(f"{format_path(steps[:-1])}: no such variant in values.schema.json")
+                elif lookup(rendered_or_refused(chart, steps, variant), key.steps) != variant:
+                    problems.append(f"{format_path(steps[:-1])}: choosing it does not reach sparkgate.toml")
+            continue
+        steps = values_steps(key)
+        node = schema_at(steps)
+        where = f"{key.path} (values {format_path(steps)})"
+        if node is None:
+            problems.append(f"{where}: not in values.schema.json")
+            continue
+        try:
+            got = lookup(rendered(chart, steps, sample(node)), key.steps)
+        except helm.HelmError as e:
+            problems.append(f"{where}: the chart refuses {sample(node)!r}: {' '.join(str(e).split())[:300]}")
+            continue
+        without = lookup(rendered_or_refused(chart, steps, None), key.steps)
+        if got is NO_VALUE or got == without:
+            problems.append(f"{where}: setting it does not reach sparkgate.toml (set: {got!r}, null: {without!r})")
+    assert problems == [], "config keys the chart cannot set (add them, or to SET_THROUGH / NOT_SETTABLE):\n  " + "\n  ".join(problems)
+
+
+def test_schema_allows_only_config_keys(keys):
+    """Under the sections that are sparkgate.toml's, every key the schema allows is a config key
+    (`fooBar` -> `foo_bar`) or a value in SET_THROUGH; its enum lists only values sparkgate takes,
+    and each auth method variant is one sparkgate has."""
+    leaves = {k.path: k for k in keys}
+    tables = {format_path(k.steps[:i]) for k in keys for i in range(1, len(k.steps))}
+    through = {format_path(parse_path(v)) for v in SET_THROUGH.values()}
+    problems = []
+
+    def walk(node: dict, steps: tuple[Step, ...]):
+        node = resolve(node)
+        if "items" in node:
+            return walk(node["items"], steps + (Step(None),))
+        for alternative in node.get("oneOf", []):
+            tags = [(k, p["const"]) for k, p in alternative.get("properties", {}).items() if "const" in p]
+            if tags:
+                (tag, variant), = tags
+                walk(alternative, steps + (Step(variant, tag),))
+        for name, child in node.get("properties", {}).items():
+            vsteps = steps + (Step(name),)
+            if steps and steps[-1].tag == name:  # the tag of a variant
+                tag = leaves.get(format_path(steps[:-1] + (Step(name),)))
+                if tag is None or not tag.tag or steps[-1].name not in tag.choices:
+                    problems.append(f"{format_path(steps)}: sparkgate has no such variant")
+                continue
+            if format_path(vsteps) in through:
+                continue
+            path = format_path(config_steps(vsteps))
+            if path in leaves:
+                allowed = leaves[path].choices
+                listed = resolve(child).get("enum")
+                if allowed and listed and not set(listed) <= set(allowed):
+                    problems.append(f"{format_path(vsteps)}: enum {listed}, sparkgate takes {list(allowed)}")
+            elif path in tables:
+                walk(child, vsteps)
+            else:
+                problems.append(f"{format_path(vsteps)}: {path} is no sparkgate config key")
+
+    sections = {k.steps[0].name for k in keys}
+    for name, node in SCHEMA["properties"].items():
+        if snake(name) in sections:
+            walk({"type": "object", "properties": {name: node}}, ())
+    assert problems == [], "values.schema.json allows keys sparkgate does not have:\n  " + "\n  ".join(problems)
+
+
+def test_exclusions_name_real_keys(keys):
+    """SET_THROUGH and NOT_SETTABLE name config keys that exist, and the schema does not also
+    offer them under their own name (then they would be settable twice, or not excluded)."""
+    paths = {k.path for k in keys}
+    for path in SET_THROUGH:
+        assert path in paths, f"SET_THROUGH: {path} is no config key any more"
+    for path in NOT_SETTABLE:
+        assert any(p == path or p.startswith(path + ".") for p in paths), f"NOT_SETTABLE: {path} is no config key any more"
+    for key in keys:
+        if key.path in SET_THROUGH or not_settable(key.path):
+            own = camel_steps(key.steps)
+            assert schema_at(own) is None, f"{key.path}: values.schema.json has {format_path(own)}; drop its exclusion"

@@ -25,7 +25,7 @@ key_file = {{ printf "%s/tls.key" (include "sparkgate.secretDir" "tls") | toJson
 {{- end }}
 
 [backend]
-{{- include "sparkgate.toml.keys" (dict "values" .Values.backend "keys" (list "address" "transport" "maxMessageSize" "connectTimeout" "callTimeout" "executeTimeout")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.backend "keys" (list "address" "transport" "maxMessageSize" "connectTimeout" "callTimeout" "executeTimeout" "maxConnectionsPerDriver" "serviceUser")) }}
 
 [auth]
 {{- include "sparkgate.toml.keys" (dict "values" .Values.auth "keys" (list "cacheTtl" "maxFailures" "failureWindow" "lockout")) }}
@@ -61,7 +61,7 @@ jwks_file = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (print
 bind = {{ printf "0.0.0.0:%v" .Values.ports.admin | toJson }}
 
 [pools]
-{{- include "sparkgate.toml.keys" (dict "values" .Values.pools "keys" (list "maxSessionsPerDriver" "maxWaiting" "waitTimeout" "drainGrace" "stopDriversOnExit")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.pools "keys" (list "maxSessionsPerDriver" "maxWaiting" "waitTimeout" "drainGrace" "stopDriversOnExit" "reconcileEvery")) }}
 
 [kubernetes]
 namespace = {{ toJson $driversNs }}
@@ -80,6 +80,7 @@ tolerations = {{ include "sparkgate.toml.value" .tolerations }}
 resources = {{ include "sparkgate.toml.resources" .resources }}
 node_selector = {{ include "sparkgate.toml.stringMap" .nodeSelector }}
 labels = {{ include "sparkgate.toml.stringMap" .labels }}
+{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "stopGrace")) }}
 {{- end }}
 {{- range .Values.tenants }}
 {{- $launcher := include "sparkgate.tenant.launcher" . }}
