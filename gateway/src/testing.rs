@@ -245,7 +245,7 @@ impl Shared {
                 self.stats.status_calls.fetch_add(1, Ordering::Relaxed);
                 R::GetOperationStatus(t::TGetOperationStatusResp {
                     has_result_set: Some(true),
-                    ..crate::session::operation_status_response(
+                    ..hive_thrift::message::operation_status_reply(
                         ok(),
                         Some(t::TOperationState::FINISHED_STATE),
                     )
@@ -299,7 +299,7 @@ impl Shared {
                     results: Some(rows(start)),
                 })
             }
-            other => crate::session::error_response(&other, ok()),
+            other => R::error_for(&other, ok()),
         }
     }
 }

@@ -278,8 +278,55 @@ impl ResponseStatus for t::TGetQueryIdResp {
     }
 }
 
+/// The session handle a call of this kind names (`session`: it names one; `starts`: it names
+/// one and starts an operation in it).
+macro_rules! session_handle_of {
+    (session, $r:ident) => {
+        Some(&mut $r.session_handle)
+    };
+    (starts, $r:ident) => {
+        Some(&mut $r.session_handle)
+    };
+    ($other:ident, $r:ident) => {{
+        let _ = $r;
+        None
+    }};
+}
+
+/// The operation handle a call of this kind names.
+macro_rules! operation_handle_of {
+    (operation, $r:ident) => {
+        Some(&mut $r.operation_handle)
+    };
+    ($other:ident, $r:ident) => {{
+        let _ = $r;
+        None
+    }};
+}
+
+/// The operation handle the reply to a call of this kind carries.
+macro_rules! new_operation_of {
+    (starts, $r:ident) => {
+        Some(&mut $r.operation_handle)
+    };
+    ($other:ident, $r:ident) => {{
+        let _ = $r;
+        None
+    }};
+}
+
+macro_rules! is_kind {
+    (starts, starts) => {
+        true
+    };
+    ($a:ident, $b:ident) => {
+        false
+    };
+}
+
 macro_rules! hs2_methods {
-    ($( $variant:ident => $req:ident, $resp:ident; )*) => {
+    ($( $variant:ident => $req:ident, $resp:ident, names $names:ident,
+        error |$r:pat_param, $s:ident| { $($body:tt)* }; )*) => {
         /// One decoded TCLIService call.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Hs2Request {
@@ -318,6 +365,22 @@ macro_rules! hs2_methods {
                 };
                 result.expect("encoding into memory is infallible");
             }
+
+            /// The session this call names, if it names one (OpenSession and the calls on an
+            /// operation do not).
+            pub fn session_handle_mut(&mut self) -> Option<&mut t::TSessionHandle> {
+                match self { $( Self::$variant(r) => session_handle_of!($names, r), )* }
+            }
+
+            /// The operation this call names, if it names one.
+            pub fn operation_handle_mut(&mut self) -> Option<&mut t::TOperationHandle> {
+                match self { $( Self::$variant(r) => operation_handle_of!($names, r), )* }
+            }
+
+            /// Whether this call starts an operation (ExecuteStatement and the metadata calls).
+            pub fn starts_operation(&self) -> bool {
+                match self { $( Self::$variant(_) => is_kind!($names, starts), )* }
+            }
         }
 
         impl Hs2Response {
@@ -344,34 +407,104 @@ macro_rules! hs2_methods {
             pub fn status(&self) -> &t::TStatus {
                 match self { $( Self::$variant(resp) => resp.status(), )* }
             }
+
+            /// The operation a reply to an operation-starting call carries.
+            pub fn new_operation_mut(&mut self) -> Option<&mut Option<t::TOperationHandle>> {
+                match self { $( Self::$variant(r) => new_operation_of!($names, r), )* }
+            }
+
+            /// A reply of `request`'s type that carries only `status` (and what the type
+            /// requires). `GetQueryId` has no status: send an application exception instead.
+            pub fn error_for(request: &Hs2Request, status: t::TStatus) -> Self {
+                match request {
+                    $( Hs2Request::$variant($r) => {
+                        let $s = status;
+                        Self::$variant(t::$resp { $($body)* })
+                    } )*
+                }
+            }
         }
     };
 }
 
+/// The newest protocol version these types carry; newer client requests are capped to it.
+pub const NEWEST_PROTOCOL: t::TProtocolVersion = t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V11;
+
+/// A GetOperationStatus reply with only a status and, optionally, a state.
+pub fn operation_status_reply(
+    status: t::TStatus,
+    state: Option<t::TOperationState>,
+) -> t::TGetOperationStatusResp {
+    t::TGetOperationStatusResp {
+        status,
+        operation_state: state,
+        sql_state: None,
+        error_code: None,
+        error_message: None,
+        task_status: None,
+        operation_started: None,
+        operation_completed: None,
+        has_result_set: None,
+        progress_update_response: None,
+        num_modified_rows: None,
+    }
+}
+
+// The one table of TCLIService methods: request and reply types, which handle a call names
+// (`none`, `session`, `starts`: names a session and starts an operation, `operation`), and the
+// fields of an error reply besides its status.
 hs2_methods! {
-    OpenSession => TOpenSessionReq, TOpenSessionResp;
-    CloseSession => TCloseSessionReq, TCloseSessionResp;
-    GetInfo => TGetInfoReq, TGetInfoResp;
-    ExecuteStatement => TExecuteStatementReq, TExecuteStatementResp;
-    GetTypeInfo => TGetTypeInfoReq, TGetTypeInfoResp;
-    GetCatalogs => TGetCatalogsReq, TGetCatalogsResp;
-    GetSchemas => TGetSchemasReq, TGetSchemasResp;
-    GetTables => TGetTablesReq, TGetTablesResp;
-    GetTableTypes => TGetTableTypesReq, TGetTableTypesResp;
-    GetColumns => TGetColumnsReq, TGetColumnsResp;
-    GetFunctions => TGetFunctionsReq, TGetFunctionsResp;
-    GetPrimaryKeys => TGetPrimaryKeysReq, TGetPrimaryKeysResp;
-    GetCrossReference => TGetCrossReferenceReq, TGetCrossReferenceResp;
-    GetOperationStatus => TGetOperationStatusReq, TGetOperationStatusResp;
-    CancelOperation => TCancelOperationReq, TCancelOperationResp;
-    CloseOperation => TCloseOperationReq, TCloseOperationResp;
-    GetResultSetMetadata => TGetResultSetMetadataReq, TGetResultSetMetadataResp;
-    FetchResults => TFetchResultsReq, TFetchResultsResp;
-    GetDelegationToken => TGetDelegationTokenReq, TGetDelegationTokenResp;
-    CancelDelegationToken => TCancelDelegationTokenReq, TCancelDelegationTokenResp;
-    RenewDelegationToken => TRenewDelegationTokenReq, TRenewDelegationTokenResp;
-    GetQueryId => TGetQueryIdReq, TGetQueryIdResp;
-    SetClientInfo => TSetClientInfoReq, TSetClientInfoResp;
+    OpenSession => TOpenSessionReq, TOpenSessionResp, names none,
+        error |req, status| {
+            status,
+            server_protocol_version: req.client_protocol.min(NEWEST_PROTOCOL),
+            session_handle: None,
+            configuration: None,
+        };
+    CloseSession => TCloseSessionReq, TCloseSessionResp, names session,
+        error |_, status| { status };
+    GetInfo => TGetInfoReq, TGetInfoResp, names session,
+        error |_, status| { status, info_value: t::TGetInfoValue::StringValue(String::new()) };
+    ExecuteStatement => TExecuteStatementReq, TExecuteStatementResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetTypeInfo => TGetTypeInfoReq, TGetTypeInfoResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetCatalogs => TGetCatalogsReq, TGetCatalogsResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetSchemas => TGetSchemasReq, TGetSchemasResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetTables => TGetTablesReq, TGetTablesResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetTableTypes => TGetTableTypesReq, TGetTableTypesResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetColumns => TGetColumnsReq, TGetColumnsResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetFunctions => TGetFunctionsReq, TGetFunctionsResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetPrimaryKeys => TGetPrimaryKeysReq, TGetPrimaryKeysResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetCrossReference => TGetCrossReferenceReq, TGetCrossReferenceResp, names starts,
+        error |_, status| { status, operation_handle: None };
+    GetOperationStatus => TGetOperationStatusReq, TGetOperationStatusResp, names operation,
+        error |_, status| { ..operation_status_reply(status, None) };
+    CancelOperation => TCancelOperationReq, TCancelOperationResp, names operation,
+        error |_, status| { status };
+    CloseOperation => TCloseOperationReq, TCloseOperationResp, names operation,
+        error |_, status| { status };
+    GetResultSetMetadata => TGetResultSetMetadataReq, TGetResultSetMetadataResp, names operation,
+        error |_, status| { status, schema: None };
+    FetchResults => TFetchResultsReq, TFetchResultsResp, names operation,
+        error |_, status| { status, has_more_rows: None, results: None };
+    GetDelegationToken => TGetDelegationTokenReq, TGetDelegationTokenResp, names session,
+        error |_, status| { status, delegation_token: None };
+    CancelDelegationToken => TCancelDelegationTokenReq, TCancelDelegationTokenResp, names session,
+        error |_, status| { status };
+    RenewDelegationToken => TRenewDelegationTokenReq, TRenewDelegationTokenResp, names session,
+        error |_, status| { status };
+    GetQueryId => TGetQueryIdReq, TGetQueryIdResp, names operation,
+        error |_, _status| { query_id: String::new() };
+    SetClientInfo => TSetClientInfoReq, TSetClientInfoResp, names session,
+        error |_, status| { status };
 }
 
 #[cfg(test)]

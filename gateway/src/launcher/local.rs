@@ -90,6 +90,26 @@ fn default_spark_home() -> Option<PathBuf> {
         })
 }
 
+/// Ports the kernel hands to outgoing connections (and to Spark's own random ports) can be
+/// taken between sparkgate picking one for a driver and the driver binding it, seconds later.
+fn warn_if_ephemeral(first_port: u16) {
+    let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    let mut bounds = range
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u16>().ok());
+    if let (Some(low), Some(high)) = (bounds.next(), bounds.next()) {
+        if (low..=high).contains(&first_port) {
+            warn!(
+                first_port,
+                ephemeral = %format!("{low}-{high}"),
+                "local.first_port is inside the kernel's ephemeral port range: a driver's port may be taken before it starts (the driver is then replaced); choose a port below {low}"
+            );
+        }
+    }
+}
+
 /// Whether a process is alive (it may be a zombie child; `/proc` says so).
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -133,6 +153,7 @@ impl LocalLauncher {
         std::fs::create_dir_all(config.work_dir.join("drivers"))?;
         config.work_dir = config.work_dir.canonicalize()?;
         catalog::report_per_driver_tables(&config.work_dir.join("drivers"));
+        warn_if_ephemeral(config.first_port);
         let config_first_port = config.first_port;
         let catalogs = TenantCatalogs::new(
             spark_home.clone(),

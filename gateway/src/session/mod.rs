@@ -33,7 +33,7 @@ use crate::tenant::Tenants;
 
 pub use open::{FETCH_SIZE_KEY, MAX_PROTOCOL, PROXY_USER_KEY};
 use reply::{encoded, exception};
-pub use reply::{error_response, operation_status_response, Reply, ReplyEncoder};
+pub use reply::{Reply, ReplyEncoder};
 use table::OperationEntry;
 pub use table::{Owner, Session, SessionTable};
 
@@ -89,7 +89,7 @@ impl CallHandler {
             warn!(method = %header.name, error = %e, "refused malformed call");
             return exception(header, message::PROTOCOL_ERROR, &format!("sparkgate: {e}"));
         }
-        let request = match Hs2Request::decode(&header.name, &message[header.body_offset..]) {
+        let mut request = match Hs2Request::decode(&header.name, &message[header.body_offset..]) {
             Ok(Some(request)) => request,
             Ok(None) => {
                 debug!(method = %header.name, "unknown method");
@@ -104,7 +104,7 @@ impl CallHandler {
                 return exception(header, message::PROTOCOL_ERROR, &format!("sparkgate: {e}"));
             }
         };
-        match self.dispatch(ctx, request.clone(), seqid).await {
+        match self.dispatch(ctx, &mut request, seqid).await {
             Ok(reply) => reply,
             Err(e) => {
                 match e.fault() {
@@ -119,17 +119,17 @@ impl CallHandler {
                     let text = status.error_message.unwrap_or_default();
                     return exception(header, message::INTERNAL_ERROR, &text);
                 }
-                let mut out = Vec::new();
-                error_response(&request, status).encode_reply(seqid, &mut out);
-                Reply::Encoded(out)
+                encoded(Hs2Response::error_for(&request, status), seqid)
             }
         }
     }
 
+    /// Routes one call. Handles in `request` are swapped for the driver's on the way (the
+    /// caller only reads its method and type afterwards, for an error reply).
     async fn dispatch(
         &self,
         ctx: &CallContext,
-        request: Hs2Request,
+        request: &mut Hs2Request,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
         use Hs2Request as R;
@@ -137,81 +137,50 @@ impl CallHandler {
         match request {
             R::OpenSession(req) => self.open_session(ctx, req, seqid).await,
             R::CloseSession(req) => self.close_session(owner, req, seqid).await,
-            R::GetOperationStatus(req) => self.operation_status(owner, req, seqid).await,
-            R::FetchResults(mut req) => {
+            R::GetOperationStatus(_) => self.operation_status(owner, request, seqid).await,
+            R::FetchResults(req) => {
                 let op = self.operation(&req.operation_handle, owner)?;
                 req.operation_handle = op.backend_handle;
                 req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
-                let (message, header) = self
-                    .session_call_raw(&op.session, &R::FetchResults(req))
-                    .await?;
+                let (message, header) = self.session_call_raw(&op.session, request).await?;
                 Ok(Reply::Passthrough {
                     message,
                     header,
                     seqid,
                 })
             }
-            R::CloseOperation(mut req) => {
+            R::CloseOperation(req) => {
                 let client_handle = req.operation_handle.clone();
                 let op = self.operation(&client_handle, owner)?;
                 req.operation_handle = op.backend_handle;
-                let reply = self
-                    .forward(&op.session, R::CloseOperation(req), seqid)
-                    .await?;
+                let reply = self.forward(&op.session, request, seqid).await?;
                 self.table.remove_operation(&client_handle, owner);
                 Ok(reply)
             }
-            R::CancelOperation(mut req) => {
+            R::CancelOperation(req) => {
                 let client_handle = req.operation_handle.clone();
                 let op = self.operation(&client_handle, owner)?;
                 req.operation_handle = op.backend_handle;
-                let reply = self
-                    .forward(&op.session, R::CancelOperation(req), seqid)
-                    .await?;
+                let reply = self.forward(&op.session, request, seqid).await?;
                 // The state changes; the next status poll must ask the driver.
                 self.table.set_final_status(&client_handle, None);
                 Ok(reply)
             }
-            R::GetResultSetMetadata(mut req) => {
-                let op = self.operation(&req.operation_handle, owner)?;
-                req.operation_handle = op.backend_handle;
-                self.forward(&op.session, R::GetResultSetMetadata(req), seqid)
-                    .await
+            _ if request.starts_operation() => self.start_operation(owner, request, seqid).await,
+            _ => {
+                // Any other call on an operation or a session: swap the handle, forward.
+                if let Some(handle) = request.operation_handle_mut() {
+                    let op = self.operation(handle, owner)?;
+                    *handle = op.backend_handle;
+                    return self.forward(&op.session, request, seqid).await;
+                }
+                let handle = request
+                    .session_handle_mut()
+                    .expect("every call but OpenSession names a session or an operation");
+                let session = self.session(handle, owner)?;
+                *handle = session.backend_handle.clone();
+                self.forward(&session, request, seqid).await
             }
-            R::GetQueryId(mut req) => {
-                let op = self.operation(&req.operation_handle, owner)?;
-                req.operation_handle = op.backend_handle;
-                self.forward(&op.session, R::GetQueryId(req), seqid).await
-            }
-            R::GetInfo(mut req) => {
-                let session = self.session(&req.session_handle, owner)?;
-                req.session_handle = session.backend_handle.clone();
-                self.forward(&session, R::GetInfo(req), seqid).await
-            }
-            R::SetClientInfo(mut req) => {
-                let session = self.session(&req.session_handle, owner)?;
-                req.session_handle = session.backend_handle.clone();
-                self.forward(&session, R::SetClientInfo(req), seqid).await
-            }
-            R::GetDelegationToken(mut req) => {
-                let session = self.session(&req.session_handle, owner)?;
-                req.session_handle = session.backend_handle.clone();
-                self.forward(&session, R::GetDelegationToken(req), seqid)
-                    .await
-            }
-            R::CancelDelegationToken(mut req) => {
-                let session = self.session(&req.session_handle, owner)?;
-                req.session_handle = session.backend_handle.clone();
-                self.forward(&session, R::CancelDelegationToken(req), seqid)
-                    .await
-            }
-            R::RenewDelegationToken(mut req) => {
-                let session = self.session(&req.session_handle, owner)?;
-                req.session_handle = session.backend_handle.clone();
-                self.forward(&session, R::RenewDelegationToken(req), seqid)
-                    .await
-            }
-            other => self.start_operation(owner, other, seqid).await,
         }
     }
     /// One call on a shared driver connection; a session the driver dropped with a broken
@@ -254,10 +223,10 @@ impl CallHandler {
     pub(super) async fn forward(
         &self,
         session: &Session,
-        request: Hs2Request,
+        request: &Hs2Request,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
-        let response = self.session_call(session, &request).await?;
+        let response = self.session_call(session, request).await?;
         Ok(encoded(response, seqid))
     }
 

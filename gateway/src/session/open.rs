@@ -16,7 +16,7 @@ use crate::pool::DriverLease;
 use crate::tenant::{TenantConfig, TENANT_KEYS};
 
 /// The newest protocol version sparkgate understands; newer client requests are capped to it.
-pub const MAX_PROTOCOL: t::TProtocolVersion = t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V11;
+pub const MAX_PROTOCOL: t::TProtocolVersion = hive_thrift::message::NEWEST_PROTOCOL;
 /// The OpenSession configuration key the Hive JDBC driver (2.3+) reads its fetch size from.
 pub const FETCH_SIZE_KEY: &str = "hive.server2.thrift.resultset.default.fetch.size";
 /// The OpenSession configuration key that asks to run the session as another user.
@@ -34,7 +34,7 @@ impl CallHandler {
     pub(super) async fn open_session(
         &self,
         ctx: &CallContext,
-        mut req: t::TOpenSessionReq,
+        req: &mut t::TOpenSessionReq,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
         let principal = match &ctx.principal {
@@ -84,7 +84,7 @@ impl CallHandler {
         req.configuration
             .get_or_insert_with(Default::default)
             .insert(PROXY_USER_KEY.to_owned(), user.clone());
-        let request = Hs2Request::OpenSession(req);
+        let request = Hs2Request::OpenSession(req.clone());
         let (reply, addr, lease) = self.place_session(tenant, &user, &request).await?;
         let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply)
             .map_err(|e| GatewayError::BackendLost {

@@ -34,7 +34,7 @@ impl CallHandler {
     pub(super) async fn close_session(
         &self,
         owner: &Owner,
-        req: t::TCloseSessionReq,
+        req: &t::TCloseSessionReq,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
         let session = self
@@ -52,21 +52,21 @@ impl CallHandler {
         let forwarded = t::TCloseSessionReq {
             session_handle: session.backend_handle.clone(),
         };
-        self.forward(&session, Hs2Request::CloseSession(forwarded), seqid)
+        self.forward(&session, &Hs2Request::CloseSession(forwarded), seqid)
             .await
     }
     /// ExecuteStatement and the metadata calls: each starts an operation in a session.
     pub(super) async fn start_operation(
         &self,
         owner: &Owner,
-        mut request: Hs2Request,
+        request: &mut Hs2Request,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
-        let client_session = session_of(&mut request)
-            .expect("every remaining call names a session")
-            .clone();
-        let session = self.session(&client_session, owner)?;
-        *session_of(&mut request).expect("checked above") = session.backend_handle.clone();
+        let handle = request
+            .session_handle_mut()
+            .expect("an operation starts in a session");
+        let session = self.session(handle, owner)?;
+        *handle = session.backend_handle.clone();
         let span = info_span!(
             "operation",
             method = request.method(),
@@ -81,12 +81,12 @@ impl CallHandler {
             matches!(&request, Hs2Request::ExecuteStatement(r) if r.run_async == Some(true));
         let in_flight = InFlight::start(session.lease.as_ref());
         let response = self
-            .session_call(&session, &request)
+            .session_call(&session, request)
             .instrument(span.clone())
             .await;
         drop(in_flight);
         let mut response = response?;
-        if let Some(handle) = operation_of(&mut response) {
+        if let Some(handle) = response.new_operation_mut() {
             if let Some(backend_handle) = handle.take() {
                 let client_handle = self.table.add_operation(&session, backend_handle, runs_on);
                 span.record("op.id", display_id(&client_handle.operation_id));
@@ -101,10 +101,13 @@ impl CallHandler {
     pub(super) async fn operation_status(
         &self,
         owner: &Owner,
-        mut req: t::TGetOperationStatusReq,
+        request: &mut Hs2Request,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
-        let client_handle = req.operation_handle.clone();
+        let handle = request
+            .operation_handle_mut()
+            .expect("GetOperationStatus names an operation");
+        let client_handle = handle.clone();
         let op = self.operation(&client_handle, owner)?;
         if let Some(cached) = op.final_status {
             let header = MessageHeader::parse(&cached).expect("sparkgate encoded it");
@@ -114,10 +117,8 @@ impl CallHandler {
                 seqid,
             });
         }
-        req.operation_handle = op.backend_handle;
-        let response = self
-            .session_call(&op.session, &Hs2Request::GetOperationStatus(req))
-            .await?;
+        *handle = op.backend_handle;
+        let response = self.session_call(&op.session, request).await?;
         let mut out = Vec::new();
         response.encode_reply(seqid, &mut out);
         if let Hs2Response::GetOperationStatus(status) = &response {
@@ -130,40 +131,4 @@ impl CallHandler {
         }
         Ok(Reply::Encoded(out))
     }
-}
-
-/// The session a session-level call names.
-fn session_of(request: &mut Hs2Request) -> Option<&mut t::TSessionHandle> {
-    use Hs2Request as R;
-    Some(match request {
-        R::ExecuteStatement(r) => &mut r.session_handle,
-        R::GetTypeInfo(r) => &mut r.session_handle,
-        R::GetCatalogs(r) => &mut r.session_handle,
-        R::GetSchemas(r) => &mut r.session_handle,
-        R::GetTables(r) => &mut r.session_handle,
-        R::GetTableTypes(r) => &mut r.session_handle,
-        R::GetColumns(r) => &mut r.session_handle,
-        R::GetFunctions(r) => &mut r.session_handle,
-        R::GetPrimaryKeys(r) => &mut r.session_handle,
-        R::GetCrossReference(r) => &mut r.session_handle,
-        _ => return None,
-    })
-}
-
-/// The operation handle a response to an operation-starting call carries.
-fn operation_of(response: &mut Hs2Response) -> Option<&mut Option<t::TOperationHandle>> {
-    use Hs2Response as R;
-    Some(match response {
-        R::ExecuteStatement(r) => &mut r.operation_handle,
-        R::GetTypeInfo(r) => &mut r.operation_handle,
-        R::GetCatalogs(r) => &mut r.operation_handle,
-        R::GetSchemas(r) => &mut r.operation_handle,
-        R::GetTables(r) => &mut r.operation_handle,
-        R::GetTableTypes(r) => &mut r.operation_handle,
-        R::GetColumns(r) => &mut r.operation_handle,
-        R::GetFunctions(r) => &mut r.operation_handle,
-        R::GetPrimaryKeys(r) => &mut r.operation_handle,
-        R::GetCrossReference(r) => &mut r.operation_handle,
-        _ => return None,
-    })
 }

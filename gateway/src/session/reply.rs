@@ -2,11 +2,8 @@
 
 use bytes::{Bytes, BytesMut};
 use hive_thrift::frame::{FramedError, MessageCodec};
-use hive_thrift::generated::tcliservice as t;
-use hive_thrift::message::{encode_application_exception, Hs2Request, Hs2Response, MessageHeader};
+use hive_thrift::message::{encode_application_exception, Hs2Response, MessageHeader};
 use hive_thrift::FrameError;
-
-use super::MAX_PROTOCOL;
 
 /// A reply ready to be framed and written to the client.
 #[derive(Debug)]
@@ -61,110 +58,4 @@ pub(super) fn exception(header: &MessageHeader, kind: i32, text: &str) -> Reply 
     let mut out = Vec::new();
     encode_application_exception(&header.name, header.seqid, kind, text, &mut out);
     Reply::Encoded(out)
-}
-
-/// A GetOperationStatus response with only a status and, optionally, a state.
-pub fn operation_status_response(
-    status: t::TStatus,
-    state: Option<t::TOperationState>,
-) -> t::TGetOperationStatusResp {
-    t::TGetOperationStatusResp {
-        status,
-        operation_state: state,
-        sql_state: None,
-        error_code: None,
-        error_message: None,
-        task_status: None,
-        operation_started: None,
-        operation_completed: None,
-        has_result_set: None,
-        progress_update_response: None,
-        num_modified_rows: None,
-    }
-}
-
-/// A response of the request's type carrying only an error status.
-pub fn error_response(request: &Hs2Request, status: t::TStatus) -> Hs2Response {
-    use Hs2Request as Q;
-    use Hs2Response as R;
-    match request {
-        Q::OpenSession(req) => R::OpenSession(t::TOpenSessionResp {
-            status,
-            server_protocol_version: req.client_protocol.min(MAX_PROTOCOL),
-            session_handle: None,
-            configuration: None,
-        }),
-        Q::CloseSession(_) => R::CloseSession(t::TCloseSessionResp { status }),
-        Q::GetInfo(_) => R::GetInfo(t::TGetInfoResp {
-            status,
-            info_value: t::TGetInfoValue::StringValue(String::new()),
-        }),
-        Q::ExecuteStatement(_) => R::ExecuteStatement(t::TExecuteStatementResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetTypeInfo(_) => R::GetTypeInfo(t::TGetTypeInfoResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetCatalogs(_) => R::GetCatalogs(t::TGetCatalogsResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetSchemas(_) => R::GetSchemas(t::TGetSchemasResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetTables(_) => R::GetTables(t::TGetTablesResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetTableTypes(_) => R::GetTableTypes(t::TGetTableTypesResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetColumns(_) => R::GetColumns(t::TGetColumnsResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetFunctions(_) => R::GetFunctions(t::TGetFunctionsResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetPrimaryKeys(_) => R::GetPrimaryKeys(t::TGetPrimaryKeysResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetCrossReference(_) => R::GetCrossReference(t::TGetCrossReferenceResp {
-            status,
-            operation_handle: None,
-        }),
-        Q::GetOperationStatus(_) => R::GetOperationStatus(operation_status_response(status, None)),
-        Q::CancelOperation(_) => R::CancelOperation(t::TCancelOperationResp { status }),
-        Q::CloseOperation(_) => R::CloseOperation(t::TCloseOperationResp { status }),
-        Q::GetResultSetMetadata(_) => R::GetResultSetMetadata(t::TGetResultSetMetadataResp {
-            status,
-            schema: None,
-        }),
-        Q::FetchResults(_) => R::FetchResults(t::TFetchResultsResp {
-            status,
-            has_more_rows: None,
-            results: None,
-        }),
-        Q::GetDelegationToken(_) => R::GetDelegationToken(t::TGetDelegationTokenResp {
-            status,
-            delegation_token: None,
-        }),
-        Q::CancelDelegationToken(_) => {
-            R::CancelDelegationToken(t::TCancelDelegationTokenResp { status })
-        }
-        Q::RenewDelegationToken(_) => {
-            R::RenewDelegationToken(t::TRenewDelegationTokenResp { status })
-        }
-        // No status on the wire: `handle` answers failed GetQueryId calls with an exception.
-        Q::GetQueryId(_) => R::GetQueryId(t::TGetQueryIdResp {
-            query_id: String::new(),
-        }),
-        Q::SetClientInfo(_) => R::SetClientInfo(t::TSetClientInfoResp { status }),
-    }
 }

@@ -95,3 +95,126 @@ fn header_parse_rejects_garbage() {
     assert!(MessageHeader::parse(&[0x80, 0x01, 0, 1, 0, 0, 0, 200]).is_err());
     assert!(MessageHeader::parse(&[0x80, 0x02, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
 }
+
+fn id(n: u8) -> t::THandleIdentifier {
+    t::THandleIdentifier {
+        guid: vec![n; 16],
+        secret: vec![n; 16],
+    }
+}
+
+fn operation(n: u8) -> t::TOperationHandle {
+    t::TOperationHandle {
+        operation_id: id(n),
+        operation_type: t::TOperationType::EXECUTE_STATEMENT,
+        has_result_set: true,
+        modified_row_count: None,
+    }
+}
+
+/// One call of each kind the table knows: none, session, starts, operation.
+fn calls() -> Vec<Hs2Request> {
+    let session = t::TSessionHandle { session_id: id(1) };
+    vec![
+        Hs2Request::OpenSession(t::TOpenSessionReq {
+            client_protocol: t::TProtocolVersion(NEWEST_PROTOCOL.0 + 3),
+            username: None,
+            password: None,
+            configuration: None,
+        }),
+        Hs2Request::GetInfo(t::TGetInfoReq {
+            session_handle: session.clone(),
+            info_type: t::TGetInfoType::CLI_SERVER_NAME,
+        }),
+        Hs2Request::ExecuteStatement(t::TExecuteStatementReq {
+            session_handle: session.clone(),
+            statement: "select 1".into(),
+            conf_overlay: None,
+            run_async: Some(true),
+            query_timeout: None,
+        }),
+        Hs2Request::GetTables(t::TGetTablesReq {
+            session_handle: session,
+            catalog_name: None,
+            schema_name: None,
+            table_name: None,
+            table_types: None,
+        }),
+        Hs2Request::FetchResults(t::TFetchResultsReq {
+            operation_handle: operation(2),
+            orientation: t::TFetchOrientation::FETCH_NEXT,
+            max_rows: 10,
+            fetch_type: None,
+        }),
+        Hs2Request::GetQueryId(t::TGetQueryIdReq {
+            operation_handle: operation(3),
+        }),
+    ]
+}
+
+#[test]
+fn the_table_says_which_handle_each_call_names() {
+    let mut calls = calls();
+    let named: Vec<(&str, bool, bool, bool)> = calls
+        .iter_mut()
+        .map(|c| {
+            let session = c.session_handle_mut().is_some();
+            let operation = c.operation_handle_mut().is_some();
+            (c.method(), session, operation, c.starts_operation())
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("OpenSession", false, false, false),
+            ("GetInfo", true, false, false),
+            ("ExecuteStatement", true, false, true),
+            ("GetTables", true, false, true),
+            ("FetchResults", false, true, false),
+            ("GetQueryId", false, true, false),
+        ]
+    );
+    // The accessors reach the handle itself: a swap shows in the encoded call.
+    let mut fetch = calls.remove(4);
+    *fetch.operation_handle_mut().unwrap() = operation(9);
+    let Hs2Request::FetchResults(req) = &fetch else {
+        panic!("not a fetch");
+    };
+    assert_eq!(req.operation_handle.operation_id.guid, vec![9; 16]);
+}
+
+#[test]
+fn error_replies_have_the_calls_type_and_decode_as_its_reply() {
+    let status = t::TStatus {
+        status_code: t::TStatusCode::ERROR_STATUS,
+        error_message: Some("no".into()),
+        ..success_status()
+    };
+    for call in calls() {
+        let reply = Hs2Response::error_for(&call, status.clone());
+        assert_eq!(reply.method(), call.method());
+        let mut bytes = Vec::new();
+        reply.encode_reply(5, &mut bytes);
+        let decoded = Hs2Response::decode_for(&call, &bytes).unwrap();
+        assert_eq!(decoded, reply, "{}", call.method());
+        if !matches!(call, Hs2Request::GetQueryId(_)) {
+            assert_eq!(decoded.status(), &status, "{}", call.method());
+        }
+        if let Hs2Response::OpenSession(open) = &decoded {
+            assert_eq!(open.server_protocol_version, NEWEST_PROTOCOL);
+        }
+    }
+}
+
+#[test]
+fn operation_starting_replies_expose_their_new_operation() {
+    let mut reply = Hs2Response::ExecuteStatement(t::TExecuteStatementResp {
+        status: success_status(),
+        operation_handle: Some(operation(4)),
+    });
+    assert!(reply.new_operation_mut().unwrap().is_some());
+    let mut close = Hs2Response::CloseSession(t::TCloseSessionResp {
+        status: success_status(),
+    });
+    assert!(close.new_operation_mut().is_none());
+}
