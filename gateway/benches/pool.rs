@@ -11,6 +11,7 @@
 //! query's duration, `operation_ended`, drop the lease. Arrivals are a Poisson process whose rate
 //! follows the trace's target concurrency (rate = concurrency / mean duration), from a seeded RNG,
 //! so every run replays the same queries.
+#![allow(clippy::disallowed_methods)] // tests may spawn freely: nothing outlives them
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;

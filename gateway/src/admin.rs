@@ -44,7 +44,9 @@ pub async fn serve(listener: TcpListener, view: AdminView) {
             _ = view.shutdown.force_close.cancelled() => break,
         };
         let view = view.clone();
-        tokio::spawn(async move {
+        let tasks = view.shutdown.clone();
+        tasks.spawn("admin connection", async move {
+            let force_close = view.shutdown.force_close.clone();
             let service = hyper::service::service_fn(move |request| {
                 let view = view.clone();
                 async move { Ok::<_, Infallible>(handle(request, &view)) }
@@ -52,8 +54,11 @@ pub async fn serve(listener: TcpListener, view: AdminView) {
             let result = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            let result = tokio::select! {
+                result = result => result,
+                _ = force_close.cancelled() => Ok(()),
+            };
             if let Err(e) = result {
                 debug!(client.addr = %peer, error = %e, "admin connection ended with an error");
             }

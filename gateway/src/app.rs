@@ -52,6 +52,8 @@ pub struct Gateway {
     /// The leader election (Kubernetes, several replicas): stopped only after the pools' drivers
     /// are dealt with at shutdown, so the leader still leads while it stops them.
     election: Option<(CancellationToken, JoinHandle<()>)>,
+    /// Each pool's reconcile loop, joined at shutdown before any driver is stopped.
+    pool_loops: Vec<JoinHandle<()>>,
 }
 
 /// Refuses setups that would let anyone in by accident.
@@ -149,18 +151,21 @@ impl Gateway {
             tracker: TaskTracker::new(),
             config: config.clone(),
         });
-        tokio::spawn(crate::frontend::binary::serve(listener, shared.clone()));
+        let tasks = shared.shutdown.clone();
+        tasks.spawn(
+            "binary listener",
+            crate::frontend::binary::serve(listener, shared.clone()),
+        );
         if let Some(http_listener) = http_listener {
             let cookies = Arc::new(CookieSigner::new(
                 cookie_key,
                 config.http.cookie_ttl,
                 tls.is_some(),
             ));
-            tokio::spawn(crate::frontend::http::serve(
-                http_listener,
-                shared.clone(),
-                cookies,
-            ));
+            tasks.spawn(
+                "http listener",
+                crate::frontend::http::serve(http_listener, shared.clone(), cookies),
+            );
         }
         spawn_housekeeping(shared.clone());
         if let Some(admin_listener) = admin_listener {
@@ -169,19 +174,23 @@ impl Gateway {
                 metrics,
                 shutdown: shared.shutdown.clone(),
             };
-            tokio::spawn(crate::admin::serve(admin_listener, view));
+            tasks.spawn("admin port", crate::admin::serve(admin_listener, view));
         }
-        for pool in pools.values() {
-            tokio::spawn(pool.clone().run(shared.shutdown.stop_accepting.clone()));
-        }
+        let pool_loops = pools
+            .values()
+            .map(|pool| {
+                tasks.spawn(
+                    "pool reconcile",
+                    pool.clone().run(shared.shutdown.stop_accepting.clone()),
+                )
+            })
+            .collect();
         let election = election.map(|(client, election, leading)| {
             let stop = CancellationToken::new();
-            let task = tokio::spawn(crate::pool::leader::run(
-                client,
-                election,
-                leading,
-                stop.clone(),
-            ));
+            let task = tasks.spawn(
+                "leader election",
+                crate::pool::leader::run(client, election, leading, stop.clone()),
+            );
             (stop, task)
         });
         info!(
@@ -199,6 +208,7 @@ impl Gateway {
             admin_addr,
             shared,
             election,
+            pool_loops,
         })
     }
 
@@ -207,12 +217,16 @@ impl Gateway {
         self.shared.handler.table.session_count()
     }
 
-    /// Stops accepting, lets connections finish within the grace period, then closes the rest
-    /// and every session still open on its driver.
+    /// The one shutdown path (see [`crate::shutdown`]). Its length is bounded: the grace period,
+    /// then `backend.call_timeout` for cut connections to close their sessions, the same again
+    /// for sessions left over (HTTP), [`POOL_LOOP_JOIN`] for the pool loops, the launcher's
+    /// stop grace for drivers, and [`LEASE_RELEASE`] for the leader Lease.
     pub async fn shutdown(self) {
         let shared = self.shared;
         let election = self.election;
-        let grace = shared.config.server.shutdown_grace;
+        let config = &shared.config;
+        let grace = config.server.shutdown_grace;
+        let close_deadline = config.backend.call_timeout + Duration::from_secs(1);
         info!(
             grace_secs = grace.as_secs(),
             connections = shared.tracker.len(),
@@ -226,36 +240,72 @@ impl Gateway {
         {
             warn!(
                 connections = shared.tracker.len(),
-                "grace period over; closing remaining connections"
+                "grace period over; cutting remaining connections and their calls"
             );
             shared.shutdown.force_close.cancel();
-            // Closing driver sessions is bounded by backend.call_timeout per session.
-            shared.tracker.wait().await;
+            // Each cut connection closes its sessions on their drivers, in parallel.
+            if tokio::time::timeout(close_deadline, shared.tracker.wait())
+                .await
+                .is_err()
+            {
+                warn!(
+                    connections = shared.tracker.len(),
+                    "connections still closing their sessions; going on without them"
+                );
+            }
         }
-        // HTTP sessions outlive their connections; close what is left.
-        shared.handler.close_all().await;
-        if shared.config.pools.stop_drivers_on_exit {
+        // HTTP sessions outlive their connections; close what is left, in parallel.
+        if tokio::time::timeout(close_deadline, shared.handler.close_all())
+            .await
+            .is_err()
+        {
+            warn!("drivers did not answer CloseSession in time; their sessions end with them");
+        }
+        // No reconcile pass may launch a driver behind the stop below.
+        for pool_loop in self.pool_loops {
+            let abort = pool_loop.abort_handle();
+            if tokio::time::timeout(POOL_LOOP_JOIN, pool_loop)
+                .await
+                .is_err()
+            {
+                warn!("a pool's reconcile pass did not end in time; cancelled");
+                abort.abort();
+            }
+        }
+        if config.pools.stop_drivers_on_exit {
             // A follower's drivers are the leader's to keep or stop. The election still runs
             // here, so a leader stays leader until every pool's drivers are stopped.
-            for pool in shared.handler.pools.values().filter(|p| p.leading()) {
-                pool.stop_all().await;
-            }
+            let leading = shared.handler.pools.values().filter(|p| p.leading());
+            futures::future::join_all(leading.map(|pool| pool.stop_all())).await;
         } else if !shared.handler.pools.is_empty() {
             info!("leaving drivers running for the next run to adopt (pools.stop_drivers_on_exit = false)");
         }
         // Last, give the Lease up (and wait for that), so another replica takes over at once.
         if let Some((stop, task)) = election {
             stop.cancel();
-            if tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .is_err()
-            {
-                warn!("could not give up the leader lease within 10 s; it expires by itself");
+            if tokio::time::timeout(LEASE_RELEASE, task).await.is_err() {
+                warn!("could not give up the leader lease in time; it expires by itself");
             }
+        }
+        shared.shutdown.force_close.cancel();
+        if !shared
+            .shutdown
+            .join_background(Duration::from_secs(5))
+            .await
+        {
+            warn!(
+                tasks = shared.shutdown.background_tasks(),
+                "background tasks still running at exit"
+            );
         }
         info!("shutdown complete");
     }
 }
+
+/// How long shutdown waits for a pool's reconcile pass in progress (a launch under way).
+pub const POOL_LOOP_JOIN: Duration = Duration::from_secs(30);
+/// How long shutdown waits to give the leader Lease up.
+pub const LEASE_RELEASE: Duration = Duration::from_secs(10);
 
 /// The driver pools, and, with several replicas on Kubernetes, the election that decides which
 /// of them scales.
@@ -400,10 +450,11 @@ async fn add_pools(
 
 /// Idle-session expiry and TLS certificate reloads, until shutdown.
 fn spawn_housekeeping(shared: Arc<Shared>) {
+    let tasks = shared.shutdown.clone();
     let every = Duration::from_secs(5)
         .min(shared.config.server.idle_session_timeout / 2)
         .min(RELOAD_CHECK_EVERY);
-    tokio::spawn(async move {
+    tasks.spawn("housekeeping", async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -1,6 +1,7 @@
 //! A real `DriverPool` and autoscaler driving the in-process `FakeLauncher`: cold start from
 //! zero, scale-up on operations, scale-down after the idle TTL, a killed driver replaced.
 //! Durations are compressed; every wait polls against a deadline.
+#![allow(clippy::disallowed_methods)] // tests may spawn freely: nothing outlives them
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -15,5 +15,7 @@ pub mod generated;
 pub mod message;
 pub mod sasl;
 pub mod scan;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{DecodeError, FrameError, SaslError};

@@ -154,6 +154,11 @@ impl BackendLinks {
 
     /// Sends one call to the driver at `addr` on a free connection (waiting for one, within the
     /// call's deadline, when all are busy), and returns its raw reply.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe as far as the pool goes: a call dropped mid-way discards its connection
+    /// (counted closed) and reports the session the driver closes with it through
+    /// [`BackendLinks::take_lost_sessions`]. The call itself may or may not have run.
     pub async fn call(
         &self,
         addr: &str,
@@ -189,7 +194,7 @@ impl BackendLinks {
             self.discard(addr, &links, link);
             debug!(driver = %addr, "dropped a driver connection closed while idle");
         };
-        let mut link = match reused {
+        let link = match reused {
             Some(link) => link,
             None => {
                 let link = self.connect(addr, request.method()).await?;
@@ -198,9 +203,20 @@ impl BackendLinks {
                 link
             }
         };
-        let outcome = tokio::time::timeout_at(deadline, link.conn.call_raw(request)).await;
+        // From here the connection is counted open and may carry a bound session: if this
+        // future is dropped mid-call, the guard discards it as broken (half a call may be on
+        // the wire) and notes its session lost.
+        let mut checkout = Checkout {
+            owner: self,
+            addr,
+            links: &links,
+            link: Some(link),
+        };
+        let conn = &mut checkout.link.as_mut().expect("checked out").conn;
+        let outcome = tokio::time::timeout_at(deadline, conn.call_raw(request)).await;
         let failure = match outcome {
             Ok(Ok(reply)) => {
+                let mut link = checkout.link.take().expect("checked out");
                 track_bound_session(&mut link, request, &reply.0);
                 links.idle.lock().expect("links").push(link);
                 drop(permit);
@@ -215,8 +231,25 @@ impl BackendLinks {
             },
         };
         warn!(driver = %addr, method = request.method(), error = %failure, "driver connection dropped");
-        self.discard(addr, &links, link);
+        drop(checkout);
         Err(failure)
+    }
+}
+
+/// A connection taken out of its driver's idle list for one call; discarded on drop unless
+/// the call gave it back.
+struct Checkout<'a> {
+    owner: &'a BackendLinks,
+    addr: &'a str,
+    links: &'a DriverLinks,
+    link: Option<Link>,
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            self.owner.discard(self.addr, self.links, link);
+        }
     }
 }
 
@@ -245,3 +278,6 @@ fn track_bound_session(link: &mut Link, request: &Hs2Request, reply: &[u8]) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests;

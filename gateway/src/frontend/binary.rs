@@ -202,7 +202,13 @@ impl Connection {
                     return "bad input";
                 }
             };
-            let reply = self.shared.handler.handle(ctx, &header, &message).await;
+            // Shutdown cuts a call in flight too (a synchronous ExecuteStatement may run for
+            // hours); the driver connection it used is discarded, not reused.
+            let reply = tokio::select! {
+                biased;
+                _ = self.shared.shutdown.force_close.cancelled() => return "shutdown (a call in flight was cut)",
+                reply = self.shared.handler.handle(ctx, &header, &message) => reply,
+            };
             if let Err(e) = writer.send(reply).await {
                 debug!(error = %e, "write to client failed");
                 return "client write failed";

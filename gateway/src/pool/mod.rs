@@ -197,6 +197,8 @@ pub struct DriverPool {
     leading: Arc<AtomicBool>,
     /// Drivers being stopped: still listed by the launcher, but not to be adopted again.
     stopping: Arc<Mutex<HashSet<String>>>,
+    /// Its background work (drivers starting, drivers stopping), joined by [`DriverPool::stop_all`].
+    tasks: tokio_util::task::TaskTracker,
     /// Sessions waiting for a driver.
     pub waiting: AtomicU32,
     /// Their tickets, in arrival order: the first places next.
@@ -220,6 +222,7 @@ impl DriverPool {
         Arc::new(Self {
             leading,
             stopping: Arc::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
             metrics,
             tenant: spec.tenant.clone(),
             spec,
@@ -394,7 +397,9 @@ impl DriverPool {
         }
     }
 
-    /// Stops every driver (shutdown, when drivers are not kept for the next run).
+    /// Stops every driver (shutdown, when drivers are not kept for the next run), and waits for
+    /// stops already under way. Call it after [`DriverPool::run`] has returned, so no reconcile
+    /// pass launches a driver behind it.
     pub async fn stop_all(&self) {
         let drivers: Vec<LaunchedDriver> = self
             .drivers
@@ -403,8 +408,15 @@ impl DriverPool {
             .drain(..)
             .map(|d| d.launched)
             .collect();
-        for d in drivers {
-            self.launcher.stop(&d).await;
-        }
+        futures::future::join_all(drivers.iter().map(|d| self.launcher.stop(d))).await;
+        self.join_background().await;
+    }
+
+    /// Waits for the pool's background work: drivers being stopped, and starts being watched
+    /// (which end when their driver is ready, fails or is stopped).
+    pub async fn join_background(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
     }
 }

@@ -159,7 +159,7 @@ impl DriverPool {
             .insert(launched.id.clone());
         let launcher = self.launcher.clone();
         let stopping = self.stopping.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             launcher.stop(&launched).await;
             stopping.lock().expect("pool").remove(&launched.id);
         });
@@ -168,7 +168,7 @@ impl DriverPool {
     /// Waits (in the background) for a Starting driver to be ready, then lets sessions in.
     pub(super) fn watch_start(self: &Arc<Self>, launched: LaunchedDriver) {
         let pool = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let started = Instant::now();
             let result = pool.launcher.wait_ready(&launched).await;
             let mut drivers = pool.drivers.lock().expect("pool");

@@ -41,19 +41,18 @@ impl CallHandler {
     }
 
     /// Closes, on their drivers, the sessions a finished connection owned.
+    /// In parallel, each bounded by `backend.call_timeout`.
     pub async fn close_owned_by(&self, owner: &Owner) -> usize {
         let sessions = self.table.take_owned_by(owner);
-        for session in &sessions {
-            self.close_on_driver(session).await;
-        }
+        futures::future::join_all(sessions.iter().map(|s| self.close_on_driver(s))).await;
         sessions.len()
     }
 
-    /// Closes every session on its driver (shutdown).
+    /// Closes every session on its driver (shutdown), in parallel, each bounded by
+    /// `backend.call_timeout`.
     pub async fn close_all(&self) {
-        for session in self.table.take_all() {
-            self.close_on_driver(&session).await;
-        }
+        let sessions = self.table.take_all();
+        futures::future::join_all(sessions.iter().map(|s| self.close_on_driver(s))).await;
     }
 
     async fn close_on_driver(&self, session: &Session) {

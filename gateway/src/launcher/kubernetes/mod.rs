@@ -52,6 +52,14 @@ pub struct KubeLauncher {
     pods: Store<Pod>,
     template: Option<Value>,
     tracking: Mutex<Tracking>,
+    /// The Pod watch feeding `pods`.
+    watch: tokio::task::AbortHandle,
+}
+
+impl Drop for KubeLauncher {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
 }
 
 impl KubeLauncher {
@@ -124,14 +132,17 @@ impl KubeLauncher {
             )
             .default_backoff(),
         );
-        tokio::spawn(async move {
+        // The watch lives exactly as long as the launcher: its Drop aborts it.
+        #[allow(clippy::disallowed_methods)]
+        let watch = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 if let Err(e) = event {
                     warn!(error = %e, "watch on driver Pods failed; retrying");
                 }
             }
-        });
+        })
+        .abort_handle();
         tokio::time::timeout(Duration::from_secs(30), reader.wait_until_ready())
             .await
             .map_err(|_| start(format!("cannot list Pods in namespace {namespace:?} within 30 s (API server unreachable, or RBAC refuses pods list/watch)")))?
@@ -145,6 +156,7 @@ impl KubeLauncher {
             pods: reader,
             template,
             tracking: Mutex::default(),
+            watch,
         }))
     }
 
