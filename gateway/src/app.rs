@@ -218,15 +218,16 @@ impl Gateway {
     }
 
     /// The one shutdown path (see [`crate::shutdown`]). Its length is bounded: the grace period,
-    /// then `backend.call_timeout` for cut connections to close their sessions, the same again
-    /// for sessions left over (HTTP), [`POOL_LOOP_JOIN`] for the pool loops, the launcher's
-    /// stop grace for drivers, and [`LEASE_RELEASE`] for the leader Lease.
+    /// then `server.shutdown_close_timeout` for cut connections to close their sessions, the
+    /// same again for sessions left over (HTTP), [`POOL_LOOP_JOIN`] for the pool loops, the
+    /// drivers' stops (in parallel; local drivers: `local.stop_grace`), [`LEASE_RELEASE`] for
+    /// the leader Lease and 5 s for background tasks.
     pub async fn shutdown(self) {
         let shared = self.shared;
         let election = self.election;
         let config = &shared.config;
         let grace = config.server.shutdown_grace;
-        let close_deadline = config.backend.call_timeout + Duration::from_secs(1);
+        let close_deadline = config.server.shutdown_close_timeout;
         info!(
             grace_secs = grace.as_secs(),
             connections = shared.tracker.len(),

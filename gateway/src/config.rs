@@ -107,6 +107,11 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT: how long running sessions may go on before they are closed.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// On shutdown, after the grace period: how long drivers get to answer the CloseSession of
+    /// the sessions left (all closed at once). Twice this, plus the grace period and ~50 s for
+    /// pools, leader Lease and tasks, bounds the time from SIGTERM to exit.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_close_timeout: Duration,
     /// Connections one authenticated user may hold at once (binary transport).
     pub max_connections_per_user: usize,
     /// Connections one client address may hold at once (both transports).
@@ -134,6 +139,7 @@ impl Default for ServerConfig {
             default_fetch_size: 10_000,
             max_fetch_rows: 100_000,
             shutdown_grace: Duration::from_secs(30),
+            shutdown_close_timeout: Duration::from_secs(10),
             max_connections_per_user: 200,
             max_connections_per_address: 500,
             admin_users: Vec::new(),
@@ -373,6 +379,10 @@ impl Config {
         }
         for (name, d) in [
             ("server.handshake_timeout", self.server.handshake_timeout),
+            (
+                "server.shutdown_close_timeout",
+                self.server.shutdown_close_timeout,
+            ),
             ("server.read_timeout", self.server.read_timeout),
             (
                 "server.idle_session_timeout",

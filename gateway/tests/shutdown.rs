@@ -14,8 +14,8 @@ use sparkgate::testing::{FakeSts, Fault};
 
 /// server.shutdown_grace in the test's config.
 const GRACE: Duration = Duration::from_secs(1);
-/// backend.call_timeout in the test's config.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// server.shutdown_close_timeout in the test's config.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -75,11 +75,11 @@ async fn sigterm_with_a_long_query_and_a_stuck_driver_exits_within_the_bound() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\nshutdown_grace = \"{}s\"\n\n\
-             [backend]\naddress = \"{}\"\ncall_timeout = \"{}s\"\n",
+            "[server]\nbind = \"127.0.0.1:{port}\"\nshutdown_grace = \"{}s\"\n\
+             shutdown_close_timeout = \"{}s\"\n\n[backend]\naddress = \"{}\"\n",
             GRACE.as_secs(),
+            CLOSE_TIMEOUT.as_secs(),
             sts.addr,
-            CALL_TIMEOUT.as_secs()
         ),
     )
     .unwrap();
@@ -130,9 +130,9 @@ async fn sigterm_with_a_long_query_and_a_stuck_driver_exits_within_the_bound() {
     };
     let took = signalled.elapsed();
     let log = std::fs::read_to_string(dir.join("sparkgate.log")).unwrap();
-    // The grace period, then cut connections close their sessions in parallel (one call
-    // timeout, not one per session), then the same for leftovers, then background tasks.
-    let bound = GRACE + (CALL_TIMEOUT + Duration::from_secs(1)) * 2 + Duration::from_secs(5);
+    // The documented bound, without pools or a Lease: the grace period, then the close timeout
+    // twice (cut connections close their sessions all at once, then leftovers), then tasks.
+    let bound = GRACE + CLOSE_TIMEOUT * 2 + Duration::from_secs(5);
     println!("[shutdown] SIGTERM to exit: {took:.1?} (bound {bound:?})");
     assert!(status.success(), "{status:?}\n{log}");
     assert!(took < bound, "took {took:?}, bound {bound:?}\n{log}");

@@ -346,11 +346,14 @@ def test_deployment():
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
     assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     assert c["resources"]["requests"] and c["resources"]["limits"]
-    # shutdown_grace (30s) + 30s
-    assert pod["terminationGracePeriodSeconds"] == 60
-    for grace, want in [("2m", 150), ("1h 30m", 5430), ("45s", 75)]:
+    # shutdown_grace (30s) + 2 x shutdown_close_timeout (10s) + 50s: above sparkgate's own bound,
+    # grace + 2 x close + 30s (pool loops) + 10s (Lease) + 5s (tasks) + driver Pod deletes.
+    assert pod["terminationGracePeriodSeconds"] == 100
+    for grace, want in [("2m", 190), ("1h 30m", 5470), ("45s", 115)]:
         d = one(objects(with_values(TWO_TENANTS, **{"server.shutdownGrace": grace})), "Deployment", FULLNAME)
         assert d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == want, grace
+    d = one(objects(with_values(TWO_TENANTS, **{"server.shutdownCloseTimeout": "30s"})), "Deployment", FULLNAME)
+    assert d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 30 + 60 + 50
     d = one(objects(with_values(TWO_TENANTS, terminationGracePeriodSeconds=900)), "Deployment", FULLNAME)
     assert d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 900
 

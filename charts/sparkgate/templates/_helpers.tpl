@@ -109,7 +109,8 @@ h, d and their long forms (sec, secs, second(s), min, mins, minute(s), hr, hrs, 
 {{- .Values.terminationGracePeriodSeconds -}}
 {{- else -}}
 {{- $grace := include "sparkgate.durationSeconds" (default "30s" .Values.server.shutdownGrace) | atoi -}}
-{{- add $grace .Values.terminationGraceExtraSeconds -}}
+{{- $close := include "sparkgate.durationSeconds" (default "10s" .Values.server.shutdownCloseTimeout) | atoi -}}
+{{- add $grace (mul 2 $close) .Values.terminationGraceExtraSeconds -}}
 {{- end -}}
 {{- end -}}
 
