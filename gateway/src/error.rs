@@ -53,6 +53,15 @@ pub enum GatewayError {
     },
 }
 
+/// How to retry an OpenSession a driver failed (see [`GatewayError::open_session_retry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenSessionRetry {
+    /// Take the driver out of placement and try another.
+    OtherDriver,
+    /// Wait one reconcile pass and try again.
+    AfterAPause,
+}
+
 impl GatewayError {
     pub fn fault(&self) -> Fault {
         match self {
@@ -67,6 +76,19 @@ impl GatewayError {
             | Self::BackendLost { .. }
             | Self::BackendBusy { .. }
             | Self::Pool(_) => Fault::Backend,
+        }
+    }
+
+    /// What placing a new session may do after this error from a driver's OpenSession: no
+    /// session exists yet on the driver in either case, so trying again is safe.
+    pub fn open_session_retry(&self) -> Option<OpenSessionRetry> {
+        match self {
+            // The driver refused the connection: dead, or not what the pool thinks.
+            Self::BackendUnreachable { .. } => Some(OpenSessionRetry::OtherDriver),
+            // The connection broke mid-call: a driver dying, or one still starting behind a
+            // reused address.
+            Self::BackendLost { .. } => Some(OpenSessionRetry::AfterAPause),
+            _ => None,
         }
     }
 

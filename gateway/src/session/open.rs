@@ -11,7 +11,7 @@ use sparkgate_auth::{Credential, Principal};
 
 use super::table::{mint_identifier, Session};
 use super::{encoded, CallContext, CallHandler, Reply};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, OpenSessionRetry};
 use crate::pool::DriverLease;
 use crate::tenant::{TenantConfig, TENANT_KEYS};
 
@@ -172,17 +172,18 @@ impl CallHandler {
                     let addr = lease.address.clone();
                     return Ok((reply, addr, Some(lease)));
                 }
-                Err(e @ GatewayError::BackendUnreachable { .. }) if attempts < 3 => {
-                    warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "placing the session elsewhere");
-                    pool.mark_failed(&lease.driver_id);
-                    self.links.forget(&lease.address);
-                }
-                // The connection broke mid-OpenSession (a driver dying, or one still starting
-                // behind a reused address): no session exists yet, so trying again is safe.
-                Err(e @ GatewayError::BackendLost { .. }) if attempts < 3 => {
-                    warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "OpenSession failed on the driver's connection; trying again");
-                    tokio::time::sleep(self.config.pools.reconcile_every).await;
-                }
+                Err(e) if attempts < 3 => match e.open_session_retry() {
+                    Some(OpenSessionRetry::OtherDriver) => {
+                        warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "placing the session elsewhere");
+                        pool.mark_failed(&lease.driver_id);
+                        self.links.forget(&lease.address);
+                    }
+                    Some(OpenSessionRetry::AfterAPause) => {
+                        warn!(tenant = %tenant.name, driver = %lease.driver_id, error = %e, "OpenSession failed on the driver's connection; trying again");
+                        tokio::time::sleep(self.config.pools.reconcile_every).await;
+                    }
+                    None => return Err(e),
+                },
                 Err(e) => return Err(e),
             }
         }
