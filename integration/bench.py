@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, SparkThriftServer, Sparkgate, free_port, spark_home  # noqa: E402
+from harness import REPO, SparkThriftServer, Sparkgate  # noqa: E402
+from helpers import free_port, spark_home  # noqa: E402
 
 
 def beeline_fetch(port: int, rows: int) -> tuple[float, int]:

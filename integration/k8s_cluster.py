@@ -14,63 +14,26 @@ scheduler and no kubelet. Pods stay Pending unless the test harness plays the no
         cluster.kubeconfig_for_token(token, workdir / "analytics.kubeconfig")
 
 Environment: SPARKGATE_CACHE moves the build cache; SPARKGATE_IT_PORTS=LOW-HIGH takes the ports
-from that range (as in harness.py); SPARKGATE_IT_KEEP=1 keeps the control plane's dir (certs, logs).
+from that range (as in helpers.py); SPARKGATE_IT_KEEP=1 keeps the control plane's dir (certs, logs).
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import harness
-from harness import REPO, free_port
+from harness import REPO
+from helpers import free_port, free_port_pair
 
 CONTROL_PLANE = REPO / "integration" / "k8s" / "control-plane.sh"
 K8S_VERSION = "v1.20.2"
 LIMITS = (f"Kubernetes API server: real kube-apiserver {K8S_VERSION} (end of life), no scheduler, no kubelet; "
           "the test harness plays the node")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_port_pair() -> int:
-    """A free loopback port P with P+1 free too (etcd's client and peer ports); honours
-    SPARKGATE_IT_PORTS like harness.free_port."""
-    span = os.environ.get("SPARKGATE_IT_PORTS", "").strip()
-    if span:
-        low, high = (int(p) for p in span.split("-"))
-        candidates = list(range(low, high))
-        random.shuffle(candidates)
-    else:
-        # Not bind(0) ports: Linux hands out odd ones there and uses even ones for connect(), so
-        # with many sockets in TIME-WAIT, P+1 is nearly always taken. Below the ephemeral range
-        # neither happens.
-        try:
-            low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            low = 32768
-        candidates = random.sample(range(10000, max(low - 1, 10002)), min(200, max(low - 10002, 1)))
-    for port in candidates:
-        if port + 1 > 65535 or {port, port + 1} & harness._handed_out:
-            continue
-        if _bindable(port) and _bindable(port + 1):
-            harness._handed_out.update({port, port + 1})
-            return port
-    raise RuntimeError("no two consecutive free loopback ports for etcd")
 
 
 class KubeCluster:
