@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import REPO, SparkThriftServer, Sparkgate, free_port  # noqa: E402
+from harness import REPO, SparkThriftServer, Sparkgate  # noqa: E402
+from helpers import free_port  # noqa: E402
 
 ENDPOINT_NAMES = ["direct", "gateway", "gateway-nosasl"]
 

@@ -23,7 +23,8 @@ from pyhive import hive
 from thrift.transport import THttpClient
 from TCLIService import TCLIService, ttypes
 
-from harness import REPO, SparkThriftServer, Sparkgate, free_port, spark_home
+from harness import REPO, SparkThriftServer, Sparkgate
+from helpers import free_port, spark_home
 from ldap_server import start_ldap
 
 JWT_SECRET = b"integration-test-shared-secret!!"

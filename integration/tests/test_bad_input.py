@@ -171,7 +171,7 @@ def test_wrong_sasl_mechanism_is_refused_with_a_message(strict_gateways):
 def test_backend_down_gives_clients_an_actionable_error(workdir):
     """No Spark Thrift Server behind sparkgate: beeline and PyHive get a message naming the
     problem, not a dropped connection or a hang."""
-    from harness import free_port, spark_home  # noqa: PLC0415
+    from helpers import free_port, spark_home  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
 
     dead = free_port()  # nothing listens there

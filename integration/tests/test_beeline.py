@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 from conftest import ENDPOINT_NAMES
-from harness import spark_home
+from helpers import spark_home
 
 
 def beeline(ep, script: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from harness import REPO, free_port, spark_home, wait_for_port
+from harness import REPO
+from helpers import free_port, spark_home, wait_for_port
 
 
 def run_local(workdir, home, gateway_port, sts_port, name: str) -> subprocess.Popen:

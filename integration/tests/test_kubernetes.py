@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import REPO, Sparkgate, free_port, sparkgate_binary  # noqa: E402
+from harness import REPO, Sparkgate, sparkgate_binary  # noqa: E402
+from helpers import free_port, session_tenant, wait_for  # noqa: E402
 from k8s_cluster import LIMITS, KubeCluster  # noqa: E402
 from k8s_node import FakeNode  # noqa: E402
 
@@ -73,16 +74,6 @@ def clean(cluster, node):
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
 
 def pods(cluster, tenant: str | None = None, live: bool = True) -> list:
     selector = MANAGED + (f",sparkgate.io/tenant={tenant}" if tenant else "")
@@ -174,19 +165,6 @@ lease_duration = "{lease_duration}"
 def start_gateway(cluster, work: Path, toml: str, name: str, kubeconfig: Path | None = None) -> Sparkgate:
     gw = Sparkgate.with_config(work, toml, name, env={"KUBECONFIG": str(kubeconfig or cluster.kubeconfig)})
     return gw.start(timeout=60)
-
-
-def session_tenant(port: int, user: str) -> str:
-    conn = hive.connect("127.0.0.1", port, username=user, auth="NONE")
-    try:
-        cur = conn.cursor()
-        cur.execute("SET spark.sparkgate.tenant")
-        tenant = cur.fetchall()[0][1]
-        cur.execute("select 1 + 1")
-        assert cur.fetchall() == [(2,)]
-        return tenant
-    finally:
-        conn.close()
 
 
 def conf_args(pod) -> dict[str, str]:
