@@ -1,7 +1,8 @@
 """The Kubernetes test bed itself: a real kube-apiserver v1.20.2 (end of life; no scheduler, no
 kubelet) from integration/k8s/control-plane.sh, and FakeNode, the harness playing the kubelet by
 running each sparkgate driver Pod as a real local Spark Thrift Server on its own loopback IP.
-The sparkgate Kubernetes tests build on both, so this proves them first."""
+The sparkgate Kubernetes tests build on both, so this proves them first. The API server is the
+run's one (conftest.py `cluster`); this module works in namespaces of its own."""
 
 from __future__ import annotations
 
@@ -14,21 +15,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers import free_port, sts_command, wait_for  # noqa: E402
-from k8s_cluster import KubeCluster  # noqa: E402
 from k8s_node import FakeNode, PodSpecError, parse_driver  # noqa: E402
 
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from pyhive import hive  # noqa: E402
 
-DRIVERS = "drivers"
+# Not test_kubernetes.py's "drivers": the two modules share the API server.
+DRIVERS = "fake-node"
 TENANT = "analytics"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with KubeCluster(tmp_path_factory.mktemp("k8s")) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +43,7 @@ def driver_pod(name: str, thrift_port: int, tenant: str = TENANT, driver_id: str
             "spark.sparkgate.tenant": tenant,
             "spark.kubernetes.namespace": DRIVERS,
             "spark.kubernetes.container.image": "apache/spark:4.0.0",
-            "spark.driver.host": "driver-svc.drivers.svc",
+            "spark.driver.host": f"driver-svc.{DRIVERS}.svc",
             "spark.driver.port": "7078",
             "spark.blockManager.port": "7079",
             "spark.executor.instances": "2",

@@ -22,7 +22,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import REPO, Sparkgate, sparkgate_binary  # noqa: E402
 from helpers import free_port, session_tenant, wait_for  # noqa: E402
-from k8s_cluster import LIMITS, KubeCluster  # noqa: E402
 from k8s_node import FakeNode  # noqa: E402
 
 import helm_python as helm  # noqa: E402
@@ -43,16 +42,7 @@ ARN = {
 }
 
 
-# ---- fixtures: one API server and one fake node for the whole module ----------------------------
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    print(f"\n[k8s] {LIMITS}. This is a real Kubernetes 1.20 API server without scheduler or kubelet;"
-          " the test harness (FakeNode) plays the node and runs each driver Pod as a local Spark Thrift"
-          " Server on 127.0.0.N.", flush=True)
-    with KubeCluster(tmp_path_factory.mktemp("k8s")) as c:
-        yield c
-
+# ---- fixtures: the run's API server (conftest.py `cluster`), one fake node for the module --------
 
 @pytest.fixture(scope="module")
 def node(cluster, tmp_path_factory):
