@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from helpers import STS_CLASS, free_port, spark_home, sts_command, wait_for_port
 
@@ -56,7 +57,7 @@ class SparkThriftServer:
             hiveconf={"hive.server2.transport.mode": "binary", "hive.server2.authentication": self.auth},
         )
 
-    def start(self, timeout: float = 180.0) -> "SparkThriftServer":
+    def start(self, timeout: float = 180.0) -> SparkThriftServer:
         (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)
         with socket.socket() as probe:
             try:
@@ -88,7 +89,7 @@ class SparkThriftServer:
 
     def _wait_for_session(self, deadline: float) -> None:
         """Ready = an HS2 OpenSession succeeds (the port opens before the server can serve)."""
-        from pyhive import hive  # noqa: PLC0415
+        from pyhive import hive
 
         last = None
         while time.monotonic() < deadline:
@@ -164,8 +165,8 @@ def sparkgate_binary() -> Path:
     if _build_result is None:
         started = time.monotonic()
         try:
-            out = subprocess.run(["cargo", "build", "--release", "-p", "sparkgate"], cwd=REPO, capture_output=True,
-                                 text=True, stdin=subprocess.DEVNULL)
+            out = subprocess.run(["cargo", "build", "--release", "-p", "sparkgate"], cwd=REPO, check=False,
+                                 capture_output=True, text=True, stdin=subprocess.DEVNULL)
         except OSError as e:
             _build_result = RuntimeError(f"cannot run `cargo build --release -p sparkgate`: {e}")
             raise _build_result from e
@@ -184,7 +185,7 @@ class Sparkgate:
     """A sparkgate process; `args` are its command-line arguments."""
 
     # Every instance started in this process (the test suite shows their new log lines on failure).
-    started: list["Sparkgate"] = []
+    started: ClassVar[list[Sparkgate]] = []
 
     def __init__(self, args: list[str], port: int, log: Path, env: dict | None = None):
         self.args = args
@@ -194,7 +195,7 @@ class Sparkgate:
         self.proc: subprocess.Popen | None = None
 
     @classmethod
-    def with_config(cls, workdir: Path, toml: str, name: str, env: dict | None = None) -> "Sparkgate":
+    def with_config(cls, workdir: Path, toml: str, name: str, env: dict | None = None) -> Sparkgate:
         """Writes `toml` (which must use the placeholder {port} for server.bind) and runs it;
         `env` adds to the process's environment (e.g. KUBECONFIG)."""
         port = free_port()
@@ -203,7 +204,7 @@ class Sparkgate:
         return cls(["--config", str(config)], port, Path(workdir) / f"{name}.log", env=env)
 
     @classmethod
-    def proxy(cls, workdir: Path, name: str, backend_port: int, transport: str = "sasl", **server: str | int) -> "Sparkgate":
+    def proxy(cls, workdir: Path, name: str, backend_port: int, transport: str = "sasl", **server: str | int) -> Sparkgate:
         """sparkgate as a plain proxy to one backend, from a config file; `server` adds settings
         under [server], e.g. handshake_timeout="2s", max_message_size=1048576."""
         def toml_value(v):
@@ -217,7 +218,7 @@ class Sparkgate:
             name,
         )
 
-    def start(self, timeout: float = 20.0) -> "Sparkgate":
+    def start(self, timeout: float = 20.0) -> Sparkgate:
         binary = sparkgate_binary()
         if not binary.exists():
             raise RuntimeError(f"sparkgate binary {binary} is missing: run `cargo build --release -p sparkgate`")

@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 from harness import REPO
 from helpers import free_port, free_port_pair
@@ -56,7 +57,7 @@ class KubeCluster:
 
     # ---- lifecycle ----
 
-    def start(self) -> "KubeCluster":
+    def start(self) -> KubeCluster:
         print(LIMITS, flush=True)
         started = time.monotonic()
         self._run(["build"], self.build_timeout, {})
@@ -93,8 +94,8 @@ class KubeCluster:
 
     def _run(self, args: list[str], timeout: float, env: dict[str, str]) -> None:
         try:
-            out = subprocess.run(["bash", str(CONTROL_PLANE), *args], env=dict(os.environ, **env), capture_output=True,
-                                 text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+            out = subprocess.run(["bash", str(CONTROL_PLANE), *args], env=dict(os.environ, **env), check=False,
+                                 capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             raise RuntimeError(f"control-plane.sh {args[0]} took over {timeout} s:\n{e.stderr or ''}") from None
         if out.stdout.strip():
@@ -106,12 +107,12 @@ class KubeCluster:
     def stop(self) -> None:
         if self.workdir is not None and self._started:
             subprocess.run(["bash", str(CONTROL_PLANE), "stop", str(self.workdir)], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=60)
+                           check=False, capture_output=True, timeout=60)
             self._started = False
             if self._own_workdir and not os.environ.get("SPARKGATE_IT_KEEP"):
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "KubeCluster":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -126,7 +127,7 @@ class KubeCluster:
 
     def api(self, token: str | None = None):
         """A `kubernetes.client.ApiClient` for this server, as admin (system:masters) or with `token`."""
-        from kubernetes import client  # noqa: PLC0415 - only available inside the venv
+        from kubernetes import client  # only available inside the venv
 
         config = client.Configuration()
         config.host = self.server
@@ -138,7 +139,7 @@ class KubeCluster:
 
     def core(self, token: str | None = None):
         """`kubernetes.client.CoreV1Api` over api(token)."""
-        from kubernetes import client  # noqa: PLC0415
+        from kubernetes import client
 
         return client.CoreV1Api(self.api(token))
 
@@ -147,21 +148,21 @@ class KubeCluster:
     def create_namespace(self, name: str, timeout: float = 30.0) -> None:
         """Creates namespace `name` and waits until its `default` ServiceAccount has a token secret
         (before that, Kubernetes 1.20's ServiceAccount admission refuses Pods there)."""
-        from kubernetes import client  # noqa: PLC0415
+        from kubernetes import client
 
         self.core().create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
         self.wait_for_service_account(name, "default", timeout)
 
     def create_service_account(self, namespace: str, name: str, timeout: float = 30.0) -> None:
         """Creates a ServiceAccount and waits for its token secret (Pods using it are refused until then)."""
-        from kubernetes import client  # noqa: PLC0415
+        from kubernetes import client
 
         self.core().create_namespaced_service_account(
             namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
         self.wait_for_service_account(namespace, name, timeout)
 
     def wait_for_service_account(self, namespace: str, name: str, timeout: float = 30.0) -> None:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        from kubernetes.client.exceptions import ApiException
 
         core = self.core()
         deadline = time.monotonic() + timeout
@@ -179,7 +180,7 @@ class KubeCluster:
 
     def token_for(self, namespace: str, service_account: str, seconds: int = 3600) -> str:
         """A bound token for the ServiceAccount, from the TokenRequest API (as the API server's audience)."""
-        from kubernetes import client  # noqa: PLC0415
+        from kubernetes import client
 
         request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
             audiences=["https://kubernetes.default.svc.cluster.local"], expiration_seconds=seconds))

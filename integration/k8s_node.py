@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from harness import stop_process
 from helpers import spark_home, sts_command
@@ -69,7 +70,7 @@ def _dropped(key: str) -> bool:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PodSpecError(ValueError):
@@ -181,8 +182,8 @@ class FakeNode:
 
     # ---- lifecycle ----
 
-    def start(self) -> "FakeNode":
-        from kubernetes import client  # noqa: PLC0415
+    def start(self) -> FakeNode:
+        from kubernetes import client
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._api = self.cluster.api()
@@ -205,7 +206,7 @@ class FakeNode:
         for t in list(self._threads):
             t.join(30)
 
-    def __enter__(self) -> "FakeNode":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -262,7 +263,7 @@ class FakeNode:
     # ---- the watch ----
 
     def _watch_loop(self) -> None:
-        from kubernetes import watch  # noqa: PLC0415
+        from kubernetes import watch
 
         while not self._stop.is_set():
             try:
@@ -412,7 +413,7 @@ class FakeNode:
                 with socket.create_connection((p.ip, p.driver.thrift_port), timeout=1):
                     pass
                 if auth in ("NONE", "NOSASL"):
-                    from pyhive import hive  # noqa: PLC0415
+                    from pyhive import hive
 
                     hive.connect(p.ip, p.driver.thrift_port, username="fake-node-probe", auth=auth).close()
                     return
@@ -480,7 +481,7 @@ class FakeNode:
         self._patch_status(p, status)
 
     def _patch_status(self, p: LocalPod, status: dict) -> None:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        from kubernetes.client.exceptions import ApiException
 
         try:
             self._core.patch_namespaced_pod_status(p.name, self.namespace, {"status": status},

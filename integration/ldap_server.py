@@ -89,8 +89,8 @@ def ldif() -> str:
         f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: example\ndc: example\n",
         f"dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n",
         f"dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n",
-        f"dn: {READER_DN}\nobjectClass: simpleSecurityObject\nobjectClass: organizationalRole\ncn: reader\n"
-        f"userPassword: {ssha(READER_PW)}\n",
+        (f"dn: {READER_DN}\nobjectClass: simpleSecurityObject\nobjectClass: organizationalRole\ncn: reader\n"
+         f"userPassword: {ssha(READER_PW)}\n"),
     ]
     for user in USERS:
         out.append(
@@ -195,7 +195,7 @@ class LdapServer:
         self.ca_file: Path | None = None
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30) -> "LdapServer":
+    def start(self, timeout: float = 30) -> LdapServer:
         d = self.directory
         slapd = slapd_binary()
         ldapadd = ldapadd_binary()
@@ -220,7 +220,7 @@ class LdapServer:
             (d / "data.ldif").write_text(ldif())
             added = subprocess.run(
                 [ldapadd, "-x", "-H", self.url, "-D", ROOT_DN, "-w", ROOT_PW, "-f", str(d / "data.ldif")],
-                capture_output=True, text=True, timeout=30,
+                check=False, capture_output=True, text=True, timeout=30,
             )
             if added.returncode != 0:
                 raise RuntimeError(f"ldapadd failed: {added.stderr.strip()}")

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import REPO, SparkThriftServer, Sparkgate  # noqa: E402
-from helpers import free_port  # noqa: E402
-from k8s_cluster import LIMITS, KubeCluster  # noqa: E402
+from harness import REPO, Sparkgate, SparkThriftServer
+from helpers import free_port
+from k8s_cluster import LIMITS, KubeCluster
 
 ENDPOINT_NAMES = ["direct", "gateway", "gateway-nosasl"]
 

@@ -7,19 +7,15 @@ run's one (conftest.py `cluster`); this module works in namespaces of its own.""
 from __future__ import annotations
 
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from pyhive import hive
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import free_port, sts_command, wait_for  # noqa: E402
-from k8s_node import FakeNode, PodSpecError, parse_driver  # noqa: E402
-
-from kubernetes import client, config  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
-from pyhive import hive  # noqa: E402
+from helpers import free_port, sts_command, wait_for
+from k8s_node import FakeNode, PodSpecError, parse_driver
 
 # Not test_kubernetes.py's "drivers": the two modules share the API server.
 DRIVERS = "fake-node"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 import signal
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -55,7 +55,7 @@ max_concurrent_launches = 2
 
 def driver_pids(work: Path) -> list[int]:
     """Driver JVMs whose work dir is under `work` (not spark-submit's short-lived launcher JVM)."""
-    out = subprocess.run(["pgrep", "-af", f"spark.sparkgate.tenant=.*{work}"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-af", f"spark.sparkgate.tenant=.*{work}"], check=False, capture_output=True, text=True)
     return sorted(int(line.split()[0]) for line in out.stdout.splitlines()
                   if "org.apache.spark.launcher.Main" not in line)
 
@@ -356,7 +356,7 @@ max_drivers = 1
         # Each tenant its own catalog and warehouse: one's tables are not the other's.
         run_sql(gw.port, "create table mine_a as select 'a' as owner", user="alice")
         run_sql(gw.port, "create table mine_b as select 'b' as owner", user="bob")
-        tables = lambda user: sorted(r[1] for r in run_sql(gw.port, "show tables", user=user))  # noqa: E731
+        tables = lambda user: sorted(r[1] for r in run_sql(gw.port, "show tables", user=user))
         assert "mine_a" in tables("alice") and "mine_b" not in tables("alice")
         assert "mine_b" in tables("bob") and "mine_a" not in tables("bob")
         with pytest.raises(Exception) as raised:
