@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, SparkThriftServer, Sparkgate, free_port, spark_home  # noqa: E402
+from harness import REPO, Sparkgate, SparkThriftServer
+from helpers import free_port, spark_home
 
 
 def beeline_fetch(port: int, rows: int) -> tuple[float, int]:
@@ -27,7 +28,7 @@ def beeline_fetch(port: int, rows: int) -> tuple[float, int]:
     cmd = [str(spark_home() / "bin" / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}/default", "-n", "bench",
            "--outputformat=csv2", "--silent=true", "-e", sql]
     started = time.monotonic()
-    out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(cmd, stdin=subprocess.DEVNULL, check=False, capture_output=True, text=True, timeout=1800)
     elapsed = time.monotonic() - started
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -36,7 +37,7 @@ def beeline_fetch(port: int, rows: int) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--beeline-rows", type=int, default=int(os.environ.get("BENCH_BEELINE_ROWS", 200_000)))
+    parser.add_argument("--beeline-rows", type=int, default=int(os.environ.get("BENCH_BEELINE_ROWS", "200000")))
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sparkgate-bench-") as d:

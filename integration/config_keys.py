@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROBE = "__probe__"
-_FIELDS = re.compile(r"^unknown field `__probe__`, (?:expected (.*)|there are no fields)$", re.M)
-_VARIANTS = re.compile(r"^unknown variant `__probe__`, (?:expected (.*)|there are no variants)$", re.M)
-_MISSING = re.compile(r"^missing field `([^`]+)`$", re.M)
-_SEQUENCE = re.compile(r"^invalid type: map, expected a sequence$", re.M)
+_FIELDS = re.compile(r"^unknown field `__probe__`, (?:expected (.*)|there are no fields)$", re.MULTILINE)
+_VARIANTS = re.compile(r"^unknown variant `__probe__`, (?:expected (.*)|there are no variants)$", re.MULTILINE)
+_MISSING = re.compile(r"^missing field `([^`]+)`$", re.MULTILINE)
+_SEQUENCE = re.compile(r"^invalid type: map, expected a sequence$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class _Prober:
         env = {**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0", "SPARKGATE_LOG": "error"}
         run = subprocess.run(
             [self.binary, "--config", self.file, "--check-config"],
-            capture_output=True, text=True, timeout=60, env=env,
+            check=False, capture_output=True, text=True, timeout=60, env=env,
         )
         return "" if run.returncode == 0 else run.stderr + run.stdout
 

@@ -8,63 +8,18 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
+
+from helpers import STS_CLASS, free_port, spark_home, sts_command, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv"
-
-
-def spark_home() -> Path:
-    import pyspark  # noqa: PLC0415 - only available inside the venv
-
-    return Path(pyspark.__file__).resolve().parent
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A free loopback port. With SPARKGATE_IT_PORTS=LOW-HIGH (e.g. 20000-20999) it is taken from
-    that range (never the same one twice in a process), so parallel runs can be kept apart."""
-    span = os.environ.get("SPARKGATE_IT_PORTS", "").strip()
-    if not span:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    low, high = (int(p) for p in span.split("-"))
-    candidates = list(range(low, high + 1))
-    random.shuffle(candidates)
-    for port in candidates:
-        if port in _handed_out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free port left in SPARKGATE_IT_PORTS={span}")
-
-
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}:\n{tail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 20.0) -> None:
@@ -97,30 +52,12 @@ class SparkThriftServer:
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        w = self.workdir
-        return [
-            str(spark_home() / "bin" / "spark-submit"),
-            "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
-            "--master", f"local[{self.cores}]",
-            "--driver-memory", "512m",
-            "--driver-java-options", f"-Djava.io.tmpdir={w}/tmp -XX:TieredStopAtLevel=1 -XX:-UsePerfData",
-            "--conf", "spark.ui.enabled=false",
-            "--conf", f"spark.local.dir={w}/tmp",
-            "--conf", f"spark.sql.warehouse.dir={w}/warehouse",
-            "--conf", "spark.driver.host=127.0.0.1",
-            "--conf", "spark.driver.bindAddress=127.0.0.1",
-            *[arg for key, value in self.conf.items() for arg in ("--conf", f"{key}={value}")],
-            "spark-internal",
-            "--hiveconf", f"javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={w}/metastore_db;create=true",
-            "--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1",
-            "--hiveconf", f"hive.server2.thrift.port={self.port}",
-            "--hiveconf", "hive.server2.transport.mode=binary",
-            "--hiveconf", f"hive.server2.authentication={self.auth}",
-            "--hiveconf", f"hive.exec.scratchdir={w}/scratch",
-            "--hiveconf", f"hive.exec.local.scratchdir={w}/ls",
-        ]
+        return sts_command(
+            self.port, workdir=self.workdir, master=f"local[{self.cores}]", conf=self.conf,
+            hiveconf={"hive.server2.transport.mode": "binary", "hive.server2.authentication": self.auth},
+        )
 
-    def start(self, timeout: float = 180.0) -> "SparkThriftServer":
+    def start(self, timeout: float = 180.0) -> SparkThriftServer:
         (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)
         with socket.socket() as probe:
             try:
@@ -152,7 +89,7 @@ class SparkThriftServer:
 
     def _wait_for_session(self, deadline: float) -> None:
         """Ready = an HS2 OpenSession succeeds (the port opens before the server can serve)."""
-        from pyhive import hive  # noqa: PLC0415
+        from pyhive import hive
 
         last = None
         while time.monotonic() < deadline:
@@ -199,7 +136,7 @@ def stop_sts(server: SparkThriftServer | Path | str, grace: float = 20.0) -> Non
     except FileNotFoundError:
         cmdline = ""
     # Only a process that is still our server (pids get reused).
-    if "HiveThriftServer2" in cmdline and str(Path(server).resolve()) in cmdline:
+    if STS_CLASS in cmdline and str(Path(server).resolve()) in cmdline:
         try:
             os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + grace
@@ -228,8 +165,8 @@ def sparkgate_binary() -> Path:
     if _build_result is None:
         started = time.monotonic()
         try:
-            out = subprocess.run(["cargo", "build", "--release", "-p", "sparkgate"], cwd=REPO, capture_output=True,
-                                 text=True, stdin=subprocess.DEVNULL)
+            out = subprocess.run(["cargo", "build", "--release", "-p", "sparkgate"], cwd=REPO, check=False,
+                                 capture_output=True, text=True, stdin=subprocess.DEVNULL)
         except OSError as e:
             _build_result = RuntimeError(f"cannot run `cargo build --release -p sparkgate`: {e}")
             raise _build_result from e
@@ -248,7 +185,7 @@ class Sparkgate:
     """A sparkgate process; `args` are its command-line arguments."""
 
     # Every instance started in this process (the test suite shows their new log lines on failure).
-    started: list["Sparkgate"] = []
+    started: ClassVar[list[Sparkgate]] = []
 
     def __init__(self, args: list[str], port: int, log: Path, env: dict | None = None):
         self.args = args
@@ -258,7 +195,7 @@ class Sparkgate:
         self.proc: subprocess.Popen | None = None
 
     @classmethod
-    def with_config(cls, workdir: Path, toml: str, name: str, env: dict | None = None) -> "Sparkgate":
+    def with_config(cls, workdir: Path, toml: str, name: str, env: dict | None = None) -> Sparkgate:
         """Writes `toml` (which must use the placeholder {port} for server.bind) and runs it;
         `env` adds to the process's environment (e.g. KUBECONFIG)."""
         port = free_port()
@@ -267,7 +204,7 @@ class Sparkgate:
         return cls(["--config", str(config)], port, Path(workdir) / f"{name}.log", env=env)
 
     @classmethod
-    def proxy(cls, workdir: Path, name: str, backend_port: int, transport: str = "sasl", **server: str | int) -> "Sparkgate":
+    def proxy(cls, workdir: Path, name: str, backend_port: int, transport: str = "sasl", **server: str | int) -> Sparkgate:
         """sparkgate as a plain proxy to one backend, from a config file; `server` adds settings
         under [server], e.g. handshake_timeout="2s", max_message_size=1048576."""
         def toml_value(v):
@@ -281,7 +218,7 @@ class Sparkgate:
             name,
         )
 
-    def start(self, timeout: float = 20.0) -> "Sparkgate":
+    def start(self, timeout: float = 20.0) -> Sparkgate:
         binary = sparkgate_binary()
         if not binary.exists():
             raise RuntimeError(f"sparkgate binary {binary} is missing: run `cargo build --release -p sparkgate`")

@@ -14,63 +14,27 @@ scheduler and no kubelet. Pods stay Pending unless the test harness plays the no
         cluster.kubeconfig_for_token(token, workdir / "analytics.kubeconfig")
 
 Environment: SPARKGATE_CACHE moves the build cache; SPARKGATE_IT_PORTS=LOW-HIGH takes the ports
-from that range (as in harness.py); SPARKGATE_IT_KEEP=1 keeps the control plane's dir (certs, logs).
+from that range (as in helpers.py); SPARKGATE_IT_KEEP=1 keeps the control plane's dir (certs, logs).
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
-import harness
-from harness import REPO, free_port
+from harness import REPO
+from helpers import free_port, free_port_pair
 
 CONTROL_PLANE = REPO / "integration" / "k8s" / "control-plane.sh"
 K8S_VERSION = "v1.20.2"
 LIMITS = (f"Kubernetes API server: real kube-apiserver {K8S_VERSION} (end of life), no scheduler, no kubelet; "
           "the test harness plays the node")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_port_pair() -> int:
-    """A free loopback port P with P+1 free too (etcd's client and peer ports); honours
-    SPARKGATE_IT_PORTS like harness.free_port."""
-    span = os.environ.get("SPARKGATE_IT_PORTS", "").strip()
-    if span:
-        low, high = (int(p) for p in span.split("-"))
-        candidates = list(range(low, high))
-        random.shuffle(candidates)
-    else:
-        # Not bind(0) ports: Linux hands out odd ones there and uses even ones for connect(), so
-        # with many sockets in TIME-WAIT, P+1 is nearly always taken. Below the ephemeral range
-        # neither happens.
-        try:
-            low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            low = 32768
-        candidates = random.sample(range(10000, max(low - 1, 10002)), min(200, max(low - 10002, 1)))
-    for port in candidates:
-        if port + 1 > 65535 or {port, port + 1} & harness._handed_out:
-            continue
-        if _bindable(port) and _bindable(port + 1):
-            harness._handed_out.update({port, port + 1})
-            return port
-    raise RuntimeError("no two consecutive free loopback ports for etcd")
 
 
 class KubeCluster:
@@ -93,7 +57,7 @@ class KubeCluster:
 
     # ---- lifecycle ----
 
-    def start(self) -> "KubeCluster":
+    def start(self) -> KubeCluster:
         print(LIMITS, flush=True)
         started = time.monotonic()
         self._run(["build"], self.build_timeout, {})
@@ -130,8 +94,8 @@ class KubeCluster:
 
     def _run(self, args: list[str], timeout: float, env: dict[str, str]) -> None:
         try:
-            out = subprocess.run(["bash", str(CONTROL_PLANE), *args], env=dict(os.environ, **env), capture_output=True,
-                                 text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+            out = subprocess.run(["bash", str(CONTROL_PLANE), *args], env=dict(os.environ, **env), check=False,
+                                 capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             raise RuntimeError(f"control-plane.sh {args[0]} took over {timeout} s:\n{e.stderr or ''}") from None
         if out.stdout.strip():
@@ -143,12 +107,12 @@ class KubeCluster:
     def stop(self) -> None:
         if self.workdir is not None and self._started:
             subprocess.run(["bash", str(CONTROL_PLANE), "stop", str(self.workdir)], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=60)
+                           check=False, capture_output=True, timeout=60)
             self._started = False
             if self._own_workdir and not os.environ.get("SPARKGATE_IT_KEEP"):
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "KubeCluster":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -163,7 +127,7 @@ class KubeCluster:
 
     def api(self, token: str | None = None):
         """A `kubernetes.client.ApiClient` for this server, as admin (system:masters) or with `token`."""
-        from kubernetes import client  # noqa: PLC0415 - only available inside the venv
+        from kubernetes import client  # only available inside the venv
 
         config = client.Configuration()
         config.host = self.server
@@ -175,7 +139,7 @@ class KubeCluster:
 
     def core(self, token: str | None = None):
         """`kubernetes.client.CoreV1Api` over api(token)."""
-        from kubernetes import client  # noqa: PLC0415
+        from kubernetes import client
 
         return client.CoreV1Api(self.api(token))
 
@@ -184,21 +148,21 @@ class KubeCluster:
     def create_namespace(self, name: str, timeout: float = 30.0) -> None:
         """Creates namespace `name` and waits until its `default` ServiceAccount has a token secret
         (before that, Kubernetes 1.20's ServiceAccount admission refuses Pods there)."""
-        from kubernetes import client  # noqa: PLC0415
+        from kubernetes import client
 
         self.core().create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
         self.wait_for_service_account(name, "default", timeout)
 
     def create_service_account(self, namespace: str, name: str, timeout: float = 30.0) -> None:
         """Creates a ServiceAccount and waits for its token secret (Pods using it are refused until then)."""
-        from kubernetes import client  # noqa: PLC0415
+        from kubernetes import client
 
         self.core().create_namespaced_service_account(
             namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
         self.wait_for_service_account(namespace, name, timeout)
 
     def wait_for_service_account(self, namespace: str, name: str, timeout: float = 30.0) -> None:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        from kubernetes.client.exceptions import ApiException
 
         core = self.core()
         deadline = time.monotonic() + timeout
@@ -216,7 +180,7 @@ class KubeCluster:
 
     def token_for(self, namespace: str, service_account: str, seconds: int = 3600) -> str:
         """A bound token for the ServiceAccount, from the TokenRequest API (as the API server's audience)."""
-        from kubernetes import client  # noqa: PLC0415
+        from kubernetes import client
 
         request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
             audiences=["https://kubernetes.default.svc.cluster.local"], expiration_seconds=seconds))

@@ -27,8 +27,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
-from harness import spark_home, stop_process
+from harness import stop_process
+from helpers import spark_home, sts_command
 
 MANAGED_BY = "app.kubernetes.io/managed-by=sparkgate"
 DRIVER_CONTAINER = "driver"
@@ -41,11 +43,6 @@ DROPPED_CONF = (
     "spark.driver.port", "spark.blockManager.port", "spark.driver.blockManager.port", "spark.dynamicAllocation.",
     "spark.executor.", "spark.driver.memory", "spark.driver.memoryOverhead", "spark.driver.cores",
     "spark.driver.extraJavaOptions", "spark.ui.enabled", "spark.local.dir",
-)
-# `--hiveconf` keys the node sets itself (address, port, local paths).
-NODE_HIVECONF = (
-    "hive.server2.thrift.bind.host", "hive.server2.thrift.port", "javax.jdo.option.ConnectionURL",
-    "hive.exec.scratchdir", "hive.exec.local.scratchdir",
 )
 
 
@@ -73,7 +70,7 @@ def _dropped(key: str) -> bool:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PodSpecError(ValueError):
@@ -185,8 +182,8 @@ class FakeNode:
 
     # ---- lifecycle ----
 
-    def start(self) -> "FakeNode":
-        from kubernetes import client  # noqa: PLC0415
+    def start(self) -> FakeNode:
+        from kubernetes import client
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._api = self.cluster.api()
@@ -209,7 +206,7 @@ class FakeNode:
         for t in list(self._threads):
             t.join(30)
 
-    def __enter__(self) -> "FakeNode":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -266,7 +263,7 @@ class FakeNode:
     # ---- the watch ----
 
     def _watch_loop(self) -> None:
-        from kubernetes import watch  # noqa: PLC0415
+        from kubernetes import watch
 
         while not self._stop.is_set():
             try:
@@ -383,28 +380,9 @@ class FakeNode:
             time.sleep(0.5)
 
     def _command(self, p: LocalPod) -> list[str]:
-        w, spec, ip = p.workdir, p.driver, p.ip
-        hiveconf = {k: v for k, v in spec.hiveconf.items() if k not in NODE_HIVECONF}
-        return [
-            str(spark_home() / "bin" / "spark-submit"),
-            "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
-            "--master", "local[1]",
-            "--driver-memory", self.driver_memory,
-            "--driver-java-options", f"-Djava.io.tmpdir={w}/tmp -XX:TieredStopAtLevel=1 -XX:-UsePerfData",
-            *[arg for key, value in spec.local_conf.items() for arg in ("--conf", f"{key}={value}")],
-            "--conf", "spark.ui.enabled=false",
-            "--conf", f"spark.local.dir={w}/tmp",
-            "--conf", f"spark.sql.warehouse.dir={w}/warehouse",
-            "--conf", f"spark.driver.host={ip}",
-            "--conf", f"spark.driver.bindAddress={ip}",
-            "spark-internal",
-            *[arg for key, value in hiveconf.items() for arg in ("--hiveconf", f"{key}={value}")],
-            "--hiveconf", f"javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={w}/metastore_db;create=true",
-            "--hiveconf", f"hive.server2.thrift.bind.host={ip}",
-            "--hiveconf", f"hive.server2.thrift.port={spec.thrift_port}",
-            "--hiveconf", f"hive.exec.scratchdir={w}/scratch",
-            "--hiveconf", f"hive.exec.local.scratchdir={w}/ls",
-        ]
+        # The node's address, port and local paths win over the Pod's (sts_command's local settings).
+        return sts_command(p.driver.thrift_port, host=p.ip, workdir=p.workdir, driver_memory=self.driver_memory,
+                           conf=p.driver.local_conf, hiveconf=p.driver.hiveconf)
 
     def _start_driver(self, p: LocalPod) -> None:
         (p.workdir / "tmp").mkdir(parents=True, exist_ok=True)
@@ -435,7 +413,7 @@ class FakeNode:
                 with socket.create_connection((p.ip, p.driver.thrift_port), timeout=1):
                     pass
                 if auth in ("NONE", "NOSASL"):
-                    from pyhive import hive  # noqa: PLC0415
+                    from pyhive import hive
 
                     hive.connect(p.ip, p.driver.thrift_port, username="fake-node-probe", auth=auth).close()
                     return
@@ -503,7 +481,7 @@ class FakeNode:
         self._patch_status(p, status)
 
     def _patch_status(self, p: LocalPod, status: dict) -> None:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        from kubernetes.client.exceptions import ApiException
 
         try:
             self._core.patch_namespaced_pod_status(p.name, self.namespace, {"status": status},

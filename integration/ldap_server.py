@@ -1,4 +1,5 @@
-"""A real OpenLDAP server (Debian slapd) for tests, in a temp dir on loopback ports. Stdlib only.
+"""A real OpenLDAP server (Debian slapd) for tests, in a temp dir on loopback ports. Stdlib only,
+and helpers.py beside it.
 
 Directory (suffix dc=example,dc=org, mdb backend), with the memberof overlay so users carry
 memberOf, and groupOfNames groups under ou=groups for group searches:
@@ -28,11 +29,12 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from helpers import wait_for_port
 
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{SUFFIX}"
@@ -87,8 +89,8 @@ def ldif() -> str:
         f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: example\ndc: example\n",
         f"dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n",
         f"dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n",
-        f"dn: {READER_DN}\nobjectClass: simpleSecurityObject\nobjectClass: organizationalRole\ncn: reader\n"
-        f"userPassword: {ssha(READER_PW)}\n",
+        (f"dn: {READER_DN}\nobjectClass: simpleSecurityObject\nobjectClass: organizationalRole\ncn: reader\n"
+         f"userPassword: {ssha(READER_PW)}\n"),
     ]
     for user in USERS:
         out.append(
@@ -181,18 +183,6 @@ access to *
 """
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, log: Path, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"slapd exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"slapd did not listen on 127.0.0.1:{port} in time")
-
-
 class LdapServer:
     def __init__(self, directory: Path, port: int, ldaps_port: int | None = None):
         self.directory = Path(directory)
@@ -205,7 +195,7 @@ class LdapServer:
         self.ca_file: Path | None = None
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30) -> "LdapServer":
+    def start(self, timeout: float = 30) -> LdapServer:
         d = self.directory
         slapd = slapd_binary()
         ldapadd = ldapadd_binary()
@@ -224,13 +214,13 @@ class LdapServer:
             )
         try:
             deadline = time.monotonic() + timeout
-            wait_for_port(self.port, self.proc, log, deadline)
+            wait_for_port(self.port, timeout, self.proc, log, every=0.1)
             if self.ldaps_port:
-                wait_for_port(self.ldaps_port, self.proc, log, deadline)
+                wait_for_port(self.ldaps_port, max(deadline - time.monotonic(), 0.0), self.proc, log, every=0.1)
             (d / "data.ldif").write_text(ldif())
             added = subprocess.run(
                 [ldapadd, "-x", "-H", self.url, "-D", ROOT_DN, "-w", ROOT_PW, "-f", str(d / "data.ldif")],
-                capture_output=True, text=True, timeout=30,
+                check=False, capture_output=True, text=True, timeout=30,
             )
             if added.returncode != 0:
                 raise RuntimeError(f"ldapadd failed: {added.stderr.strip()}")

@@ -15,6 +15,8 @@ step "Kubernetes control plane: kube-apiserver v1.20.2 from Debian's source pack
 
 step "cargo fmt --check"
 cargo fmt --all --check
+step "ruff check integration (Python lint)"
+.venv/bin/ruff check integration
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"

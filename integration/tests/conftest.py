@@ -1,5 +1,6 @@
-"""Shared real parts for the end-to-end suite: ONE Spark Thrift Server for the whole run, and
-sparkgate in front of it twice (SASL via `--backend`, NOSASL via a config file).
+"""Shared real parts for the end-to-end suite: ONE Spark Thrift Server for the whole run,
+sparkgate in front of it twice (SASL via `--backend`, NOSASL via a config file), and ONE
+Kubernetes API server (`cluster`, started when the first Kubernetes test asks for it).
 
 Endpoints are what a test connects to:
   direct          the Spark Thrift Server itself (SASL PLAIN, auth NONE)
@@ -25,7 +26,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import REPO, SparkThriftServer, Sparkgate, free_port  # noqa: E402
+from harness import REPO, Sparkgate, SparkThriftServer
+from helpers import free_port
+from k8s_cluster import LIMITS, KubeCluster
 
 ENDPOINT_NAMES = ["direct", "gateway", "gateway-nosasl"]
 
@@ -71,6 +74,17 @@ def sts(workdir):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """ONE real Kubernetes API server for the run (integration/k8s_cluster.py), shared by
+    test_k8s_cluster.py and test_kubernetes.py; each works in namespaces of its own."""
+    print(f"\n[k8s] {LIMITS}. This is a real Kubernetes 1.20 API server without scheduler or kubelet;"
+          " the test harness (FakeNode) plays the node and runs each driver Pod as a local Spark Thrift"
+          " Server on 127.0.0.N.", flush=True)
+    with KubeCluster(tmp_path_factory.mktemp("k8s")) as c:
+        yield c
 
 
 class _Gateways:

@@ -6,9 +6,9 @@ routed to two different Spark Thrift Servers, each telling itself apart by
 from __future__ import annotations
 
 import base64
-import json
-import hmac
 import hashlib
+import hmac
+import json
 import shutil
 import ssl
 import struct
@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 from pyhive import hive
+from TCLIService import ttypes
 from thrift.transport import THttpClient
-from TCLIService import TCLIService, ttypes
 
-from harness import REPO, SparkThriftServer, Sparkgate, free_port, spark_home
+from harness import REPO, Sparkgate, SparkThriftServer
+from helpers import free_port, spark_home
 from ldap_server import start_ldap
 
 JWT_SECRET = b"integration-test-shared-secret!!"
@@ -292,7 +293,7 @@ def test_http_refusals_and_cookie(env):
 def beeline(url: str, user: str, password: str, sql: str = "SET spark.sparkgate.tenant") -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(spark_home() / "bin" / "beeline"), "-u", url, "-n", user, "-p", password, "--outputformat=csv2", "-e", sql],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL, check=False, capture_output=True, text=True, timeout=120,
     )
 
 
@@ -346,7 +347,7 @@ def test_throttling_and_connection_limits(env, workdir):
         time.sleep(3.5)
         held = [pyhive(gw.port, "bob", "bob-pw"), pyhive(gw.port, "bob", "bob-pw")]
         try:
-            with pytest.raises(Exception):
+            with pytest.raises(Exception):  # noqa: B017 - refused; how PyHive reports it does not matter
                 pyhive(gw.port, "bob", "bob-pw")
             deadline = time.monotonic() + 5
             while "max_connections_per_user" not in gw.log_text() and time.monotonic() < deadline:
@@ -404,7 +405,7 @@ def test_tls_certificate_is_reloaded_without_restart(env, workdir):
 @pytest.mark.timeout(120)
 def test_sqlalchemy_uri_with_ldap_password(env):
     """The URI form Superset users type: hive://user:password@host:port/db?auth=LDAP."""
-    from sqlalchemy import create_engine, text  # noqa: PLC0415
+    from sqlalchemy import create_engine, text
 
     engine = create_engine(f"hive://bob:bob-pw@127.0.0.1:{env['plain'].port}/default?auth=LDAP")
     try:

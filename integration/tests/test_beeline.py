@@ -8,9 +8,9 @@ import subprocess
 import tempfile
 
 import pytest
-
 from conftest import ENDPOINT_NAMES
-from harness import spark_home
+
+from helpers import spark_home
 
 
 def beeline(ep, script: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -22,7 +22,7 @@ def beeline(ep, script: str, *extra: str, timeout: float = 120) -> subprocess.Co
             str(spark_home() / "bin" / "beeline"), "-u", ep.jdbc_url, "-n", "alice",
             "--outputformat=csv2", "--showHeader=true", *extra, "-f", f.name,
         ]
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, check=False, capture_output=True, text=True, timeout=timeout)
     finally:
         os.unlink(f.name)
 

@@ -12,15 +12,15 @@ import time
 
 import pytest
 
-from harness import REPO, free_port, spark_home, wait_for_port
+from harness import REPO
+from helpers import free_port, spark_home, wait_for_port
 
 
 def run_local(workdir, home, gateway_port, sts_port, name: str) -> subprocess.Popen:
     env = dict(os.environ, SPARKGATE_PORT=str(gateway_port), STS_PORT=str(sts_port), SPARKGATE_HOME=str(home))
-    log = open(workdir / f"{name}.log", "wb")
-    proc = subprocess.Popen([str(REPO / "integration" / "run-local.sh")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
+    with open(workdir / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen([str(REPO / "integration" / "run-local.sh")], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     wait_for_port(gateway_port, 300, proc, workdir / f"{name}.log")
     return proc
 
@@ -29,7 +29,7 @@ def beeline(gateway_port: int, sql: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(spark_home() / "bin" / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{gateway_port}/default",
          "-n", "newuser", "--outputformat=csv2", "-e", sql],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL, check=False, capture_output=True, text=True, timeout=120,
     )
 
 
@@ -43,7 +43,7 @@ def stop(proc: subprocess.Popen, home) -> None:
     # Nothing it started is left behind: no driver, no catalog.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        left = subprocess.run(["pgrep", "-af", f"{home}"], capture_output=True, text=True)
+        left = subprocess.run(["pgrep", "-af", f"{home}"], check=False, capture_output=True, text=True)
         left = [line for line in left.stdout.splitlines() if "HiveThriftServer2" in line or "LoopbackMetastore" in line]
         if not left:
             break

@@ -1,34 +1,25 @@
 """The Kubernetes test bed itself: a real kube-apiserver v1.20.2 (end of life; no scheduler, no
 kubelet) from integration/k8s/control-plane.sh, and FakeNode, the harness playing the kubelet by
 running each sparkgate driver Pod as a real local Spark Thrift Server on its own loopback IP.
-The sparkgate Kubernetes tests build on both, so this proves them first."""
+The sparkgate Kubernetes tests build on both, so this proves them first. The API server is the
+run's one (conftest.py `cluster`); this module works in namespaces of its own."""
 
 from __future__ import annotations
 
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from pyhive import hive
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import free_port  # noqa: E402
-from k8s_cluster import KubeCluster  # noqa: E402
-from k8s_node import FakeNode, PodSpecError, parse_driver  # noqa: E402
+from helpers import free_port, sts_command, wait_for
+from k8s_node import FakeNode, PodSpecError, parse_driver
 
-from kubernetes import client, config  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
-from pyhive import hive  # noqa: E402
-
-DRIVERS = "drivers"
+# Not test_kubernetes.py's "drivers": the two modules share the API server.
+DRIVERS = "fake-node"
 TENANT = "analytics"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with KubeCluster(tmp_path_factory.mktemp("k8s")) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +32,22 @@ def node(cluster, tmp_path_factory):
 
 def driver_pod(name: str, thrift_port: int, tenant: str = TENANT, driver_id: str | None = None) -> dict:
     """A Pod shaped like the ones sparkgate's Kubernetes launcher creates."""
+    spark_submit, *args = sts_command(
+        thrift_port, host="0.0.0.0", master="k8s://https://kubernetes.default.svc", deploy_mode="client",
+        driver_memory=None, spark_submit="/opt/spark/bin/spark-submit",
+        conf={
+            "spark.sparkgate.tenant": tenant,
+            "spark.kubernetes.namespace": DRIVERS,
+            "spark.kubernetes.container.image": "apache/spark:4.0.0",
+            "spark.driver.host": f"driver-svc.{DRIVERS}.svc",
+            "spark.driver.port": "7078",
+            "spark.blockManager.port": "7079",
+            "spark.executor.instances": "2",
+            "spark.dynamicAllocation.enabled": "false",
+            "spark.sql.shuffle.partitions": "4",
+        },
+        hiveconf={"hive.server2.authentication": "NONE"},
+    )
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -58,25 +65,8 @@ def driver_pod(name: str, thrift_port: int, tenant: str = TENANT, driver_id: str
             "containers": [{
                 "name": "driver",
                 "image": "apache/spark:4.0.0",
-                "command": ["/opt/spark/bin/spark-submit"],
-                "args": [
-                    "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
-                    "--master", "k8s://https://kubernetes.default.svc",
-                    "--deploy-mode", "client",
-                    "--conf", f"spark.sparkgate.tenant={tenant}",
-                    "--conf", f"spark.kubernetes.namespace={DRIVERS}",
-                    "--conf", "spark.kubernetes.container.image=apache/spark:4.0.0",
-                    "--conf", "spark.driver.host=driver-svc.drivers.svc",
-                    "--conf", "spark.driver.port=7078",
-                    "--conf", "spark.blockManager.port=7079",
-                    "--conf", "spark.executor.instances=2",
-                    "--conf", "spark.dynamicAllocation.enabled=false",
-                    "--conf", "spark.sql.shuffle.partitions=4",
-                    "spark-internal",
-                    "--hiveconf", f"hive.server2.thrift.port={thrift_port}",
-                    "--hiveconf", "hive.server2.thrift.bind.host=0.0.0.0",
-                    "--hiveconf", "hive.server2.authentication=NONE",
-                ],
+                "command": [spark_submit],
+                "args": args,
                 "ports": [
                     {"name": "thrift", "containerPort": thrift_port},
                     {"name": "driver-rpc", "containerPort": 7078},
@@ -85,16 +75,6 @@ def driver_pod(name: str, thrift_port: int, tenant: str = TENANT, driver_id: str
             }],
         },
     }
-
-
-def wait_for(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def condition(pod, kind: str) -> str | None:

@@ -12,23 +12,20 @@ the real API server; sparkgate finds it through KUBECONFIG.
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
+import helm_python as helm
 import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pyhive import hive
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import REPO, Sparkgate, free_port, sparkgate_binary  # noqa: E402
-from k8s_cluster import LIMITS, KubeCluster  # noqa: E402
-from k8s_node import FakeNode  # noqa: E402
-
-import helm_python as helm  # noqa: E402
-import yaml  # noqa: E402
-from kubernetes import client  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
-from pyhive import hive  # noqa: E402
+from harness import REPO, Sparkgate, sparkgate_binary
+from helpers import free_port, session_tenant, wait_for
+from k8s_node import FakeNode
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -42,16 +39,7 @@ ARN = {
 }
 
 
-# ---- fixtures: one API server and one fake node for the whole module ----------------------------
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    print(f"\n[k8s] {LIMITS}. This is a real Kubernetes 1.20 API server without scheduler or kubelet;"
-          " the test harness (FakeNode) plays the node and runs each driver Pod as a local Spark Thrift"
-          " Server on 127.0.0.N.", flush=True)
-    with KubeCluster(tmp_path_factory.mktemp("k8s")) as c:
-        yield c
-
+# ---- fixtures: the run's API server (conftest.py `cluster`), one fake node for the module --------
 
 @pytest.fixture(scope="module")
 def node(cluster, tmp_path_factory):
@@ -73,16 +61,6 @@ def clean(cluster, node):
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
 
 def pods(cluster, tenant: str | None = None, live: bool = True) -> list:
     selector = MANAGED + (f",sparkgate.io/tenant={tenant}" if tenant else "")
@@ -174,19 +152,6 @@ lease_duration = "{lease_duration}"
 def start_gateway(cluster, work: Path, toml: str, name: str, kubeconfig: Path | None = None) -> Sparkgate:
     gw = Sparkgate.with_config(work, toml, name, env={"KUBECONFIG": str(kubeconfig or cluster.kubeconfig)})
     return gw.start(timeout=60)
-
-
-def session_tenant(port: int, user: str) -> str:
-    conn = hive.connect("127.0.0.1", port, username=user, auth="NONE")
-    try:
-        cur = conn.cursor()
-        cur.execute("SET spark.sparkgate.tenant")
-        tenant = cur.fetchall()[0][1]
-        cur.execute("select 1 + 1")
-        assert cur.fetchall() == [(2,)]
-        return tenant
-    finally:
-        conn.close()
 
 
 def conf_args(pod) -> dict[str, str]:
@@ -294,7 +259,8 @@ def test_lost_driver_pod_fails_its_session_and_is_replaced(cluster, node, work, 
             else:
                 cluster.core().delete_namespaced_pod(name, DRIVERS)
             wait_for(f"sparkgate to notice its driver {name} is {how}",
-                     lambda: any("driver lost" in line and name in line for line in gw.log_text().splitlines()), 15)
+                     lambda name=name: any("driver lost" in line and name in line for line in gw.log_text().splitlines()),
+                     15)
             with pytest.raises(Exception) as raised:
                 cur.execute("select 1")
                 cur.fetchall()
@@ -348,7 +314,7 @@ def test_two_replicas_one_leader_and_failover(cluster, node, work, clean):
     tenants = tenant_toml("shared", ["sue"])
     # Each replica's config has its own thrift_port, on purpose: a replica reaches a driver another
     # one started on the port written in its Pod, not on its own setting.
-    config = lambda who: gateway_toml(tenants, lease_name=lease, identity=who, lease_duration="3s",  # noqa: E731
+    config = lambda who: gateway_toml(tenants, lease_name=lease, identity=who, lease_duration="3s",
                                       stop_on_exit=False)
     a = start_gateway(cluster, work, config("replica-a"), "a")
     b = start_gateway(cluster, work, config("replica-b"), "b")
@@ -560,7 +526,7 @@ def test_bad_tenant_name_stops_startup(cluster, work):
     log = gw.log_text()
     assert "Bad_Name" in log and "lower-case" in log, log[-2000:]
     check = subprocess.run([str(sparkgate_binary()), "--config", str(work / "bad.toml"), "--check-config"],
-                           capture_output=True, text=True, timeout=60)
+                           check=False, capture_output=True, text=True, timeout=60)
     assert check.returncode != 0
     assert "Bad_Name" in check.stderr + check.stdout
     # Nothing reached the API server.
@@ -581,7 +547,7 @@ def test_tenant_without_a_shared_catalog_stops_startup(cluster, work):
     for what in ("podlocal", "hive.metastore.uris", "spark.sql.warehouse.dir", "ephemeral_catalog = true"):
         assert what in log, (what, log[-2000:])
     check = subprocess.run([str(sparkgate_binary()), "--config", str(work / "podlocal.toml"), "--check-config"],
-                           capture_output=True, text=True, timeout=60)
+                           check=False, capture_output=True, text=True, timeout=60)
     assert check.returncode != 0 and "hive.metastore.uris" in check.stderr + check.stdout
     assert not [sa for sa in cluster.core().list_namespaced_service_account(DRIVERS).items
                 if "podlocal" in sa.metadata.name]

@@ -6,19 +6,20 @@ from __future__ import annotations
 import json
 import os
 import random
-import urllib.error
-import urllib.request
 import signal
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 from pyhive import hive
 
-from harness import Sparkgate, free_port
+from harness import Sparkgate
+from helpers import free_port, session_tenant, wait_for
 
 
 def pool_toml(work: Path, first_port: int, *, min_drivers: int, max_drivers: int, idle_ttl: str = "10m",
@@ -75,19 +76,9 @@ def first_driver_port(count: int = 40) -> int:
 
 def driver_pids(work: Path) -> list[int]:
     """Driver JVMs whose work dir is under `work` (not spark-submit's short-lived launcher JVM)."""
-    out = subprocess.run(["pgrep", "-af", f"spark.sparkgate.tenant=.*{work}"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-af", f"spark.sparkgate.tenant=.*{work}"], check=False, capture_output=True, text=True)
     return sorted(int(line.split()[0]) for line in out.stdout.splitlines()
                   if "org.apache.spark.launcher.Main" not in line)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def run_sql(port: int, *statements: str, user: str = "carl") -> list:
@@ -127,16 +118,6 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def session_tenant(port: int) -> tuple[str, str]:
-    conn = hive.connect("127.0.0.1", port, username="carl", auth="NONE")
-    try:
-        cur = conn.cursor()
-        cur.execute("SET spark.sparkgate.tenant")
-        return "ok", cur.fetchall()[0][1]
-    finally:
-        conn.close()
-
-
 @pytest.mark.timeout(600)
 def test_scale_to_zero_cold_start_and_back(workdir):
     work = workdir / "pool-zero"
@@ -166,7 +147,8 @@ def test_scale_to_zero_cold_start_and_back(workdir):
 
         watcher = threading.Thread(target=watch_catalog)
         watcher.start()
-        assert session_tenant(gw.port) == ("ok", "pooled"), "the first session waits for a cold start, then runs"
+        assert session_tenant(gw.port, "carl", check_query=False) == "pooled", \
+            "the first session waits for a cold start, then runs"
         cold = time.monotonic() - started
         watcher.join(200)
         assert "waiting for one to start (cold start)" in gw.log_text()
@@ -177,17 +159,19 @@ def test_scale_to_zero_cold_start_and_back(workdir):
         assert (work / "tenants" / "pooled" / "warehouse" / "kept").is_dir(), "the table's files are in the tenant's warehouse"
         assert [p.parent for p in (work / "drivers").glob("*/metastore_db")] == [old], "no new driver has a catalog of its own"
         # Idle: the driver is drained, its process ends, and the catalog with it.
-        wait_for(lambda: driver_pids(work) == [], 90, "the idle driver to stop")
+        wait_for("the idle driver to stop", lambda: driver_pids(work) == [], 90, every=0.5)
         assert "scaling down" in gw.log_text()
-        wait_for(lambda: catalog_pid(work, "pooled") is None, 60, "the tenant's catalog to stop with its last driver")
+        wait_for("the tenant's catalog to stop with its last driver",
+                 lambda: catalog_pid(work, "pooled") is None, 60, every=0.5)
         # And back: the table is still there.
         assert run_sql(gw.port, "select id, name from kept order by id") == [(1, "one"), (2, "two")]
         print(f"\n[pools] cold start {cold:.1f} s; catalog serving {catalog_up[0]:.1f} s after the first session "
               f"asked (started in parallel with the driver), catalog RSS {rss:.0f} MiB")
     finally:
         gw.stop()
-    wait_for(lambda: driver_pids(work) == [], 60, "no driver process left after sparkgate stopped")
-    wait_for(lambda: catalog_pid(work, "pooled") is None, 60, "no catalog process left after sparkgate stopped")
+    wait_for("no driver process left after sparkgate stopped", lambda: driver_pids(work) == [], 60, every=0.5)
+    wait_for("no catalog process left after sparkgate stopped",
+             lambda: catalog_pid(work, "pooled") is None, 60, every=0.5)
 
 
 @pytest.mark.timeout(600)
@@ -215,7 +199,7 @@ def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
         assert "Spark Thrift Server" in str(raised.value) or "sparkgate" in str(raised.value), raised.value
         conn.close()
         # A new driver replaces it; the next session succeeds there.
-        assert session_tenant(gw.port) == ("ok", "pooled")
+        assert session_tenant(gw.port, "carl", check_query=False) == "pooled"
         log = gw.log_text()
         # Whichever notices first: the reconcile pass (the process exited) or a call (refused).
         assert "driver lost" in log or "driver refused a connection" in log, log[-3000:]
@@ -227,13 +211,14 @@ def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
         catalog = catalog_pid(work, "pooled")
         port = catalog_state(work, "pooled")["port"]
         os.kill(catalog, signal.SIGKILL)
-        wait_for(lambda: catalog_pid(work, "pooled") not in (None, catalog), 30, "the catalog to be restarted")
+        wait_for("the catalog to be restarted",
+                 lambda: catalog_pid(work, "pooled") not in (None, catalog), 30, every=0.5)
         assert catalog_state(work, "pooled")["port"] == port
         assert run_sql(gw.port, "select count(*) from survivor") == [(1000,)]
         assert "tenant catalog died while drivers use it" in gw.log_text()
     finally:
         gw.stop()
-    wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")
+    wait_for("no driver process left", lambda: driver_pids(work) == [], 60, every=0.5)
 
 
 @pytest.mark.timeout(600)
@@ -246,7 +231,7 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
     gw = Sparkgate.with_config(work, config, "gw1")
     gw.start()
     try:
-        assert session_tenant(gw.port)[1] == "pooled"
+        assert session_tenant(gw.port, "carl", check_query=False) == "pooled"
         run_sql(gw.port, "create table across_runs (v string)", "insert into across_runs values ('first run')")
         before = driver_pids(work)
         assert len(before) == 1
@@ -259,7 +244,7 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
     gw2.start()
     try:
         started = time.monotonic()
-        assert session_tenant(gw2.port)[1] == "pooled"
+        assert session_tenant(gw2.port, "carl", check_query=False) == "pooled"
         assert time.monotonic() - started < 10, "an adopted driver needs no cold start"
         assert "adopted a driver" in gw2.log_text()
         assert driver_pids(work) == before, "adopted, not duplicated"
@@ -286,11 +271,11 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
         with pytest.raises(urllib.error.HTTPError) as raised:
             urllib.request.urlopen(missing, timeout=5)
         assert raised.value.code == 404
-        wait_for(lambda: before[0] not in driver_pids(work), 60, "the drained driver to stop")
+        wait_for("the drained driver to stop", lambda: before[0] not in driver_pids(work), 60, every=0.5)
     finally:
         gw2.stop()
-    wait_for(lambda: driver_pids(work) == [], 60, "no orphan driver after the second run stopped")
-    wait_for(lambda: catalog_pid(work, "pooled") is None, 60, "no catalog left after the second run stopped")
+    wait_for("no orphan driver after the second run stopped", lambda: driver_pids(work) == [], 60, every=0.5)
+    wait_for("no catalog left after the second run stopped", lambda: catalog_pid(work, "pooled") is None, 60, every=0.5)
     # A third run starts everything afresh: new driver, new catalog process, the same tables.
     gw3 = Sparkgate.with_config(work, config.replace("stop_drivers_on_exit = false", "stop_drivers_on_exit = true"), "gw3")
     gw3.start()
@@ -299,7 +284,8 @@ def test_restarted_sparkgate_adopts_its_drivers(workdir):
                        "select v from across_runs order by v") == [("first run",), ("third run",)]
     finally:
         gw3.stop()
-    wait_for(lambda: driver_pids(work) == [] and catalog_pid(work, "pooled") is None, 60, "nothing left after the third run")
+    wait_for("nothing left after the third run",
+             lambda: driver_pids(work) == [] and catalog_pid(work, "pooled") is None, 60, every=0.5)
 
 
 @pytest.mark.timeout(900)
@@ -311,7 +297,7 @@ def test_step_load_grows_the_pool_and_idle_shrinks_it(workdir):
     )
     gw.start()
     try:
-        assert session_tenant(gw.port)[1] == "pooled"  # the first driver is up
+        assert session_tenant(gw.port, "carl", check_query=False) == "pooled"  # the first driver is up
         drivers_seen = set()
         errors = []
         queries = []
@@ -353,10 +339,10 @@ def test_step_load_grows_the_pool_and_idle_shrinks_it(workdir):
         assert max(drivers_seen) >= 2, f"the pool grew under load: {sorted(drivers_seen)}"
         assert "scaling up" in gw.log_text()
         # Load gone: back to min_drivers after the idle TTL.
-        wait_for(lambda: len(driver_pids(work)) == 1, 120, "the pool to shrink back to 1 driver")
+        wait_for("the pool to shrink back to 1 driver", lambda: len(driver_pids(work)) == 1, 120, every=0.5)
     finally:
         gw.stop()
-    wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")
+    wait_for("no driver process left", lambda: driver_pids(work) == [], 60, every=0.5)
 
 
 @pytest.mark.timeout(600)
@@ -404,7 +390,7 @@ max_drivers = 1
         # Each tenant its own catalog and warehouse: one's tables are not the other's.
         run_sql(gw.port, "create table mine_a as select 'a' as owner", user="alice")
         run_sql(gw.port, "create table mine_b as select 'b' as owner", user="bob")
-        tables = lambda user: sorted(r[1] for r in run_sql(gw.port, "show tables", user=user))  # noqa: E731
+        tables = lambda user: sorted(r[1] for r in run_sql(gw.port, "show tables", user=user))
         assert "mine_a" in tables("alice") and "mine_b" not in tables("alice")
         assert "mine_b" in tables("bob") and "mine_a" not in tables("bob")
         with pytest.raises(Exception) as raised:
@@ -417,7 +403,7 @@ max_drivers = 1
         assert catalog_pid(work, "pooled") != catalog_pid(work, "second")
     finally:
         gw.stop()
-    wait_for(lambda: driver_pids(work) == [], 60, "no driver process left")
+    wait_for("no driver process left", lambda: driver_pids(work) == [], 60, every=0.5)
 
 
 @pytest.mark.timeout(600)
@@ -433,8 +419,9 @@ def test_a_tenants_drivers_share_its_tables(workdir):
     gw.start()
     try:
         admin = f"http://127.0.0.1:{admin_port}"
-        wait_for(lambda: [d["state"] for d in json.loads(urllib.request.urlopen(f"{admin}/api/v1/drivers", timeout=5).read())]
-                 == ["ready", "ready"], 240, "two ready drivers")
+        wait_for("two ready drivers",
+                 lambda: [d["state"] for d in json.loads(urllib.request.urlopen(f"{admin}/api/v1/drivers", timeout=5).read())]
+                 == ["ready", "ready"], 240, every=0.5)
         first = hive.connect("127.0.0.1", gw.port, username="ann", auth="NONE")
         second = hive.connect("127.0.0.1", gw.port, username="ben", auth="NONE")
         try:
@@ -457,4 +444,5 @@ def test_a_tenants_drivers_share_its_tables(workdir):
             second.close()
     finally:
         gw.stop()
-    wait_for(lambda: driver_pids(work) == [] and catalog_pid(work, "pooled") is None, 60, "nothing left running")
+    wait_for("nothing left running",
+             lambda: driver_pids(work) == [] and catalog_pid(work, "pooled") is None, 60, every=0.5)

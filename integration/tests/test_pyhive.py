@@ -6,10 +6,9 @@ import hashlib
 import time
 
 import pytest
+from conftest import ENDPOINT_NAMES
 from pyhive import hive
 from TCLIService import ttypes
-
-from conftest import ENDPOINT_NAMES
 
 TYPES_SQL = """
 select 1 as ord,
@@ -243,14 +242,14 @@ def test_schemas_tables_columns_metadata(endpoints, meta_table, name):
 # --- SQLAlchemy, as Superset uses it -------------------------------------------------------------
 
 def sqlalchemy_engine(ep):
-    from sqlalchemy import create_engine  # noqa: PLC0415
+    from sqlalchemy import create_engine
 
     connect_args = {"auth": "NOSASL"} if ep.nosasl else {}
     return create_engine(f"hive://alice@127.0.0.1:{ep.port}/default", connect_args=connect_args)
 
 
 def sqlalchemy_view(ep):
-    from sqlalchemy import inspect, text  # noqa: PLC0415
+    from sqlalchemy import inspect, text
 
     engine = sqlalchemy_engine(ep)
     try:
