@@ -323,6 +323,10 @@ impl DriverPool {
 
     /// A place for a new session: at once on a Ready driver with room, else after waiting
     /// (bounded) for one to start. `on_wait` runs once if the session has to wait (cold start).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a session that gives up waiting leaves the queue (its ticket's drop) and
+    /// holds no place on a driver.
     pub async fn acquire(&self, on_wait: impl FnOnce()) -> Result<DriverLease, PoolError> {
         // First come, first served: a newcomer goes ahead only when nobody waits.
         if self.queue.lock().expect("pool").is_empty() {
@@ -400,6 +404,10 @@ impl DriverPool {
     /// Stops every driver (shutdown, when drivers are not kept for the next run), and waits for
     /// stops already under way. Call it after [`DriverPool::run`] has returned, so no reconcile
     /// pass launches a driver behind it.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: drivers are taken out of the pool first; those not yet stopped when it
+    /// is dropped keep running, for the next run to adopt.
     pub async fn stop_all(&self) {
         let drivers: Vec<LaunchedDriver> = self
             .drivers

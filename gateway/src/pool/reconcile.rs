@@ -51,6 +51,11 @@ impl DriverPool {
 
     /// One reconcile pass: adoption, bookkeeping, failures, then (where this replica leads)
     /// the autoscaler's decision.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: dropped during a launch, the driver may have been started without
+    /// the pool recording it (the next pass adopts it from the launcher's list). Shutdown joins
+    /// the loop instead of dropping it.
     pub async fn reconcile(self: &Arc<Self>) {
         self.adopt().await;
         let leading = self.leading();

@@ -29,6 +29,10 @@ impl CallHandler {
     }
 
     /// Closes sessions idle for longer than the configured timeout, on the driver too.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: sessions are taken out of the table first, and those not yet closed
+    /// when it is dropped stay open on their driver until the driver drops them.
     pub async fn expire_idle_sessions(&self) {
         let timeout = self.config.server.idle_session_timeout;
         let Some(cutoff) = Instant::now().checked_sub(timeout) else {
@@ -41,6 +45,9 @@ impl CallHandler {
     }
 
     /// Closes, on their drivers, the sessions a finished connection owned.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe, as [`CallHandler::expire_idle_sessions`].
     /// In parallel, each bounded by `backend.call_timeout`.
     pub async fn close_owned_by(&self, owner: &Owner) -> usize {
         let sessions = self.table.take_owned_by(owner);
@@ -50,6 +57,10 @@ impl CallHandler {
 
     /// Closes every session on its driver (shutdown), in parallel, each bounded by
     /// `backend.call_timeout`.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe, as [`CallHandler::expire_idle_sessions`]: shutdown drops it at
+    /// `server.shutdown_close_timeout` on purpose.
     pub async fn close_all(&self) {
         let sessions = self.table.take_all();
         futures::future::join_all(sessions.iter().map(|s| self.close_on_driver(s))).await;

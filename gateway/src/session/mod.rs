@@ -78,8 +78,11 @@ impl CallHandler {
     /// application exception for the client.
     ///
     /// # Cancel safety
-    /// Not cancel-safe (a backend call may be half done, and the session's driver connection
-    /// is then unusable); callers await it whole.
+    /// Not cancel-safe: dropped mid-call, the driver may have done what was asked without
+    /// sparkgate recording it (an operation started but not in the table, a session closed on
+    /// the driver but still listed). The driver connection itself is safe (see
+    /// [`BackendLinks::call`]). Only shutdown drops it, after the grace period, and the session
+    /// table is closed right after.
     pub async fn handle(&self, ctx: &CallContext, header: &MessageHeader, message: &[u8]) -> Reply {
         let seqid = header.seqid;
         if header.kind != MessageKind::Call {
