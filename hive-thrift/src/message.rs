@@ -332,6 +332,15 @@ macro_rules! hs2_methods {
                 }
             }
 
+            /// Decodes a reply to method `name`; `Ok(None)` for a method TCLIService lacks.
+            /// ([`Hs2Response::decode_for`] when the request is at hand.)
+            pub fn decode(name: &str, msg: &[u8]) -> Result<Option<Self>, DecodeError> {
+                Ok(Some(match name {
+                    $( stringify!($variant) => Self::$variant(decode_reply(msg)?), )*
+                    _ => return Ok(None),
+                }))
+            }
+
             /// Decodes the reply to `request` (same method).
             pub fn decode_for(request: &Hs2Request, msg: &[u8]) -> Result<Self, DecodeError> {
                 Ok(match request {
