@@ -207,7 +207,12 @@ pub fn encode_application_exception(
 }
 
 /// Decodes a reply message to a call: the result, or the peer's application exception.
+///
+/// Checks every length against the message first ([`validate_lengths`]), as for calls: the
+/// Thrift runtime allocates whatever a string length or list count claims, so a driver's reply
+/// with a bad length would otherwise panic (negative) or abort the process (huge).
 pub fn decode_reply<T: TSerializable>(msg: &[u8]) -> Result<T, DecodeError> {
+    validate_lengths(msg)?;
     let header = MessageHeader::parse(msg)?;
     let body = &msg[header.body_offset..];
     match header.kind {

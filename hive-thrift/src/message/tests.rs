@@ -95,3 +95,53 @@ fn header_parse_rejects_garbage() {
     assert!(MessageHeader::parse(&[0x80, 0x01, 0, 1, 0, 0, 0, 200]).is_err());
     assert!(MessageHeader::parse(&[0x80, 0x02, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
 }
+
+/// Found by the `message` fuzz target: replies (from drivers) reached the Thrift runtime without
+/// `validate_lengths`, which allocates what a length claims: a negative string length panicked
+/// (capacity overflow), a list count of 2^31 aborted the process (allocation failure).
+#[test]
+fn replies_with_lying_lengths_are_errors_not_allocations() {
+    let reply = |status: t::TStatus| {
+        let mut msg = Vec::new();
+        encode_reply(
+            "CloseSession",
+            1,
+            &t::TCloseSessionResp { status },
+            &mut msg,
+        );
+        msg
+    };
+    let find = |msg: &[u8], needle: &[u8]| {
+        msg.windows(needle.len())
+            .position(|w| w == needle)
+            .expect("needle in message")
+    };
+
+    let mut msg = reply(t::TStatus {
+        error_message: Some("boom".into()),
+        ..success_status()
+    });
+    let at = find(&msg, b"boom") - 4;
+    msg[at..at + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    assert!(decode_reply::<t::TCloseSessionResp>(&msg).is_err());
+
+    let mut msg = reply(t::TStatus {
+        info_messages: Some(vec!["note".into()]),
+        ..success_status()
+    });
+    // The list header: element type STRING, then the count, then the element's length.
+    let at = find(&msg, b"note") - 4 - 4;
+    assert_eq!(msg[at - 1], 11);
+    msg[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert!(decode_reply::<t::TCloseSessionResp>(&msg).is_err());
+    let request = Hs2Request::CloseSession(t::TCloseSessionReq {
+        session_handle: t::TSessionHandle {
+            session_id: t::THandleIdentifier {
+                guid: vec![1; 16],
+                secret: vec![2; 16],
+            },
+        },
+    });
+    assert!(Hs2Response::decode_for(&request, &msg).is_err());
+    assert!(Hs2Response::decode("CloseSession", &msg).is_err());
+}
