@@ -145,3 +145,25 @@ fn replies_with_lying_lengths_are_errors_not_allocations() {
     assert!(Hs2Response::decode_for(&request, &msg).is_err());
     assert!(Hs2Response::decode("CloseSession", &msg).is_err());
 }
+
+/// Found by the `message` fuzz target: the generated code reads a field by its id whatever wire
+/// type it carries, so a call that passes `validate_lengths` (it sees an i32) still handed the
+/// runtime an unchecked length (it reads a binary): -1 panicked, 2^31-1 allocated 2 GiB.
+#[test]
+fn a_field_of_the_wrong_wire_type_cannot_claim_a_length() {
+    for claimed in [-1i32, i32::MAX] {
+        let mut msg = Vec::new();
+        sample_request().encode_call(1, &mut msg);
+        // The guid: field 1, binary, 16 bytes of 1. Make it field 1, i32, `claimed`.
+        let mut guid = vec![11, 0, 1, 0, 0, 0, 16];
+        guid.extend_from_slice(&[1; 16]);
+        let at = msg.windows(guid.len()).position(|w| w == guid).unwrap();
+        let mut field = vec![8, 0, 1];
+        field.extend_from_slice(&claimed.to_be_bytes());
+        msg.splice(at..at + guid.len(), field);
+        validate_lengths(&msg).unwrap();
+        let header = MessageHeader::parse(&msg).unwrap();
+        let err = Hs2Request::decode(&header.name, &msg[header.body_offset..]).unwrap_err();
+        assert!(matches!(err, DecodeError::Thrift(_)), "{err}");
+    }
+}
