@@ -167,3 +167,27 @@ fn a_field_of_the_wrong_wire_type_cannot_claim_a_length() {
         assert!(matches!(err, DecodeError::Thrift(_)), "{err}");
     }
 }
+
+/// Found by the `message` fuzz target: the Thrift compiler's union decoding panicked
+/// (`expect` on `None`) on a union holding one field it does not know; `scripts/regen.sh` now
+/// makes that a protocol error.
+#[test]
+fn a_union_with_only_an_unknown_field_is_an_error() {
+    let mut msg = Vec::new();
+    encode_reply(
+        "GetInfo",
+        1,
+        &t::TGetInfoResp {
+            status: success_status(),
+            info_value: t::TGetInfoValue::StringValue("Spark SQL".into()),
+        },
+        &mut msg,
+    );
+    // The union's one field: id 1 (stringValue), binary. Give it an id no variant has.
+    let mut field = vec![11, 0, 1, 0, 0, 0, 9];
+    field.extend_from_slice(b"Spark SQL");
+    let at = msg.windows(field.len()).position(|w| w == field).unwrap();
+    msg[at + 1..at + 3].copy_from_slice(&99i16.to_be_bytes());
+    let err = decode_reply::<t::TGetInfoResp>(&msg).unwrap_err();
+    assert!(matches!(err, DecodeError::Thrift(_)), "{err}");
+}
