@@ -191,7 +191,11 @@ impl LdapAuthenticator {
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
             .await
             .map_err(|e| self.unavailable("connect", e))?;
-        ldap3::drive!(conn);
+        // ldap3's connection task: it ends when `ldap` (this login's handle) is dropped.
+        #[allow(clippy::disallowed_methods)]
+        {
+            ldap3::drive!(conn);
+        }
         ldap.with_timeout(self.config.operation_timeout);
         Ok(ldap)
     }

@@ -45,19 +45,27 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+impl UsersDocument {
+    /// Parses the text of a users file; `path` only names it in errors. Every password must be
+    /// an argon2 PHC string. Public for the fuzz target (`fuzz/fuzz_targets/users_file.rs`).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, AuthError> {
+        let doc: UsersDocument = toml::from_str(text)
+            .map_err(|e| AuthError::Config(format!("users file {}: {e}", path.display())))?;
+        for (user, entry) in &doc.users {
+            PasswordHash::new(&entry.password).map_err(|e| {
+                AuthError::Config(format!(
+                    "users file {}: user {user:?}: password is not an argon2 hash ({e}); write entries with `sparkgate passwd`",
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(doc)
+    }
+}
+
 fn parse(path: &Path) -> Result<UsersDocument, AuthError> {
     let text = read_config_file(path, "users file")?;
-    let doc: UsersDocument = toml::from_str(&text)
-        .map_err(|e| AuthError::Config(format!("users file {}: {e}", path.display())))?;
-    for (user, entry) in &doc.users {
-        PasswordHash::new(&entry.password).map_err(|e| {
-            AuthError::Config(format!(
-                "users file {}: user {user:?}: password is not an argon2 hash ({e}); write entries with `sparkgate passwd`",
-                path.display()
-            ))
-        })?;
-    }
-    Ok(doc)
+    UsersDocument::from_toml(&text, path)
 }
 
 /// Adds or replaces `user` in the file at `path` (created if missing), written atomically and

@@ -5,9 +5,11 @@
 //! so that nothing above this layer matches on method names.
 
 use thrift::protocol::{
-    TBinaryInputProtocol, TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol, TOutputProtocol,
-    TSerializable, TStructIdentifier, TType,
+    TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol, TOutputProtocol, TSerializable,
+    TStructIdentifier, TType,
 };
+
+use bounded::BoundedInput;
 
 use crate::error::{DecodeError, FrameError};
 use crate::generated::tcliservice as t;
@@ -107,8 +109,9 @@ pub fn success_status() -> t::TStatus {
     }
 }
 
-/// Checks every length inside `msg` against the message's own size before the Thrift runtime
-/// sees it: the runtime allocates whatever a length field claims.
+/// Checks every length inside `msg` against the message's own size, by the wire types the
+/// message declares. Decoding bounds each length again as it reads it (`message/bounded.rs`),
+/// as the generated code reads a field by its id whatever wire type it carries.
 pub fn validate_lengths(msg: &[u8]) -> Result<(), FrameError> {
     match MessageScanner::new(msg.len()).scan(msg)? {
         Some(_) => Ok(()),
@@ -118,7 +121,7 @@ pub fn validate_lengths(msg: &[u8]) -> Result<(), FrameError> {
 
 /// Reads field `id` of the struct at the front of `body`, skipping others.
 fn read_wrapped<T: TSerializable>(body: &[u8], id: i16) -> Result<Option<T>, DecodeError> {
-    let mut prot = TBinaryInputProtocol::new(body, true);
+    let mut prot = BoundedInput::new(body);
     prot.read_struct_begin()?;
     let mut found = None;
     loop {
@@ -207,13 +210,18 @@ pub fn encode_application_exception(
 }
 
 /// Decodes a reply message to a call: the result, or the peer's application exception.
+///
+/// Checks every length against the message first ([`validate_lengths`]), as for calls: the
+/// Thrift runtime allocates whatever a string length or list count claims, so a driver's reply
+/// with a bad length would otherwise panic (negative) or abort the process (huge).
 pub fn decode_reply<T: TSerializable>(msg: &[u8]) -> Result<T, DecodeError> {
+    validate_lengths(msg)?;
     let header = MessageHeader::parse(msg)?;
     let body = &msg[header.body_offset..];
     match header.kind {
         MessageKind::Reply => read_wrapped(body, 0)?.ok_or(DecodeError::MissingResult),
         MessageKind::Exception => {
-            let mut prot = TBinaryInputProtocol::new(body, true);
+            let mut prot = BoundedInput::new(body);
             let exception = thrift::Error::read_application_error_from_in_protocol(&mut prot)?;
             Err(DecodeError::ApplicationException(format!(
                 "{} ({:?})",
@@ -395,6 +403,15 @@ macro_rules! hs2_methods {
                 }
             }
 
+            /// Decodes a reply to method `name`; `Ok(None)` for a method TCLIService lacks.
+            /// ([`Hs2Response::decode_for`] when the request is at hand.)
+            pub fn decode(name: &str, msg: &[u8]) -> Result<Option<Self>, DecodeError> {
+                Ok(Some(match name {
+                    $( stringify!($variant) => Self::$variant(decode_reply(msg)?), )*
+                    _ => return Ok(None),
+                }))
+            }
+
             /// Decodes the reply to `request` (same method).
             pub fn decode_for(request: &Hs2Request, msg: &[u8]) -> Result<Self, DecodeError> {
                 Ok(match request {
@@ -507,5 +524,6 @@ hs2_methods! {
         error |_, status| { status };
 }
 
+mod bounded;
 #[cfg(test)]
 mod tests;

@@ -795,7 +795,12 @@ impl TSerializable for TTypeQualifierValue {
                 "received multiple fields for union from remote TTypeQualifierValue",
             )))
         } else {
-            Ok(ret.expect("return value should have been constructed"))
+            ret.ok_or_else(|| {
+                thrift::Error::Protocol(ProtocolError::new(
+                    ProtocolErrorKind::InvalidData,
+                    "received a union field this code does not know",
+                ))
+            })
         }
     }
     fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
@@ -1379,7 +1384,12 @@ impl TSerializable for TTypeEntry {
                 "received multiple fields for union from remote TTypeEntry",
             )))
         } else {
-            Ok(ret.expect("return value should have been constructed"))
+            ret.ok_or_else(|| {
+                thrift::Error::Protocol(ProtocolError::new(
+                    ProtocolErrorKind::InvalidData,
+                    "received a union field this code does not know",
+                ))
+            })
         }
     }
     fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
@@ -2221,7 +2231,12 @@ impl TSerializable for TColumnValue {
                 "received multiple fields for union from remote TColumnValue",
             )))
         } else {
-            Ok(ret.expect("return value should have been constructed"))
+            ret.ok_or_else(|| {
+                thrift::Error::Protocol(ProtocolError::new(
+                    ProtocolErrorKind::InvalidData,
+                    "received a union field this code does not know",
+                ))
+            })
         }
     }
     fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
@@ -3066,7 +3081,12 @@ impl TSerializable for TColumn {
                 "received multiple fields for union from remote TColumn",
             )))
         } else {
-            Ok(ret.expect("return value should have been constructed"))
+            ret.ok_or_else(|| {
+                thrift::Error::Protocol(ProtocolError::new(
+                    ProtocolErrorKind::InvalidData,
+                    "received a union field this code does not know",
+                ))
+            })
         }
     }
     fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
@@ -4210,7 +4230,12 @@ impl TSerializable for TGetInfoValue {
                 "received multiple fields for union from remote TGetInfoValue",
             )))
         } else {
-            Ok(ret.expect("return value should have been constructed"))
+            ret.ok_or_else(|| {
+                thrift::Error::Protocol(ProtocolError::new(
+                    ProtocolErrorKind::InvalidData,
+                    "received a union field this code does not know",
+                ))
+            })
         }
     }
     fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {

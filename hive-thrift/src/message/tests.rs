@@ -218,3 +218,99 @@ fn operation_starting_replies_expose_their_new_operation() {
     });
     assert!(close.new_operation_mut().is_none());
 }
+
+/// Found by the `message` fuzz target: replies (from drivers) reached the Thrift runtime without
+/// `validate_lengths`, which allocates what a length claims: a negative string length panicked
+/// (capacity overflow), a list count of 2^31 aborted the process (allocation failure).
+#[test]
+fn replies_with_lying_lengths_are_errors_not_allocations() {
+    let reply = |status: t::TStatus| {
+        let mut msg = Vec::new();
+        encode_reply(
+            "CloseSession",
+            1,
+            &t::TCloseSessionResp { status },
+            &mut msg,
+        );
+        msg
+    };
+    let find = |msg: &[u8], needle: &[u8]| {
+        msg.windows(needle.len())
+            .position(|w| w == needle)
+            .expect("needle in message")
+    };
+
+    let mut msg = reply(t::TStatus {
+        error_message: Some("boom".into()),
+        ..success_status()
+    });
+    let at = find(&msg, b"boom") - 4;
+    msg[at..at + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    assert!(decode_reply::<t::TCloseSessionResp>(&msg).is_err());
+
+    let mut msg = reply(t::TStatus {
+        info_messages: Some(vec!["note".into()]),
+        ..success_status()
+    });
+    // The list header: element type STRING, then the count, then the element's length.
+    let at = find(&msg, b"note") - 4 - 4;
+    assert_eq!(msg[at - 1], 11);
+    msg[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert!(decode_reply::<t::TCloseSessionResp>(&msg).is_err());
+    let request = Hs2Request::CloseSession(t::TCloseSessionReq {
+        session_handle: t::TSessionHandle {
+            session_id: t::THandleIdentifier {
+                guid: vec![1; 16],
+                secret: vec![2; 16],
+            },
+        },
+    });
+    assert!(Hs2Response::decode_for(&request, &msg).is_err());
+    assert!(Hs2Response::decode("CloseSession", &msg).is_err());
+}
+
+/// Found by the `message` fuzz target: the generated code reads a field by its id whatever wire
+/// type it carries, so a call that passes `validate_lengths` (it sees an i32) still handed the
+/// runtime an unchecked length (it reads a binary): -1 panicked, 2^31-1 allocated 2 GiB.
+#[test]
+fn a_field_of_the_wrong_wire_type_cannot_claim_a_length() {
+    for claimed in [-1i32, i32::MAX] {
+        let mut msg = Vec::new();
+        sample_request().encode_call(1, &mut msg);
+        // The guid: field 1, binary, 16 bytes of 1. Make it field 1, i32, `claimed`.
+        let mut guid = vec![11, 0, 1, 0, 0, 0, 16];
+        guid.extend_from_slice(&[1; 16]);
+        let at = msg.windows(guid.len()).position(|w| w == guid).unwrap();
+        let mut field = vec![8, 0, 1];
+        field.extend_from_slice(&claimed.to_be_bytes());
+        msg.splice(at..at + guid.len(), field);
+        validate_lengths(&msg).unwrap();
+        let header = MessageHeader::parse(&msg).unwrap();
+        let err = Hs2Request::decode(&header.name, &msg[header.body_offset..]).unwrap_err();
+        assert!(matches!(err, DecodeError::Thrift(_)), "{err}");
+    }
+}
+
+/// Found by the `message` fuzz target: the Thrift compiler's union decoding panicked
+/// (`expect` on `None`) on a union holding one field it does not know; `scripts/regen.sh` now
+/// makes that a protocol error.
+#[test]
+fn a_union_with_only_an_unknown_field_is_an_error() {
+    let mut msg = Vec::new();
+    encode_reply(
+        "GetInfo",
+        1,
+        &t::TGetInfoResp {
+            status: success_status(),
+            info_value: t::TGetInfoValue::StringValue("Spark SQL".into()),
+        },
+        &mut msg,
+    );
+    // The union's one field: id 1 (stringValue), binary. Give it an id no variant has.
+    let mut field = vec![11, 0, 1, 0, 0, 0, 9];
+    field.extend_from_slice(b"Spark SQL");
+    let at = msg.windows(field.len()).position(|w| w == field).unwrap();
+    msg[at + 1..at + 3].copy_from_slice(&99i16.to_be_bytes());
+    let err = decode_reply::<t::TGetInfoResp>(&msg).unwrap_err();
+    assert!(matches!(err, DecodeError::Thrift(_)), "{err}");
+}
