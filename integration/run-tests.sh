@@ -21,6 +21,8 @@ step "cargo test"
 cargo test --workspace
 step "hive-thrift without tokio (sans-IO core)"
 cargo build -p hive-thrift --no-default-features
+step "fuzz targets, ${FUZZ_SECONDS:-30} s each (fuzz/README.md)"
+./integration/fuzz.sh
 step "build sparkgate (release)"
 cargo build --release -p sparkgate
 # The suite's harness would build it too; this says "use exactly the binary just built".
