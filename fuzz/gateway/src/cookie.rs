@@ -40,15 +40,23 @@ pub fn check(data: &[u8]) {
     match mode % 3 {
         0 => {
             if signer.verify(&text, now()).is_some() {
-                let (payload, signature) = text.rsplit_once('.').expect("accepted cookies have a '.'");
-                assert_eq!(sign(payload), signature, "accepted a cookie it did not sign");
+                let (payload, signature) =
+                    text.rsplit_once('.').expect("accepted cookies have a '.'");
+                assert_eq!(
+                    sign(payload),
+                    signature,
+                    "accepted a cookie it did not sign"
+                );
             }
         }
         1 => {
             let value = format!("{text}.{}", sign(&text));
             if let Some(principal) = signer.verify(&value, now()) {
                 let user = text.split('.').next().unwrap();
-                assert_eq!(URL_SAFE_NO_PAD.decode(user).unwrap(), principal.user.as_bytes());
+                assert_eq!(
+                    URL_SAFE_NO_PAD.decode(user).unwrap(),
+                    principal.user.as_bytes()
+                );
                 let expires: u64 = text.splitn(3, '.').nth(2).unwrap().parse().unwrap();
                 assert!(expires > now().duration_since(UNIX_EPOCH).unwrap().as_secs());
             }
@@ -69,7 +77,11 @@ pub fn check(data: &[u8]) {
                 .and_then(|kv| kv.strip_prefix(COOKIE_NAME)?.strip_prefix('='))
                 .expect("Set-Cookie starts with the cookie");
             assert_eq!(signer.verify(value, now()), Some(principal));
-            assert_eq!(signer.verify(value, now() + TTL), None, "expired cookie accepted");
+            assert_eq!(
+                signer.verify(value, now() + TTL),
+                None,
+                "expired cookie accepted"
+            );
             // Any one character replaced: refused.
             let at = usize::from(rest.first().copied().unwrap_or(0)) % value.len();
             for replacement in ['A', '_', '.', '0'] {
@@ -79,7 +91,11 @@ pub fn check(data: &[u8]) {
                 }
                 forged[at] = replacement;
                 let forged: String = forged.into_iter().collect();
-                assert_eq!(signer.verify(&forged, now()), None, "forged {forged:?} accepted");
+                assert_eq!(
+                    signer.verify(&forged, now()),
+                    None,
+                    "forged {forged:?} accepted"
+                );
             }
         }
     }

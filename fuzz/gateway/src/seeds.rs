@@ -25,7 +25,11 @@ pub fn cookies() -> Vec<Seed> {
         .and_then(|kv| kv.split_once('='))
         .map(|(_, v)| v.to_owned())
         .expect("cookie=value");
-    let payload = value.rsplit_once('.').expect("payload.signature").0.to_owned();
+    let payload = value
+        .rsplit_once('.')
+        .expect("payload.signature")
+        .0
+        .to_owned();
     let with_mode = |mode: u8, rest: &[u8]| {
         let mut v = vec![mode];
         v.extend_from_slice(rest);

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -25,5 +27,8 @@ fn users_file() {
 
 #[test]
 fn gateway_config() {
-    replay("gateway_config", sparkgate_fuzz_gateway::gateway_config::check);
+    replay(
+        "gateway_config",
+        sparkgate_fuzz_gateway::gateway_config::check,
+    );
 }

@@ -1,6 +1,7 @@
 //! One whole message, decoded as sparkgate decodes it: a call from a client (header,
-//! `validate_lengths`, [`Hs2Request::decode`], as the proxy does) or a reply from a driver
-//! (header, [`Hs2Response::decode`], as the backend client does).
+//! `validate_lengths`, [`Hs2Request::decode`], as the proxy does; and decoded even when
+//! `validate_lengths` refuses it) or a reply from a driver (header, [`Hs2Response::decode`], as
+//! the backend client does).
 //!
 //! Asserts: the header's offsets point inside the message at the seqid it reports; a decoded
 //! request or response re-encodes to a message that decodes equal, with the same method and
@@ -25,6 +26,9 @@ pub fn check(data: &[u8]) {
 
 fn call(data: &[u8], header: &MessageHeader) {
     if validate_lengths(data).is_err() {
+        // The proxy stops here; decoding must be safe without that check too (lengths are
+        // bounded as they are read).
+        let _ = Hs2Request::decode(&header.name, &data[header.body_offset..]);
         return;
     }
     let Ok(Some(request)) = Hs2Request::decode(&header.name, &data[header.body_offset..]) else {
@@ -42,7 +46,10 @@ fn call(data: &[u8], header: &MessageHeader) {
     let decoded = Hs2Request::decode(&again.name, &encoded[again.body_offset..])
         .expect("an encoded call decodes")
         .expect("of a known method");
-    assert_eq!(decoded, request, "request changed through encode and decode");
+    assert_eq!(
+        decoded, request,
+        "request changed through encode and decode"
+    );
     let mut twice = Vec::new();
     decoded.encode_call(header.seqid, &mut twice);
     assert_eq!(twice, encoded, "encoding is not deterministic");
@@ -65,7 +72,10 @@ fn reply(data: &[u8], header: &MessageHeader) {
     let decoded = Hs2Response::decode(&again.name, &encoded)
         .expect("an encoded reply decodes")
         .expect("of a known method");
-    assert_eq!(decoded, response, "response changed through encode and decode");
+    assert_eq!(
+        decoded, response,
+        "response changed through encode and decode"
+    );
     let mut twice = Vec::new();
     decoded.encode_reply(header.seqid, &mut twice);
     assert_eq!(twice, encoded, "encoding is not deterministic");

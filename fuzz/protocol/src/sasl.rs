@@ -28,7 +28,11 @@ pub fn check(data: &[u8]) {
         assert!(payload.len() <= MAX_NEGOTIATION);
         let mut again = BytesMut::new();
         encode_negotiation(status, &payload, &mut again);
-        assert_eq!(again[..], data[..again.len()], "negotiation frame re-encodes");
+        assert_eq!(
+            again[..],
+            data[..again.len()],
+            "negotiation frame re-encodes"
+        );
     }
 
     // PLAIN credentials: what parses re-encodes to the same bytes.
@@ -61,7 +65,10 @@ pub fn check(data: &[u8]) {
     }
     let Ok(Some(creds)) = whole else { return };
     assert!(!creds.user.is_empty());
-    assert_eq!(PlainCredentials::parse(&creds.encode()).as_ref(), Ok(&creds));
+    assert_eq!(
+        PlainCredentials::parse(&creds.encode()).as_ref(),
+        Ok(&creds)
+    );
 
     // What follows the negotiation: SASL data frames.
     let decoded = decode_both_ways(&rest, || {
@@ -75,7 +82,11 @@ pub fn check(data: &[u8]) {
         codec.encode_message(m, &mut again).unwrap();
         let _ = MessageHeader::parse(m);
     }
-    assert_eq!(again[..], rest[..again.len()], "frames re-encode to the bytes consumed");
+    assert_eq!(
+        again[..],
+        rest[..again.len()],
+        "frames re-encode to the bytes consumed"
+    );
 }
 
 fn plain() -> PlainCredentials {
@@ -102,7 +113,10 @@ fn server_byte_by_byte(data: &[u8]) -> Result<Option<(PlainCredentials, usize)>,
     for (i, &b) in data.iter().enumerate() {
         buf.extend_from_slice(&[b]);
         if let Some(creds) = server.decode(&mut buf)? {
-            assert!(buf.is_empty(), "verdict came only after bytes past the response");
+            assert!(
+                buf.is_empty(),
+                "verdict came only after bytes past the response"
+            );
             return Ok(Some((creds, i + 1)));
         }
     }

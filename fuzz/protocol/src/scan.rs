@@ -31,11 +31,18 @@ pub fn check(data: &[u8]) {
         }
     }
     match resumed {
-        None => assert_eq!(whole, Ok(None), "one-shot scan finished, resumed scan did not"),
+        None => assert_eq!(
+            whole,
+            Ok(None),
+            "one-shot scan finished, resumed scan did not"
+        ),
         Some((end, answer)) => {
             assert_eq!(answer, whole, "resumed scan disagrees with one-shot scan");
             if let Ok(Some(len)) = answer {
-                assert_eq!(len, end, "message end known only when its last byte arrived");
+                assert_eq!(
+                    len, end,
+                    "message end known only when its last byte arrived"
+                );
             }
         }
     }
@@ -61,8 +68,16 @@ pub fn check(data: &[u8]) {
     let codec = MessageCodec::new(Framing::Raw, MAX_MESSAGE);
     let mut again = BytesMut::new();
     for m in &decoded.messages {
-        assert!(m.len() <= MAX_MESSAGE, "raw codec returned {} bytes", m.len());
+        assert!(
+            m.len() <= MAX_MESSAGE,
+            "raw codec returned {} bytes",
+            m.len()
+        );
         codec.encode_message(m, &mut again).unwrap();
     }
-    assert_eq!(again[..], data[..again.len()], "raw messages are the bytes consumed");
+    assert_eq!(
+        again[..],
+        data[..again.len()],
+        "raw messages are the bytes consumed"
+    );
 }

@@ -16,6 +16,8 @@ use thrift::OrderedFloat;
 
 /// One seed file: its name and bytes.
 pub type Seed = (&'static str, Vec<u8>);
+/// The same with a name made at run time.
+pub type NamedSeed = (String, Vec<u8>);
 
 fn handle(byte: u8) -> t::THandleIdentifier {
     t::THandleIdentifier {
@@ -75,7 +77,10 @@ pub fn calls() -> Vec<(&'static str, Hs2Request)> {
                 password: Some("secret".into()),
                 configuration: Some(map(&[
                     ("use:database", "default"),
-                    ("set:hiveconf:hive.server2.thrift.resultset.default.fetch.size", "1000"),
+                    (
+                        "set:hiveconf:hive.server2.thrift.resultset.default.fetch.size",
+                        "1000",
+                    ),
                     ("sparkgate.tenant", "analytics"),
                 ])),
             }),
@@ -219,7 +224,11 @@ pub fn replies() -> Vec<(&'static str, Hs2Response)> {
                             nulls: vec![0b010],
                         }),
                         t::TColumn::DoubleVal(t::TDoubleColumn {
-                            values: vec![OrderedFloat(0.5), OrderedFloat(-1.0), OrderedFloat(1e300)],
+                            values: vec![
+                                OrderedFloat(0.5),
+                                OrderedFloat(-1.0),
+                                OrderedFloat(1e300),
+                            ],
                             nulls: vec![],
                         }),
                         t::TColumn::BoolVal(t::TBoolColumn {
@@ -248,7 +257,7 @@ pub fn replies() -> Vec<(&'static str, Hs2Response)> {
 
 /// Every call and reply as an unframed binary-protocol message, plus an application exception
 /// and a call in the old non-strict header form.
-pub fn messages() -> Vec<(String, Vec<u8>)> {
+pub fn messages() -> Vec<NamedSeed> {
     let mut out = Vec::new();
     for (seqid, (name, call)) in (1..).zip(calls()) {
         let mut msg = Vec::new();
@@ -301,7 +310,14 @@ pub fn sasl() -> Vec<Seed> {
         password: "secret".into(),
     };
     let messages = messages();
-    let find = |n: &str| messages.iter().find(|(name, _)| name == n).unwrap().1.clone();
+    let find = |n: &str| {
+        messages
+            .iter()
+            .find(|(name, _)| name == n)
+            .unwrap()
+            .1
+            .clone()
+    };
     let mut client = BytesMut::new();
     encode_negotiation(SaslStatus::Start, b"PLAIN", &mut client);
     encode_negotiation(SaslStatus::Complete, &creds.encode(), &mut client);
@@ -339,7 +355,11 @@ pub fn sasl() -> Vec<Seed> {
 }
 
 /// Every target's seeds, by target name.
-pub fn all() -> Vec<(&'static str, Vec<(String, Vec<u8>)>)> {
+pub fn all() -> Vec<(&'static str, Vec<NamedSeed>)> {
     let sasl = sasl().into_iter().map(|(n, b)| (n.to_owned(), b)).collect();
-    vec![("scan", messages()), ("message", messages()), ("sasl", sasl)]
+    vec![
+        ("scan", messages()),
+        ("message", messages()),
+        ("sasl", sasl),
+    ]
 }

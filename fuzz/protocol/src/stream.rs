@@ -49,7 +49,10 @@ where
         trickled.messages, whole.messages,
         "byte-at-a-time decoding found other messages than decoding all at once"
     );
-    assert_eq!(trickled.error, whole.error, "byte-at-a-time decoding ended otherwise");
+    assert_eq!(
+        trickled.error, whole.error,
+        "byte-at-a-time decoding ended otherwise"
+    );
     if whole.error.is_none() {
         assert_eq!(trickled.leftover, whole.leftover);
     }

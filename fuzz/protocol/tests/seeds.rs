@@ -3,7 +3,9 @@
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -37,12 +39,18 @@ fn seeds_are_real() {
         match header.kind {
             MessageKind::Call => {
                 let body = &msg[header.body_offset..];
-                assert!(Hs2Request::decode(&header.name, body).unwrap().is_some(), "{name}");
+                assert!(
+                    Hs2Request::decode(&header.name, body).unwrap().is_some(),
+                    "{name}"
+                );
             }
             _ if name.starts_with("exception") => {
                 assert!(Hs2Response::decode(&header.name, &msg).is_ok_and(|r| r.is_none()));
             }
-            _ => assert!(Hs2Response::decode(&header.name, &msg).unwrap().is_some(), "{name}"),
+            _ => assert!(
+                Hs2Response::decode(&header.name, &msg).unwrap().is_some(),
+                "{name}"
+            ),
         }
     }
 }
