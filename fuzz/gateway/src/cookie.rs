@@ -1,4 +1,4 @@
-//! The HTTP transport's session cookie verifier ([`sparkgate::http::CookieSigner::verify`]).
+//! The HTTP transport's session cookie verifier ([`sparkgate::frontend::http::CookieSigner::verify`]).
 //!
 //! The first input byte picks what the rest is:
 //! * 0: a cookie value as a client sends it. Asserts: accepted only if its signature is the
@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sparkgate::http::{CookieSigner, COOKIE_NAME};
+use sparkgate::frontend::http::{CookieSigner, COOKIE_NAME};
 use sparkgate_auth::Principal;
 
 pub const KEY: &[u8] = b"sparkgate fuzz cookie key, 32 by";

@@ -9,7 +9,7 @@ pub type Seed = (&'static str, Vec<u8>);
 
 /// Cookie target inputs (mode byte first; see `cookie.rs`).
 pub fn cookies() -> Vec<Seed> {
-    let signer = sparkgate::http::CookieSigner::new(
+    let signer = sparkgate::frontend::http::CookieSigner::new(
         crate::cookie::KEY.to_vec(),
         Duration::from_secs(3600),
         false,
