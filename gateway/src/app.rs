@@ -19,6 +19,7 @@ use crate::frontend::http::CookieSigner;
 use crate::frontend::limits::ConnectionLimits;
 use crate::frontend::tls::{TlsAcceptorCell, RELOAD_CHECK_EVERY};
 use crate::frontend::Shared;
+use crate::launcher::fixed::FixedLauncher;
 use crate::launcher::kubernetes::KubeLauncher;
 use crate::launcher::{DriverSpec, Launcher, LocalLauncher};
 use crate::pool::{DriverPool, PoolLimits, PoolMetrics};
@@ -278,7 +279,7 @@ impl Gateway {
             // here, so a leader stays leader until every pool's drivers are stopped.
             let leading = shared.handler.pools.values().filter(|p| p.leading());
             futures::future::join_all(leading.map(|pool| pool.stop_all())).await;
-        } else if !shared.handler.pools.is_empty() {
+        } else if shared.handler.pools.values().any(|p| p.scales()) {
             info!("leaving drivers running for the next run to adopt (pools.stop_drivers_on_exit = false)");
         }
         // Last, give the Lease up (and wait for that), so another replica takes over at once.
@@ -315,29 +316,47 @@ struct PoolSet {
     election: Option<(kube::Client, crate::pool::leader::Election, Arc<AtomicBool>)>,
 }
 
-/// A pool per tenant with the local or Kubernetes launcher; drivers a previous run left are
-/// adopted.
+/// A pool per tenant, each with its tenant's launcher; drivers a previous run left are adopted.
 async fn start_pools(config: &Config, metrics: &Metrics) -> Result<PoolSet, StartError> {
-    let of_kind = |kind| -> Vec<&TenantConfig> {
-        config
-            .tenants
-            .iter()
-            .filter(|t| t.launcher == kind)
-            .collect()
-    };
+    let tenants = config.effective_tenants();
+    let of_kind =
+        |kind| -> Vec<&TenantConfig> { tenants.iter().filter(|t| t.launcher == kind).collect() };
+    let fixed = of_kind(LauncherKind::Static);
     let local = of_kind(LauncherKind::Local);
     let on_kubernetes = of_kind(LauncherKind::Kubernetes);
     let mut set = PoolSet {
         pools: HashMap::new(),
         election: None,
     };
+    let limits = PoolLimits {
+        max_sessions_per_driver: config.pools.max_sessions_per_driver,
+        max_waiting: config.pools.max_waiting,
+        wait_timeout: config.pools.wait_timeout,
+        drain_grace: config.pools.drain_grace,
+        reconcile_every: config.pools.reconcile_every,
+    };
+    // Neither started nor stopped by sparkgate, so nothing here to decide or to keep.
+    let always = Arc::new(AtomicBool::new(true));
+    if !fixed.is_empty() {
+        let launcher: Arc<dyn Launcher> = Arc::new(FixedLauncher::new(
+            fixed
+                .iter()
+                .map(|t| (t.name.as_str(), t.backends.as_slice())),
+        ));
+        // Someone else's servers: sparkgate does not bound their sessions.
+        let fixed_limits = PoolLimits {
+            max_sessions_per_driver: u32::MAX,
+            ..limits.clone()
+        };
+        let pools = &mut set.pools;
+        add_pools(metrics, &fixed, &fixed_limits, &launcher, &always, pools).await;
+    }
     let config_error = |e: crate::launcher::LaunchError| StartError::Config(e.to_string());
     if !local.is_empty() {
         let launcher: Arc<dyn Launcher> =
             Arc::new(LocalLauncher::new(config.local.clone()).map_err(config_error)?);
         // The local launcher's drivers belong to this process alone: it always decides.
-        let leading = Arc::new(AtomicBool::new(true));
-        add_pools(config, metrics, &local, &launcher, &leading, &mut set.pools).await;
+        add_pools(metrics, &local, &limits, &launcher, &always, &mut set.pools).await;
         // Drivers of tenants no longer configured are not adopted by anyone: stop them.
         for (orphan, _) in launcher.list().await {
             if !set.pools.contains_key(&orphan.tenant) {
@@ -375,9 +394,9 @@ async fn start_pools(config: &Config, metrics: &Metrics) -> Result<PoolSet, Star
         }
         let launcher: Arc<dyn Launcher> = kube;
         add_pools(
-            config,
             metrics,
             &on_kubernetes,
+            &limits,
             &launcher,
             &leading,
             &mut set.pools,
@@ -388,20 +407,13 @@ async fn start_pools(config: &Config, metrics: &Metrics) -> Result<PoolSet, Star
 }
 
 async fn add_pools(
-    config: &Config,
     metrics: &Metrics,
     tenants: &[&TenantConfig],
+    limits: &PoolLimits,
     launcher: &Arc<dyn Launcher>,
     leading: &Arc<AtomicBool>,
     pools: &mut HashMap<String, Arc<DriverPool>>,
 ) {
-    let limits = PoolLimits {
-        max_sessions_per_driver: config.pools.max_sessions_per_driver,
-        max_waiting: config.pools.max_waiting,
-        wait_timeout: config.pools.wait_timeout,
-        drain_grace: config.pools.drain_grace,
-        reconcile_every: config.pools.reconcile_every,
-    };
     for tenant in tenants {
         let spec = DriverSpec {
             tenant: tenant.name.clone(),

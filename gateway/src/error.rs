@@ -51,6 +51,8 @@ pub enum GatewayError {
         method: &'static str,
         detail: String,
     },
+    #[error("internal error: tenant {tenant:?} has no driver pool")]
+    NoPool { tenant: String },
 }
 
 /// How to retry an OpenSession a driver failed (see [`GatewayError::open_session_retry`]).
@@ -76,6 +78,7 @@ impl GatewayError {
             | Self::BackendLost { .. }
             | Self::BackendBusy { .. }
             | Self::Pool(_) => Fault::Backend,
+            Self::NoPool { .. } => Fault::Internal,
         }
     }
 
@@ -110,7 +113,9 @@ impl GatewayError {
         match self {
             Self::BackendUnreachable { .. } | Self::Pool(_) | Self::BackendBusy { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
-            Self::UnknownHandle { .. } | Self::TooManySessions { .. } => "HY000",
+            Self::UnknownHandle { .. } | Self::TooManySessions { .. } | Self::NoPool { .. } => {
+                "HY000"
+            }
             // "invalid authorization specification"
             Self::Tenant(_) | Self::Auth(_) | Self::ProxyUserRefused { .. } => "28000",
         }

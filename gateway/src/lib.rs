@@ -8,7 +8,8 @@
 //! * [`tenant`]: which users and groups may run SQL on which tenant's drivers.
 //! * [`pool`]: each tenant's drivers: placement, queue, reconcile loop, autoscaler, leader
 //!   election.
-//! * [`launcher`]: starting, finding and stopping drivers (local processes, Kubernetes Pods).
+//! * [`launcher`]: starting, finding and stopping drivers (local processes, Kubernetes Pods;
+//!   fixed addresses for static tenants).
 //! * [`driver`]: pooled connections to drivers.
 //!
 //! Beside the flow: [`admin`] (health, readiness, metrics, sessions and drivers API),

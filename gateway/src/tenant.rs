@@ -2,7 +2,6 @@
 //! at OpenSession, from the authenticated principal; a client may only *ask* for one of its own.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
 use sparkgate_auth::Principal;
@@ -28,7 +27,8 @@ pub struct TenantConfig {
     /// These users are admitted; `"*"` admits every authenticated user.
     #[serde(default)]
     pub users: Vec<String>,
-    /// With the static launcher: the tenant's Spark Thrift Servers (`host:port`), used in turn.
+    /// With the static launcher: the tenant's Spark Thrift Servers (`host:port`); a session goes
+    /// to the least busy one that accepts connections.
     #[serde(default)]
     pub backends: Vec<String>,
     /// `static` (the `backends` above), `local` (sparkgate starts the tenant's drivers as
@@ -126,17 +126,11 @@ pub enum TenantError {
 #[derive(Debug)]
 pub struct Tenants {
     tenants: Vec<TenantConfig>,
-    /// Per tenant, the next backend to use (round robin over its static addresses).
-    next_backend: Vec<AtomicUsize>,
 }
 
 impl Tenants {
     pub fn new(tenants: Vec<TenantConfig>) -> Self {
-        let next_backend = tenants.iter().map(|_| AtomicUsize::new(0)).collect();
-        Self {
-            tenants,
-            next_backend,
-        }
+        Self { tenants }
     }
 
     /// The tenant a session of `principal` runs as: the one it asked for, if it is admitted
@@ -147,17 +141,6 @@ impl Tenants {
         requested: Option<&str>,
     ) -> Result<&TenantConfig, TenantError> {
         decide(&self.tenants, principal, requested)
-    }
-
-    /// The next backend address of `tenant`.
-    pub fn pick_backend<'t>(&self, tenant: &'t TenantConfig) -> &'t str {
-        let i = self
-            .tenants
-            .iter()
-            .position(|t| t.name == tenant.name)
-            .expect("tenant from this list");
-        let n = self.next_backend[i].fetch_add(1, Ordering::Relaxed);
-        &tenant.backends[n % tenant.backends.len()]
     }
 }
 

@@ -1,5 +1,6 @@
 //! Launchers start, stop and list Spark Thrift Server drivers. The `local` launcher runs them as
-//! child processes of sparkgate (the embedded default); the `kubernetes` launcher runs Pods.
+//! child processes of sparkgate (the embedded default); the `kubernetes` launcher runs Pods; the
+//! `static` launcher ([`fixed`]) lists servers at configured addresses and starts none.
 //!
 //! Which drivers exist is read back from the launcher (state files in the work dir for local
 //! drivers, labelled Pods on Kubernetes), so a restarted sparkgate finds the drivers of its
@@ -15,6 +16,7 @@ use hive_thrift::message::{Hs2Request, Hs2Response};
 use hive_thrift::sasl::PlainCredentials;
 use serde::{Deserialize, Serialize};
 
+pub mod fixed;
 pub mod kubernetes;
 pub mod local;
 pub mod submit;
@@ -100,6 +102,16 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// The launcher's current view of one driver; cheap (no I/O), called every reconcile pass.
     fn health(&self, driver: &LaunchedDriver) -> Health;
+
+    /// Whether the pool may start and stop drivers to follow load; `false` for fixed servers.
+    fn scales(&self) -> bool {
+        true
+    }
+
+    /// Whether a listed driver at `address` serves now (checked before a pool adopts it).
+    fn answers<'a>(&'a self, address: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(probe(address))
+    }
 }
 
 /// Whether an HS2 server at `address` opens (and closes) a session.

@@ -80,6 +80,8 @@ pub enum PoolError {
     Timeout { tenant: String, secs: u64 },
     #[error("tenant {tenant:?} already has {max} sessions waiting for a driver (pool queue full); try again shortly")]
     QueueFull { tenant: String, max: u32 },
+    #[error("cannot reach the Spark Thrift Server at {addresses} (tenant {tenant:?}'s fixed backends): none accepts connections. Check that it is running and that the tenant's backends (or backend.address) are right; then retry")]
+    Unreachable { tenant: String, addresses: String },
 }
 
 /// What runs on one driver, counted by the sessions placed on it.
@@ -263,7 +265,7 @@ impl DriverPool {
                 Health::Alive => None,
             };
             let answers = match &ready_at {
-                Some(address) => crate::launcher::probe(address).await,
+                Some(address) => self.launcher.answers(address).await,
                 None => false,
             };
             info!(tenant = %self.tenant, driver = %launched.id, ready = answers, "adopted a driver");
@@ -334,6 +336,10 @@ impl DriverPool {
                 return Ok(lease);
             }
         }
+        if !self.launcher.scales() {
+            // No driver will start for it: waiting would only delay the answer.
+            return Err(self.unreachable().await);
+        }
         if self.waiting.load(Ordering::Relaxed) >= self.limits.max_waiting {
             return Err(PoolError::QueueFull {
                 tenant: self.tenant.clone(),
@@ -367,6 +373,27 @@ impl DriverPool {
             histogram.observe(waited.elapsed().as_secs_f64());
         }
         result
+    }
+
+    /// Fixed servers (static launcher), none of which accepts connections now. Their sessions
+    /// per server are not bounded (`pools.max_sessions_per_driver` is for drivers sparkgate
+    /// runs), so a place is missing only when no server is ready.
+    async fn unreachable(&self) -> PoolError {
+        let listed = self.launcher.list().await;
+        let addresses: Vec<&str> = listed
+            .iter()
+            .filter(|(d, _)| d.tenant == self.tenant)
+            .map(|(d, _)| d.address.as_str())
+            .collect();
+        PoolError::Unreachable {
+            tenant: self.tenant.clone(),
+            addresses: addresses.join(", "),
+        }
+    }
+
+    /// Whether the pool starts and stops its drivers (not a static tenant's fixed servers).
+    pub fn scales(&self) -> bool {
+        self.launcher.scales()
     }
 
     /// Whether this replica makes scaling decisions.

@@ -96,7 +96,7 @@ impl DriverPool {
                 self.stop_in_background(launched);
             }
         }
-        if !leading {
+        if !leading || !self.launcher.scales() {
             return;
         }
         let observed = self.observe(now);

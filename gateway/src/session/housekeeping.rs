@@ -11,20 +11,14 @@ use super::table::{Owner, Session};
 use super::CallHandler;
 
 impl CallHandler {
-    /// Drops the driver connections of pooled drivers that are gone (static backends stay).
+    /// Drops the driver connections of drivers that are gone.
     pub fn forget_gone_drivers(&self) {
-        if self.pools.is_empty() {
-            return;
-        }
-        let mut live: std::collections::HashSet<String> = self
+        let live: std::collections::HashSet<String> = self
             .pools
             .values()
             .flat_map(|pool| pool.drivers())
             .map(|d| d.address)
             .collect();
-        for tenant in self.config.effective_tenants() {
-            live.extend(tenant.backends);
-        }
         self.links.retain(&live);
     }
 

@@ -52,7 +52,7 @@ pub struct CallHandler {
     tenants: Tenants,
     auth: Arc<AuthService>,
     pub table: SessionTable,
-    /// Driver pools of tenants whose drivers sparkgate starts, by tenant name.
+    /// Every tenant's driver pool, by tenant name.
     pub pools: HashMap<String, Arc<DriverPool>>,
     /// Connections to drivers, shared by their sessions.
     pub links: BackendLinks,

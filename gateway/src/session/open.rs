@@ -132,8 +132,8 @@ impl CallHandler {
         Ok(encoded(Hs2Response::OpenSession(resp), seqid))
     }
 
-    /// Opens the session on a driver of `tenant`: a pooled driver (waiting for one if needed; a
-    /// driver that refuses the connection is taken out and another tried), or a static backend.
+    /// Opens the session on a driver of `tenant`'s pool (waiting for one if needed; a driver
+    /// that refuses the connection is taken out and another tried).
     /// Returns the driver's reply, its address and the session's place in the pool.
     async fn place_session(
         &self,
@@ -141,11 +141,12 @@ impl CallHandler {
         user: &str,
         open: &Hs2Request,
     ) -> Result<(Bytes, String, Option<DriverLease>), GatewayError> {
-        let Some(pool) = self.pools.get(&tenant.name) else {
-            let addr = self.tenants.pick_backend(tenant).to_owned();
-            let (reply, _) = self.call_driver(&addr, open).await?;
-            return Ok((reply, addr, None));
-        };
+        let pool = self
+            .pools
+            .get(&tenant.name)
+            .ok_or_else(|| GatewayError::NoPool {
+                tenant: tenant.name.clone(),
+            })?;
         let mut attempts = 0;
         loop {
             attempts += 1;

@@ -89,12 +89,3 @@ fn a_user_in_no_tenant_is_refused() {
         })
     );
 }
-
-#[test]
-fn backends_are_used_in_turn() {
-    let mut t = tenant("a", &[], &["*"]);
-    t.backends = vec!["h1:1".into(), "h2:2".into()];
-    let tenants = Tenants::new(vec![t.clone()]);
-    let picks: Vec<&str> = (0..4).map(|_| tenants.pick_backend(&t)).collect();
-    assert_eq!(picks, ["h1:1", "h2:2", "h1:1", "h2:2"]);
-}
