@@ -3,7 +3,6 @@
 //! It has no authentication of its own: bind it to loopback or a private network.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +15,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-use crate::pool::DriverState;
 use crate::session::{CallHandler, Owner};
 use crate::shutdown::Shutdown;
-use crate::telemetry::{DriverAddressLabel, DriverStateLabels, Metrics, TenantLabel};
+use crate::telemetry::Metrics;
 
 /// What the admin port reads: it changes nothing but a driver's drain flag.
 #[derive(Clone)]
@@ -114,58 +112,14 @@ fn handle(request: Request<Incoming>, view: &AdminView) -> Response<Full<Bytes>>
                 respond(StatusCode::OK, "text/plain", "ready\n")
             }
         }
-        (&Method::GET, "/metrics") => {
-            let metrics = &view.metrics;
-            metrics.sessions.set(handler.table.session_count() as i64);
-            metrics.operations.set(handler.table.operation_count() as i64);
-            for (tenant, pool) in &handler.pools {
-                let drivers = pool.drivers();
-                for state in DriverState::ALL {
-                    let n = drivers.iter().filter(|d| d.state == state).count();
-                    let gauge = metrics
-                        .drivers
-                        .get_or_create(&DriverStateLabels {
-                            tenant: tenant.clone(),
-                            state: state.as_str().into(),
-                        })
-                        .clone();
-                    gauge.set(n as i64);
-                }
-                let waiting = metrics
-                    .queue_waiting
-                    .get_or_create(&TenantLabel {
-                        tenant: tenant.clone(),
-                    })
-                    .clone();
-                waiting.set(i64::from(pool.waiting.load(Ordering::Relaxed)));
-                let running: u32 = drivers.iter().map(|d| d.running_operations).sum();
-                let gauge = metrics
-                    .running_operations
-                    .get_or_create(&TenantLabel {
-                        tenant: tenant.clone(),
-                    })
-                    .clone();
-                gauge.set(i64::from(running));
-            }
-            // Drivers come and go: only the current ones.
-            metrics.backend_connections.clear();
-            for (driver, open) in handler.links.open_connections() {
-                let gauge = metrics
-                    .backend_connections
-                    .get_or_create(&DriverAddressLabel { driver })
-                    .clone();
-                gauge.set(open as i64);
-            }
-            let mut body = String::new();
-            match prometheus_client::encoding::text::encode(&mut body, &metrics.registry) {
-                Ok(()) => respond(
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body,
-                ),
-                Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
-            }
-        }
+        (&Method::GET, "/metrics") => match view.metrics.encode() {
+            Ok(body) => respond(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body,
+            ),
+            Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+        },
         (&Method::GET, "/api/v1/drivers") => {
             let drivers: Vec<_> = handler.pools.values().flat_map(|p| p.drivers()).collect();
             json(&drivers)

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::admin::AdminView;
 use crate::config::{Config, FrontendTransport};
+use crate::driver::metrics::LinkGauges;
 use crate::frontend::http::CookieSigner;
 use crate::frontend::limits::ConnectionLimits;
 use crate::frontend::tls::{TlsAcceptorCell, RELOAD_CHECK_EVERY};
@@ -22,10 +23,12 @@ use crate::frontend::Shared;
 use crate::launcher::fixed::FixedLauncher;
 use crate::launcher::kubernetes::KubeLauncher;
 use crate::launcher::{DriverSpec, Launcher, LocalLauncher};
-use crate::pool::{DriverPool, PoolLimits, PoolMetrics};
+use crate::pool::metrics::{PoolFamilies, PoolGauges};
+use crate::pool::{DriverPool, PoolLimits};
+use crate::session::metrics::SessionGauges;
 use crate::session::CallHandler;
 use crate::shutdown::Shutdown;
-use crate::telemetry::{DecisionLabels, Metrics, TenantLabel};
+use crate::telemetry::Metrics;
 use crate::tenant::LauncherKind;
 use crate::tenant::TenantConfig;
 use std::sync::atomic::AtomicBool;
@@ -115,8 +118,9 @@ impl Gateway {
                 key
             }
         };
-        let metrics = Arc::new(Metrics::default());
-        let PoolSet { pools, election } = start_pools(&config, &metrics).await?;
+        let mut metrics = Metrics::default();
+        let pool_metrics = PoolFamilies::register(metrics.registry_mut());
+        let PoolSet { pools, election } = start_pools(&config, &pool_metrics).await?;
         let config = Arc::new(config);
         let listener = bind(config.server.bind).await?;
         let http_listener = match config.http.bind {
@@ -169,10 +173,14 @@ impl Gateway {
             );
         }
         spawn_housekeeping(shared.clone());
+        let registry = metrics.registry_mut();
+        PoolGauges::register(registry, &pools);
+        SessionGauges::register(registry, shared.handler.table.clone());
+        LinkGauges::register(registry, shared.handler.links.clone());
         if let Some(admin_listener) = admin_listener {
             let view = AdminView {
                 handler: shared.handler.clone(),
-                metrics,
+                metrics: Arc::new(metrics),
                 shutdown: shared.shutdown.clone(),
             };
             tasks.spawn("admin port", crate::admin::serve(admin_listener, view));
@@ -317,7 +325,7 @@ struct PoolSet {
 }
 
 /// A pool per tenant, each with its tenant's launcher; drivers a previous run left are adopted.
-async fn start_pools(config: &Config, metrics: &Metrics) -> Result<PoolSet, StartError> {
+async fn start_pools(config: &Config, metrics: &PoolFamilies) -> Result<PoolSet, StartError> {
     let tenants = config.effective_tenants();
     let of_kind =
         |kind| -> Vec<&TenantConfig> { tenants.iter().filter(|t| t.launcher == kind).collect() };
@@ -407,7 +415,7 @@ async fn start_pools(config: &Config, metrics: &Metrics) -> Result<PoolSet, Star
 }
 
 async fn add_pools(
-    metrics: &Metrics,
+    metrics: &PoolFamilies,
     tenants: &[&TenantConfig],
     limits: &PoolLimits,
     launcher: &Arc<dyn Launcher>,
@@ -421,33 +429,7 @@ async fn add_pools(
             spark_conf: tenant.spark_conf.clone(),
             hive_conf: tenant.hive_conf.clone(),
         };
-        let label = TenantLabel {
-            tenant: tenant.name.clone(),
-        };
-        let decision = |d: &str| DecisionLabels {
-            tenant: tenant.name.clone(),
-            decision: d.into(),
-        };
-        // One statement each: a Family's get_or_create guard must be gone before the next
-        // call on the same Family, which may need its write lock.
-        let launches = metrics.launches.get_or_create(&label).clone();
-        let launch_failures = metrics.launch_failures.get_or_create(&label).clone();
-        let scale_ups = metrics
-            .scale_decisions
-            .get_or_create(&decision("scale_up"))
-            .clone();
-        let scale_downs = metrics
-            .scale_decisions
-            .get_or_create(&decision("scale_down"))
-            .clone();
-        let wait_seconds = metrics.queue_wait_seconds.get_or_create(&label).clone();
-        let pool_metrics = PoolMetrics {
-            launches,
-            launch_failures,
-            scale_ups,
-            scale_downs,
-            wait_seconds: Some(wait_seconds),
-        };
+        let pool_metrics = metrics.for_tenant(&tenant.name);
         let pool = DriverPool::new(
             spec,
             tenant.scaling.clone(),

@@ -13,7 +13,7 @@
 //! * [`driver`]: pooled connections to drivers.
 //!
 //! Beside the flow: [`admin`] (health, readiness, metrics, sessions and drivers API),
-//! [`telemetry`] (metrics), [`shutdown`] (its signals), [`config`], [`error`] (one mapping to
+//! [`telemetry`] (logging, the metrics registry), [`shutdown`] (its signals), [`config`], [`error`] (one mapping to
 //! HS2 statuses), [`app`] (startup checks, wiring, the one shutdown path) and, for tests and
 //! benchmarks, `testing` (an in-process fake driver).
 pub mod admin;

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Parser;
 use sparkgate::app::Gateway;
 use sparkgate::config::{Config, FrontendTransport};
-use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -79,13 +78,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::Passwd { file, user, groups }) = &cli.command {
         return passwd(file, user, groups);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("SPARKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    sparkgate::telemetry::init_logging();
     let mut config = match &cli.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),

@@ -1,106 +1,47 @@
-//! What sparkgate tells operators about itself: its Prometheus metrics (the `sparkgate_`
-//! prefix). Components get handles on the series they feed; the admin port encodes them.
+//! What sparkgate tells operators about itself: its logs (`tracing`, filtered by
+//! `SPARKGATE_LOG`) and its Prometheus metrics under the `sparkgate_` prefix. Each component
+//! owns its series and registers them here: the pools ([`crate::pool::metrics`]), the session
+//! table ([`crate::session::metrics`]) and the driver connections ([`crate::driver::metrics`]);
+//! the admin port only encodes the registry.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TenantLabel {
-    pub tenant: String,
+/// Logs to stderr, at `info` unless `SPARKGATE_LOG` says otherwise (an `EnvFilter`, e.g.
+/// `sparkgate=debug,info`); colours only on a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SPARKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DriverStateLabels {
-    pub tenant: String,
-    pub state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DecisionLabels {
-    pub tenant: String,
-    pub decision: String,
-}
-
-/// sparkgate's metrics, registered under the `sparkgate_` prefix; components get handles.
+/// The registry every component's metrics are registered in.
 pub struct Metrics {
-    pub registry: Registry,
-    pub sessions: Gauge,
-    pub operations: Gauge,
-    pub drivers: Family<DriverStateLabels, Gauge>,
-    pub queue_waiting: Family<TenantLabel, Gauge>,
-    pub queue_wait_seconds: Family<TenantLabel, Histogram>,
-    pub launches: Family<TenantLabel, Counter>,
-    pub launch_failures: Family<TenantLabel, Counter>,
-    pub scale_decisions: Family<DecisionLabels, Counter>,
-    pub running_operations: Family<TenantLabel, Gauge>,
-    pub backend_connections: Family<DriverAddressLabel, Gauge>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DriverAddressLabel {
-    pub driver: String,
+    registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("sparkgate");
-        let m = Self {
-            sessions: Gauge::default(),
-            operations: Gauge::default(),
-            drivers: Family::default(),
-            queue_waiting: Family::default(),
-            queue_wait_seconds: Family::new_with_constructor(|| {
-                Histogram::new([0.1, 0.5, 1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0])
-            }),
-            launches: Family::default(),
-            launch_failures: Family::default(),
-            scale_decisions: Family::default(),
-            running_operations: Family::default(),
-            backend_connections: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register("sessions", "Open client sessions", m.sessions.clone());
-        registry.register(
-            "operations",
-            "Operations sparkgate tracks",
-            m.operations.clone(),
-        );
-        registry.register("drivers", "Drivers per tenant and state", m.drivers.clone());
-        registry.register(
-            "queue_waiting",
-            "Sessions waiting for a driver",
-            m.queue_waiting.clone(),
-        );
-        registry.register(
-            "queue_wait_seconds",
-            "How long sessions waited for a driver",
-            m.queue_wait_seconds.clone(),
-        );
-        registry.register("driver_launches", "Drivers launched", m.launches.clone());
-        registry.register(
-            "driver_launch_failures",
-            "Drivers that failed to start or died",
-            m.launch_failures.clone(),
-        );
-        registry.register(
-            "running_operations",
-            "Operations running on a tenant's ready drivers (the autoscaler's load)",
-            m.running_operations.clone(),
-        );
-        registry.register(
-            "backend_connections",
-            "Open connections to each driver (bounded by backend.max_connections_per_driver)",
-            m.backend_connections.clone(),
-        );
-        registry.register(
-            "scale_decisions",
-            "Autoscaler decisions that changed a pool",
-            m.scale_decisions.clone(),
-        );
-        Self { registry, ..m }
+        Self {
+            registry: Registry::with_prefix("sparkgate"),
+        }
+    }
+}
+
+impl Metrics {
+    /// Where components register their series, before the gateway serves.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The OpenMetrics text of every series now.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut body = String::new();
+        prometheus_client::encoding::text::encode(&mut body, &self.registry)?;
+        Ok(body)
     }
 }

@@ -445,3 +445,56 @@ async fn unsafe_auth_setups_are_refused_at_startup() {
 
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Each component's series are on the admin port, read when scraped: the session table's,
+/// the static tenant's pool (its one server, ready), and the connection to that server.
+#[tokio::test]
+async fn metrics_come_from_each_component_at_scrape_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sts = FakeSts::new().start().await;
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.admin.bind = Some("127.0.0.1:0".parse().unwrap());
+    config.backend.address = sts.addr.to_string();
+    let gw = Gateway::start(config).await.unwrap();
+    let admin = gw.admin_addr.unwrap();
+    let scrape = || async move {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        body
+    };
+    let before = scrape().await;
+    assert!(before.contains("sparkgate_sessions 0"), "{before}");
+    assert!(
+        before.contains(r#"sparkgate_drivers{tenant="default",state="ready"} 1"#),
+        "{before}"
+    );
+    assert!(
+        before.contains(r#"sparkgate_queue_waiting{tenant="default"} 0"#),
+        "{before}"
+    );
+    assert!(
+        before.contains(r#"sparkgate_driver_launches_total{tenant="default"} 0"#),
+        "{before}"
+    );
+    let mut conn = connect(&gw, plain("alice")).await;
+    let session = open(&mut conn).await.session_handle.unwrap();
+    execute(&mut conn, &session).await;
+    let after = scrape().await;
+    assert!(after.contains("sparkgate_sessions 1"), "{after}");
+    assert!(after.contains("sparkgate_operations 1"), "{after}");
+    let link = format!(
+        r#"sparkgate_backend_connections{{driver="{}"}} 1"#,
+        sts.addr
+    );
+    assert!(after.contains(&link), "{after}");
+    assert!(
+        after.contains(r#"sparkgate_queue_wait_seconds_count{tenant="default"} 0"#),
+        "{after}"
+    );
+}

@@ -27,6 +27,8 @@ use tracing::{debug, warn};
 use crate::config::{BackendConfig, FrontendTransport};
 use crate::error::GatewayError;
 
+pub mod metrics;
+
 /// One pooled connection.
 struct Link {
     conn: Hs2Connection,
@@ -48,6 +50,14 @@ pub struct BackendLinks {
     /// Sessions (driver address, backend handle guid) the drivers closed with a broken
     /// connection, for the caller to mark lost ([`BackendLinks::take_lost_sessions`]).
     lost_sessions: Mutex<Vec<(String, Vec<u8>)>>,
+}
+
+impl std::fmt::Debug for BackendLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendLinks")
+            .field("drivers", &self.drivers.lock().expect("links").len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BackendLinks {

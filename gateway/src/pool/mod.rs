@@ -7,6 +7,7 @@
 
 pub mod autoscale;
 pub mod leader;
+pub mod metrics;
 mod reconcile;
 
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::launcher::{DriverSpec, Health, LaunchedDriver, Launcher};
 use autoscale::ScalingPolicy;
+pub use metrics::PoolMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,16 +43,6 @@ impl DriverState {
             Self::Failed => "failed",
         }
     }
-}
-
-/// A pool's handles on the metrics it feeds (see `telemetry::Metrics`).
-#[derive(Clone, Default)]
-pub struct PoolMetrics {
-    pub launches: prometheus_client::metrics::counter::Counter,
-    pub launch_failures: prometheus_client::metrics::counter::Counter,
-    pub scale_ups: prometheus_client::metrics::counter::Counter,
-    pub scale_downs: prometheus_client::metrics::counter::Counter,
-    pub wait_seconds: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 struct Driver {
@@ -210,6 +202,14 @@ pub struct DriverPool {
     ready: Notify,
     overloaded_since: Mutex<Option<Instant>>,
     underloaded_since: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for DriverPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverPool")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DriverPool {

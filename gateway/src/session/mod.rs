@@ -9,6 +9,7 @@
 //! * [`table`]: the session table (client handle → owner, tenant, driver handle).
 
 mod housekeeping;
+pub mod metrics;
 mod open;
 mod operations;
 pub mod reply;
@@ -51,11 +52,11 @@ pub struct CallHandler {
     config: Arc<Config>,
     tenants: Tenants,
     auth: Arc<AuthService>,
-    pub table: SessionTable,
+    pub table: Arc<SessionTable>,
     /// Every tenant's driver pool, by tenant name.
     pub pools: HashMap<String, Arc<DriverPool>>,
     /// Connections to drivers, shared by their sessions.
-    pub links: BackendLinks,
+    pub links: Arc<BackendLinks>,
 }
 
 impl CallHandler {
@@ -66,10 +67,10 @@ impl CallHandler {
     ) -> Self {
         Self {
             tenants: Tenants::new(config.effective_tenants()),
-            links: BackendLinks::new(config.backend.clone()),
+            links: Arc::new(BackendLinks::new(config.backend.clone())),
             config,
             auth,
-            table: SessionTable::default(),
+            table: Arc::default(),
             pools,
         }
     }
