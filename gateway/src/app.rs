@@ -35,8 +35,23 @@ use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Auth(#[from] sparkgate_auth::AuthError),
+    #[error("invalid configuration: {0}")]
+    Tls(#[from] crate::frontend::tls::TlsError),
+    #[error("invalid configuration: cannot read http.cookie_key_file {}: {source}", path.display())]
+    CookieKey {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: server.transport = \"nosasl\" carries no credentials: it needs the `none` auth method")]
+    NosaslNeedsNoneAuth,
+    #[error("invalid configuration: auth method `none` admits anyone, and {binds:?} is reachable from the network; configure real authentication, bind to 127.0.0.1, or set server.allow_none_auth_on_network = true")]
+    NoneAuthOnNetwork { binds: Vec<SocketAddr> },
+    #[error("invalid configuration: {0}")]
+    Launcher(#[from] crate::launcher::LaunchError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -64,20 +79,16 @@ pub struct Gateway {
 fn check_auth(config: &Config, auth: &AuthService) -> Result<(), StartError> {
     let anonymous = auth.allows_anonymous();
     if config.server.transport == FrontendTransport::Nosasl && !anonymous {
-        return Err(StartError::Config(
-            "server.transport = \"nosasl\" carries no credentials: it needs the `none` auth method"
-                .into(),
-        ));
+        return Err(StartError::NosaslNeedsNoneAuth);
     }
     let network_binds = std::iter::once(config.server.bind)
         .chain(config.http.bind)
         .filter(|a| !a.ip().is_loopback())
         .collect::<Vec<_>>();
     if anonymous && !network_binds.is_empty() && !config.server.allow_none_auth_on_network {
-        return Err(StartError::Config(format!(
-            "auth method `none` admits anyone, and {network_binds:?} is reachable from the network; \
-             configure real authentication, bind to 127.0.0.1, or set server.allow_none_auth_on_network = true"
-        )));
+        return Err(StartError::NoneAuthOnNetwork {
+            binds: network_binds,
+        });
     }
     Ok(())
 }
@@ -91,26 +102,17 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 impl Gateway {
     /// Checks the configuration, binds the listeners and starts serving in the background.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        config
-            .validate()
-            .map_err(|e| StartError::Config(e.to_string()))?;
-        let auth = Arc::new(
-            AuthService::from_config(&config.auth)
-                .map_err(|e| StartError::Config(e.to_string()))?,
-        );
+        config.validate()?;
+        let auth = Arc::new(AuthService::from_config(&config.auth)?);
         check_auth(&config, &auth)?;
         let tls = match (&config.tls.cert_file, &config.tls.key_file) {
-            (Some(cert), Some(key)) => Some(
-                TlsAcceptorCell::load(cert, key).map_err(|e| StartError::Config(e.to_string()))?,
-            ),
+            (Some(cert), Some(key)) => Some(TlsAcceptorCell::load(cert, key)?),
             _ => None,
         };
         let cookie_key = match &config.http.cookie_key_file {
-            Some(path) => std::fs::read(path).map_err(|e| {
-                StartError::Config(format!(
-                    "cannot read http.cookie_key_file {}: {e}",
-                    path.display()
-                ))
+            Some(path) => std::fs::read(path).map_err(|source| StartError::CookieKey {
+                path: path.clone(),
+                source,
             })?,
             None => {
                 let mut key = vec![0u8; 32];
@@ -359,10 +361,8 @@ async fn start_pools(config: &Config, metrics: &PoolFamilies) -> Result<PoolSet,
         let pools = &mut set.pools;
         add_pools(metrics, &fixed, &fixed_limits, &launcher, &always, pools).await;
     }
-    let config_error = |e: crate::launcher::LaunchError| StartError::Config(e.to_string());
     if !local.is_empty() {
-        let launcher: Arc<dyn Launcher> =
-            Arc::new(LocalLauncher::new(config.local.clone()).map_err(config_error)?);
+        let launcher: Arc<dyn Launcher> = Arc::new(LocalLauncher::new(config.local.clone())?);
         // The local launcher's drivers belong to this process alone: it always decides.
         add_pools(metrics, &local, &limits, &launcher, &always, &mut set.pools).await;
         // Drivers of tenants no longer configured are not adopted by anyone: stop them.
@@ -375,9 +375,7 @@ async fn start_pools(config: &Config, metrics: &PoolFamilies) -> Result<PoolSet,
     }
     if !on_kubernetes.is_empty() {
         let owned: Vec<TenantConfig> = on_kubernetes.iter().map(|t| (*t).clone()).collect();
-        let kube = KubeLauncher::new(config.kubernetes.clone(), &owned)
-            .await
-            .map_err(config_error)?;
+        let kube = KubeLauncher::new(config.kubernetes.clone(), &owned).await?;
         let k8s = &config.kubernetes;
         let leading = Arc::new(AtomicBool::new(!k8s.leader_election));
         if k8s.leader_election {

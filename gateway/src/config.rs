@@ -253,6 +253,8 @@ pub enum ConfigError {
     },
     #[error("invalid config: {0}")]
     Invalid(String),
+    #[error("invalid config: {0}")]
+    Tenant(#[from] crate::launcher::kubernetes::IdentityError),
 }
 
 impl Config {
@@ -321,8 +323,7 @@ impl Config {
                 ));
             }
             if tenant.launcher == LauncherKind::Kubernetes {
-                crate::launcher::kubernetes::validate_tenant(tenant)
-                    .map_err(ConfigError::Invalid)?;
+                crate::launcher::kubernetes::validate_tenant(tenant)?;
             }
             if tenant.launcher == LauncherKind::Static && tenant.backends.is_empty() {
                 return invalid(format!(

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
+use hive_thrift::error::SaslError;
 use hive_thrift::frame::{FramedError, Framing, MessageCodec};
 use hive_thrift::message::MessageHeader;
 use hive_thrift::sasl::{SaslServer, DEFAULT_MAX_NEGOTIATION_FRAME};
-use sparkgate_auth::{Credential, Principal};
+use sparkgate_auth::{AuthError, Credential, Principal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::net::TcpListener;
 use tokio_util::codec::FramedWrite;
@@ -40,6 +41,37 @@ struct Connection {
     shared: Arc<Shared>,
     id: u64,
     peer: SocketAddr,
+}
+
+/// Why a binary connection ended before its first call.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("client closed before sending anything")]
+    ClosedBeforeStart,
+    #[error("client closed during SASL negotiation")]
+    ClosedDuringNegotiation,
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    #[error("SASL negotiation refused: {0}")]
+    Negotiation(SaslError),
+    #[error("refused user {user:?}: {reason}")]
+    Refused { user: String, reason: Refusal },
+}
+
+/// Why valid SASL credentials were refused.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("{0}")]
+    Auth(AuthError),
+    #[error("user {user:?} already holds {max} connections (server.max_connections_per_user)")]
+    ConnectionsPerUser { user: String, max: usize },
+}
+
+/// The one place a SASL refusal becomes the text a client is shown.
+fn refusal_text(reason: &dyn std::fmt::Display) -> String {
+    format!("sparkgate: {reason}")
 }
 
 impl Connection {
@@ -85,7 +117,7 @@ impl Connection {
         &self,
         stream: &mut S,
         read_buf: &mut BytesMut,
-    ) -> Result<(Framing, Option<Principal>, Option<LimitGuard>), String>
+    ) -> Result<(Framing, Option<Principal>, Option<LimitGuard>), HandshakeError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -94,9 +126,9 @@ impl Connection {
                 // No negotiation, but a client that never sends its first byte is held to the
                 // same deadline as a SASL handshake.
                 match stream.read_buf(read_buf).await {
-                    Ok(0) => Err("client closed before sending anything".into()),
+                    Ok(0) => Err(HandshakeError::ClosedBeforeStart),
                     Ok(_) => Ok((Framing::Raw, None, None)),
-                    Err(e) => Err(format!("read failed: {e}")),
+                    Err(e) => Err(HandshakeError::Read(e)),
                 }
             }
             FrontendTransport::Sasl => {
@@ -107,15 +139,15 @@ impl Connection {
                         Ok(None) => {}
                         Err(e) => {
                             let mut out = BytesMut::new();
-                            SaslServer::refuse(&format!("sparkgate: {e}"), &mut out);
+                            SaslServer::refuse(&refusal_text(&e), &mut out);
                             let _ = stream.write_all(&out).await;
-                            return Err(format!("SASL negotiation refused: {e}"));
+                            return Err(HandshakeError::Negotiation(e));
                         }
                     }
                     match stream.read_buf(read_buf).await {
-                        Ok(0) => return Err("client closed during SASL negotiation".into()),
+                        Ok(0) => return Err(HandshakeError::ClosedDuringNegotiation),
                         Ok(_) => {}
-                        Err(e) => return Err(format!("read failed during SASL negotiation: {e}")),
+                        Err(e) => return Err(HandshakeError::Read(e)),
                     }
                 };
                 let credential = Credential::Password {
@@ -128,13 +160,13 @@ impl Connection {
                     .authenticate(&credential, self.peer.ip())
                     .await;
                 let mut out = BytesMut::new();
-                let result = result.map_err(|e| format!("sparkgate: {e}")).and_then(|principal| {
+                let result = result.map_err(Refusal::Auth).and_then(|principal| {
                     match self.shared.limits.admit_user(&principal.user) {
                         Some(slot) => Ok((principal, slot)),
-                        None => Err(format!(
-                            "sparkgate: user {:?} already holds {} connections (server.max_connections_per_user)",
-                            principal.user, self.shared.config.server.max_connections_per_user
-                        )),
+                        None => Err(Refusal::ConnectionsPerUser {
+                            user: principal.user.clone(),
+                            max: self.shared.config.server.max_connections_per_user,
+                        }),
                     }
                 });
                 match result {
@@ -143,15 +175,18 @@ impl Connection {
                         stream
                             .write_all(&out)
                             .await
-                            .map_err(|e| format!("write failed: {e}"))?;
+                            .map_err(HandshakeError::Write)?;
                         debug!(user = %principal.user, groups = ?principal.groups, "authenticated");
                         Ok((Framing::Sasl, Some(principal), Some(slot)))
                     }
-                    Err(message) => {
-                        SaslServer::refuse(&message, &mut out);
+                    Err(reason) => {
+                        SaslServer::refuse(&refusal_text(&reason), &mut out);
                         let _ = stream.write_all(&out).await;
                         let _ = stream.flush().await;
-                        Err(format!("refused user {:?}: {message}", credentials.user))
+                        Err(HandshakeError::Refused {
+                            user: credentials.user.clone(),
+                            reason,
+                        })
                     }
                 }
             }

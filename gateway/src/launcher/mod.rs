@@ -76,6 +76,8 @@ pub enum LaunchError {
     PortTaken { tenant: String, port: u16 },
     #[error("launcher i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Identity(#[from] kubernetes::IdentityError),
 }
 
 /// Starts, stops and lists drivers. Every method may take time and fail; the pool calls them

@@ -39,21 +39,47 @@ fn is_dns_label(name: &str, max: usize) -> bool {
         && !name.ends_with('-')
 }
 
+/// Why a tenant cannot run on Kubernetes as configured, or its identity is not in place.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("tenant {tenant:?} cannot run on Kubernetes: its name must be lower-case letters, digits and '-', at most 50 characters, not starting or ending with '-'")]
+    TenantName { tenant: String },
+    #[error("tenant {tenant:?}: service_account {account:?} is not a valid Kubernetes name")]
+    AccountName { tenant: String, account: String },
+    #[error("tenant {tenant:?} would keep its tables inside each driver Pod (lost with the Pod): set {missing}, or set ephemeral_catalog = true to accept that")]
+    EphemeralCatalog { tenant: String, missing: String },
+    #[error("tenant {tenant:?}: cannot {action} ServiceAccount {account:?}: {source}")]
+    Api {
+        tenant: String,
+        account: String,
+        action: &'static str,
+        source: Box<kube::Error>,
+    },
+    #[error("tenant {tenant:?}: ServiceAccount {account:?} does not exist (kubernetes.manage_service_accounts = false: create it, e.g. with the Helm chart)")]
+    NoAccount { tenant: String, account: String },
+    #[error("tenant {tenant:?}: ServiceAccount {account:?} lacks the annotation {key}={value}")]
+    MissingAnnotation {
+        tenant: String,
+        account: String,
+        key: String,
+        value: String,
+    },
+}
+
 /// Checks, before anything is created, that a tenant's names make valid Kubernetes objects.
 /// Driver names are `sg-<tenant>-<8 hex>`; Services need a leading letter, which `sg-` gives.
-pub fn validate_tenant(tenant: &TenantConfig) -> Result<(), String> {
+pub fn validate_tenant(tenant: &TenantConfig) -> Result<(), IdentityError> {
     if !is_dns_label(&tenant.name, 50) {
-        return Err(format!(
-            "tenant {:?} cannot run on Kubernetes: its name must be lower-case letters, digits and '-', at most 50 characters, not starting or ending with '-'",
-            tenant.name
-        ));
+        return Err(IdentityError::TenantName {
+            tenant: tenant.name.clone(),
+        });
     }
     let sa = service_account_of(tenant);
     if !is_dns_label(&sa, 63) {
-        return Err(format!(
-            "tenant {:?}: service_account {sa:?} is not a valid Kubernetes name",
-            tenant.name
-        ));
+        return Err(IdentityError::AccountName {
+            tenant: tenant.name.clone(),
+            account: sa,
+        });
     }
     if !tenant.ephemeral_catalog {
         let mut missing = Vec::new();
@@ -64,11 +90,10 @@ pub fn validate_tenant(tenant: &TenantConfig) -> Result<(), String> {
             missing.push("spark_conf \"spark.sql.warehouse.dir\" on shared storage (e.g. \"s3a://bucket/warehouse\")");
         }
         if !missing.is_empty() {
-            return Err(format!(
-                "tenant {:?} would keep its tables inside each driver Pod (lost with the Pod): set {}, or set ephemeral_catalog = true to accept that",
-                tenant.name,
-                missing.join(" and ")
-            ));
+            return Err(IdentityError::EphemeralCatalog {
+                tenant: tenant.name.clone(),
+                missing: missing.join(" and "),
+            });
         }
     }
     Ok(())
@@ -94,8 +119,16 @@ pub(super) async fn ensure_service_account(
     config: &KubernetesConfig,
     tenant: &str,
     identity: &TenantIdentity,
-) -> Result<(), String> {
+) -> Result<(), IdentityError> {
     let name = &identity.service_account;
+    let api_error = |action| {
+        move |source| IdentityError::Api {
+            tenant: tenant.to_owned(),
+            account: name.clone(),
+            action,
+            source: Box::new(source),
+        }
+    };
     if config.manage_service_accounts {
         let account = json!({
             "apiVersion": "v1",
@@ -113,25 +146,26 @@ pub(super) async fn ensure_service_account(
                 &Patch::Apply(&account),
             )
             .await
-            .map_err(|e| format!("tenant {tenant:?}: cannot apply ServiceAccount {name:?}: {e}"))?;
+            .map_err(api_error("apply"))?;
         info!(%tenant, service_account = %name, "tenant ServiceAccount applied");
         return Ok(());
     }
-    let existing = accounts
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("tenant {tenant:?}: cannot read ServiceAccount {name:?}: {e}"))?;
+    let existing = accounts.get_opt(name).await.map_err(api_error("read"))?;
     let Some(existing) = existing else {
-        return Err(format!(
-            "tenant {tenant:?}: ServiceAccount {name:?} does not exist (kubernetes.manage_service_accounts = false: create it, e.g. with the Helm chart)"
-        ));
+        return Err(IdentityError::NoAccount {
+            tenant: tenant.to_owned(),
+            account: name.clone(),
+        });
     };
     let have = existing.metadata.annotations.unwrap_or_default();
     for (key, value) in &identity.annotations {
         if have.get(key) != Some(value) {
-            return Err(format!(
-                "tenant {tenant:?}: ServiceAccount {name:?} lacks the annotation {key}={value}"
-            ));
+            return Err(IdentityError::MissingAnnotation {
+                tenant: tenant.to_owned(),
+                account: name.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            });
         }
     }
     Ok(())

@@ -39,7 +39,7 @@ mod objects;
 pub use config::KubernetesConfig;
 use health::{judge_pod, Tracking};
 use identity::ensure_service_account;
-pub use identity::{service_account_of, validate_tenant, TenantIdentity};
+pub use identity::{service_account_of, validate_tenant, IdentityError, TenantIdentity};
 use objects::merge;
 pub use objects::{build_driver_pod, build_driver_service};
 
@@ -72,7 +72,7 @@ impl KubeLauncher {
     ) -> Result<Arc<Self>, LaunchError> {
         let start = |m: String| LaunchError::Start(m);
         for tenant in tenants {
-            validate_tenant(tenant).map_err(start)?;
+            validate_tenant(tenant)?;
         }
         let kube_config = kube::Config::infer()
             .await
@@ -118,9 +118,7 @@ impl KubeLauncher {
             .collect();
         let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
         for (tenant, identity) in &identities {
-            ensure_service_account(&accounts, &config, tenant, identity)
-                .await
-                .map_err(start)?;
+            ensure_service_account(&accounts, &config, tenant, identity).await?;
         }
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let (reader, writer) = reflector::store();

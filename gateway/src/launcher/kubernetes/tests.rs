@@ -90,12 +90,16 @@ fn service_is_headless_owned_by_its_pod_and_published_before_ready() {
 fn bad_tenant_names_are_config_errors() {
     let mut tenant = TenantConfig::new_static("Analytics_Team", vec![], vec![], vec![]);
     tenant.ephemeral_catalog = true;
-    assert!(validate_tenant(&tenant).unwrap_err().contains("lower-case"));
+    assert!(validate_tenant(&tenant)
+        .unwrap_err()
+        .to_string()
+        .contains("lower-case"));
     tenant.name = "analytics".into();
     assert!(validate_tenant(&tenant).is_ok());
     tenant.service_account = Some("Bad Name".into());
     assert!(validate_tenant(&tenant)
         .unwrap_err()
+        .to_string()
         .contains("service_account"));
     tenant.name = "a".repeat(51);
     assert!(validate_tenant(&tenant).is_err());
@@ -104,7 +108,7 @@ fn bad_tenant_names_are_config_errors() {
 #[test]
 fn a_tenant_whose_tables_would_die_with_the_pod_is_refused_unless_it_says_so() {
     let mut tenant = TenantConfig::new_static("analytics", vec![], vec![], vec![]);
-    let refused = validate_tenant(&tenant).unwrap_err();
+    let refused = validate_tenant(&tenant).unwrap_err().to_string();
     assert!(refused.contains("hive.metastore.uris"), "{refused}");
     assert!(refused.contains("spark.sql.warehouse.dir"), "{refused}");
     assert!(refused.contains("ephemeral_catalog = true"), "{refused}");
@@ -112,7 +116,7 @@ fn a_tenant_whose_tables_would_die_with_the_pod_is_refused_unless_it_says_so() {
         "hive.metastore.uris".into(),
         "thrift://metastore:9083".into(),
     );
-    let refused = validate_tenant(&tenant).unwrap_err();
+    let refused = validate_tenant(&tenant).unwrap_err().to_string();
     assert!(!refused.contains("hive.metastore.uris"), "{refused}");
     assert!(refused.contains("spark.sql.warehouse.dir"), "{refused}");
     // A warehouse on the Pod's own disk is not shared storage.
