@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting and lints, Rust unit and wire tests, then end-to-end tests with
+# The whole test suite: formatting and lints, Rust unit and wire tests, a short fuzz run of every
+# decoder (integration/fuzz.sh), then end-to-end tests with
 # a real Spark Thrift Server, beeline, PyHive and SQLAlchemy (installed by setup.sh), then the
 # benchmarks, which print figures (they assert nothing). `.ci/run` calls exactly this.
 set -euo pipefail
@@ -23,6 +24,8 @@ step "cargo test"
 cargo test --workspace
 step "hive-thrift without tokio (sans-IO core)"
 cargo build -p hive-thrift --no-default-features
+step "fuzz every decoder for ${FUZZ_SECONDS:-30} s on its seed corpus (cargo fuzz)"
+./integration/fuzz.sh
 step "build sparkgate (release)"
 cargo build --release -p sparkgate
 # The suite's harness would build it too; this says "use exactly the binary just built".
