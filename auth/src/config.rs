@@ -23,6 +23,12 @@ pub struct AuthConfig {
     pub failure_window: Duration,
     #[serde(with = "humantime_serde")]
     pub lockout: Duration,
+    /// Password checks (users file argon2 hashes, ~19 MiB each; LDAP binds) running at once, at
+    /// most; bounds the memory a flood of logins can take. Cached successes skip the check.
+    pub max_concurrent_checks: usize,
+    /// How long a login waits for a check to be free before it is refused as busy.
+    #[serde(with = "humantime_serde")]
+    pub check_wait: Duration,
 }
 
 impl Default for AuthConfig {
@@ -33,6 +39,8 @@ impl Default for AuthConfig {
             max_failures: 5,
             failure_window: Duration::from_secs(60),
             lockout: Duration::from_secs(60),
+            max_concurrent_checks: 4,
+            check_wait: Duration::from_secs(5),
         }
     }
 }

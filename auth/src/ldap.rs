@@ -376,6 +376,10 @@ impl Authenticator for LdapAuthenticator {
     fn name(&self) -> &'static str {
         "ldap"
     }
+
+    fn costly(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

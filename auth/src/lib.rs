@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use thiserror::Error;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 pub use config::{AuthConfig, MethodConfig};
 pub use users_file::hash_password;
@@ -90,6 +90,9 @@ pub enum AuthError {
     /// The identity service (LDAP server) could not be asked; a retry may help.
     #[error("the identity service is unavailable: {0}")]
     Unavailable(String),
+    /// Too many credential checks are running; a retry in a moment may help.
+    #[error("sparkgate is checking too many logins at once; retry in a moment")]
+    Busy,
     /// The credential names no user where one is needed.
     #[error("a user name is required")]
     MissingUser,
@@ -105,7 +108,7 @@ impl AuthError {
         match self {
             AuthError::Rejected => 0,
             AuthError::MissingUser => 1,
-            AuthError::Throttled { .. } => 2,
+            AuthError::Throttled { .. } | AuthError::Busy => 2,
             AuthError::Unavailable(_) => 3,
             AuthError::Config(_) => 4,
         }
@@ -133,6 +136,12 @@ pub trait Authenticator: Send + Sync {
 
     /// Whether this method lets anyone in (the gateway refuses that on public binds).
     fn admits_anyone(&self) -> bool {
+        false
+    }
+
+    /// Whether a check costs much memory or a connection (a password hash, a directory bind):
+    /// such checks run at most `auth.max_concurrent_checks` at once.
+    fn costly(&self) -> bool {
         false
     }
 }
@@ -178,6 +187,10 @@ pub struct AuthService {
     cache: cache::CredentialCache,
     /// Failure counts and lockouts per user and per client address.
     throttle: throttle::Throttle,
+    /// Permits for costly credential checks running at once (`auth.max_concurrent_checks`).
+    checks: tokio::sync::Semaphore,
+    /// How long a check waits for a permit before a "busy" refusal (`auth.check_wait`).
+    check_wait: Duration,
 }
 
 impl AuthService {
@@ -215,6 +228,8 @@ impl AuthService {
                 config.failure_window,
                 config.lockout,
             ),
+            checks: tokio::sync::Semaphore::new(config.max_concurrent_checks.max(1)),
+            check_wait: config.check_wait,
         }
     }
 
@@ -238,22 +253,43 @@ impl AuthService {
     ) -> Result<Principal, AuthError> {
         let user = credential.claimed_user().unwrap_or("");
         let kind = credential.kind();
-        if let Err(e) = self.throttle.check(user, client) {
-            info!(user, client = %client, credential = kind, error = %e, "authentication refused");
-            return Err(e);
-        }
+        let attempt = match self.throttle.begin(user, client) {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                info!(user, client = %client, credential = kind, error = %e, "authentication refused");
+                return Err(e);
+            }
+        };
         let key = self.cache.key(credential);
         if let Some(principal) = self.cache.get(&key).await {
             debug!(user = %principal.user, client = %client, "authenticated from cache");
-            self.throttle.succeeded(user);
+            attempt.succeeded();
             return Ok(principal);
         }
+        let methods: Vec<_> = self
+            .methods
+            .iter()
+            .filter(|m| m.accepts(credential))
+            .collect();
+        // Costly checks (argon2 takes ~19 MiB each, an LDAP bind a connection) are bounded,
+        // so a flood of logins cannot exhaust memory; past the bound, a fast refusal.
+        let _permit = if methods.iter().any(|m| m.costly()) {
+            match tokio::time::timeout(self.check_wait, self.checks.acquire()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    warn!(user, client = %client, credential = kind, "too many credential checks at once; refused");
+                    return Err(AuthError::Busy);
+                }
+            }
+        } else {
+            None
+        };
         let mut failure: Option<AuthError> = None;
-        for method in self.methods.iter().filter(|m| m.accepts(credential)) {
+        for method in methods {
             match method.authenticate(credential).await {
                 Ok(principal) => {
                     debug!(user = %principal.user, client = %client, method = method.name(), "authenticated");
-                    self.throttle.succeeded(user);
+                    attempt.succeeded();
                     self.cache.insert(key, principal.clone()).await;
                     return Ok(principal);
                 }
@@ -269,8 +305,9 @@ impl AuthService {
             info!(user, client = %client, credential = kind, "no authentication method takes this kind of credential");
             AuthError::Rejected
         });
+        // Only a rejected credential counts; an unavailable service decides nothing.
         if matches!(failure, AuthError::Rejected) {
-            self.throttle.failed(user, client);
+            attempt.failed();
         }
         Err(failure)
     }

@@ -19,6 +19,10 @@ fn password<'a>(user: &'a str, password: &'a str) -> Credential<'a> {
 #[derive(Clone)]
 struct Fake {
     calls: Arc<AtomicUsize>,
+    /// Each check takes this long, and counts as costly when it is not zero.
+    delay: Duration,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
     user: &'static str,
     password: &'static str,
     groups: Vec<String>,
@@ -29,6 +33,9 @@ impl Fake {
     fn knows(user: &'static str, password: &'static str, group: &str) -> Self {
         Self {
             calls: Arc::default(),
+            delay: Duration::ZERO,
+            running: Arc::default(),
+            peak: Arc::default(),
             user,
             password,
             groups: vec![group.to_owned()],
@@ -52,6 +59,10 @@ impl Fake {
 impl Authenticator for Fake {
     async fn authenticate(&self, credential: &Credential<'_>) -> Result<Principal, AuthError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(running, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
@@ -71,6 +82,10 @@ impl Authenticator for Fake {
     fn accepts(&self, credential: &Credential<'_>) -> bool {
         matches!(credential, Credential::Password { .. })
     }
+
+    fn costly(&self) -> bool {
+        !self.delay.is_zero()
+    }
 }
 
 fn config() -> AuthConfig {
@@ -80,6 +95,7 @@ fn config() -> AuthConfig {
         max_failures: 1000,
         failure_window: Duration::from_secs(60),
         lockout: Duration::from_secs(60),
+        ..AuthConfig::default()
     }
 }
 
@@ -350,4 +366,106 @@ fn error_texts_for_clients() {
         .to_string(),
         "too many failed attempts; try again in 1 s"
     );
+}
+
+fn slow(delay: Duration) -> Fake {
+    Fake {
+        delay,
+        ..Fake::knows("alice", "right", "g")
+    }
+}
+
+/// 40 wrong passwords for one user at once, limit 5: at most 5 are checked, the rest refused
+/// before any check (they were all checked before the attempt was counted first).
+#[tokio::test]
+async fn concurrent_wrong_passwords_are_checked_at_most_max_failures_times() {
+    let fake = slow(Duration::from_millis(50));
+    let config = AuthConfig {
+        max_failures: 5,
+        max_concurrent_checks: 64,
+        ..config()
+    };
+    let svc = service(&config, &[&fake]);
+    let results = futures::future::join_all((0..40).map(|i| {
+        let svc = &svc;
+        async move {
+            let from = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, i));
+            let wrong = password("alice", "wrong");
+            svc.authenticate(&wrong, from).await
+        }
+    }))
+    .await;
+    assert!(fake.calls() <= 5, "{} checks", fake.calls());
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r, Err(AuthError::Throttled { .. })))
+            .count(),
+        40 - fake.calls()
+    );
+    let locked = svc
+        .authenticate(&password("alice", "right"), LOCALHOST)
+        .await;
+    assert!(
+        matches!(locked, Err(AuthError::Throttled { .. })),
+        "{locked:?}"
+    );
+}
+
+/// A flood of logins (each a different user from a different address, so no throttle stops
+/// it) runs at most `max_concurrent_checks` checks at once, and a good login still gets in.
+#[tokio::test]
+async fn costly_checks_are_bounded_and_a_good_login_is_still_served() {
+    let fake = slow(Duration::from_millis(10));
+    let config = AuthConfig {
+        max_failures: 5,
+        max_concurrent_checks: 3,
+        check_wait: Duration::from_secs(30),
+        ..config()
+    };
+    let svc = service(&config, &[&fake]);
+    let users: Vec<String> = (0..60).map(|i| format!("user{i}")).collect();
+    let flood = futures::future::join_all(users.iter().enumerate().map(|(i, user)| {
+        let svc = &svc;
+        async move {
+            let from = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 2, i as u8));
+            let wrong = password(user, "wrong");
+            svc.authenticate(&wrong, from).await
+        }
+    }));
+    let alice = password("alice", "right");
+    let good = svc.authenticate(&alice, LOCALHOST);
+    let (flood, good) = tokio::join!(flood, good);
+    assert!(flood.iter().all(|r| *r == Err(AuthError::Rejected)));
+    assert_eq!(good.unwrap().user, "alice");
+    assert_eq!(fake.peak.load(Ordering::SeqCst), 3, "checks at once");
+}
+
+/// Past `check_wait`, a login is refused as busy at once, and that counts as no failure.
+#[tokio::test]
+async fn past_the_check_wait_a_login_is_refused_as_busy() {
+    let fake = slow(Duration::from_millis(500));
+    let config = AuthConfig {
+        max_failures: 1,
+        max_concurrent_checks: 1,
+        check_wait: Duration::from_millis(50),
+        ..config()
+    };
+    let svc = service(&config, &[&fake]);
+    let alice = password("alice", "right");
+    let first = svc.authenticate(&alice, LOCALHOST);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = std::time::Instant::now();
+        let bob = password("bob", "x");
+        let r = svc.authenticate(&bob, ELSEWHERE).await;
+        (r, started.elapsed())
+    };
+    let (first, (second, waited)) = tokio::join!(first, second);
+    assert_eq!(first.unwrap().user, "alice");
+    assert_eq!(second, Err(AuthError::Busy));
+    assert!(waited < Duration::from_millis(400), "{waited:?}");
+    // max_failures = 1: had the busy refusal counted, bob and ELSEWHERE would be locked now.
+    let r = svc.authenticate(&password("bob", "x"), ELSEWHERE).await;
+    assert_eq!(r, Err(AuthError::Rejected));
 }

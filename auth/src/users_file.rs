@@ -202,6 +202,10 @@ impl Authenticator for UsersFile {
     fn name(&self) -> &'static str {
         "users_file"
     }
+
+    fn costly(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

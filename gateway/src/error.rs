@@ -71,7 +71,7 @@ impl GatewayError {
             | Self::TooManySessions { .. }
             | Self::Tenant(_)
             | Self::ProxyUserRefused { .. } => Fault::Client,
-            Self::Auth(AuthError::Unavailable(_)) => Fault::Backend,
+            Self::Auth(AuthError::Unavailable(_) | AuthError::Busy) => Fault::Backend,
             Self::Auth(_) => Fault::Client,
             Self::BackendUnreachable { .. }
             | Self::BackendTimeout { .. }
@@ -103,7 +103,9 @@ impl GatewayError {
                 | Self::BackendBusy { .. }
                 | Self::Pool(_)
                 | Self::TooManySessions { .. }
-                | Self::Auth(AuthError::Unavailable(_) | AuthError::Throttled { .. })
+                | Self::Auth(
+                    AuthError::Unavailable(_) | AuthError::Throttled { .. } | AuthError::Busy
+                )
         )
     }
 

@@ -28,7 +28,7 @@ key_file = {{ printf "%s/tls.key" (include "sparkgate.secretDir" "tls") | toJson
 {{- include "sparkgate.toml.keys" (dict "values" .Values.backend "keys" (list "address" "transport" "maxMessageSize" "connectTimeout" "callTimeout" "executeTimeout" "maxConnectionsPerDriver" "serviceUser")) }}
 
 [auth]
-{{- include "sparkgate.toml.keys" (dict "values" .Values.auth "keys" (list "cacheTtl" "maxFailures" "failureWindow" "lockout")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.auth "keys" (list "cacheTtl" "maxFailures" "failureWindow" "lockout" "maxConcurrentChecks" "checkWait")) }}
 {{- range $i, $m := .Values.auth.methods }}
 
 [[auth.methods]]

@@ -225,7 +225,7 @@ async fn authenticate(
             warn!(client = %client, error = %e, "HTTP authentication failed");
             let status = match e {
                 AuthError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-                AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                AuthError::Unavailable(_) | AuthError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::UNAUTHORIZED,
             };
             let text = format!("sparkgate: authentication failed: {e}");
