@@ -1,8 +1,9 @@
-//! Successful authentications, reused for `cache_ttl`, keyed by user and a salted SHA-256 digest
-//! of the credential: the plaintext is never kept, and the per-service random salt makes the
-//! digests useless outside this process.
+//! Successful authentications, reused for `cache_ttl` (never past the credential's own expiry,
+//! a token's `exp`), keyed by user and a salted SHA-256 digest of the credential: the plaintext
+//! is never kept, and the per-service random salt makes the digests useless outside this
+//! process.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -17,7 +18,7 @@ pub(crate) struct CacheKey {
 
 pub(crate) struct CredentialCache {
     /// `None` when `cache_ttl` is zero: every attempt goes to the methods.
-    entries: Option<moka::future::Cache<CacheKey, Principal>>,
+    entries: Option<moka::future::Cache<CacheKey, (Principal, Option<SystemTime>)>>,
     salt: [u8; 32],
 }
 
@@ -57,12 +58,24 @@ impl CredentialCache {
     }
 
     pub(crate) async fn get(&self, key: &CacheKey) -> Option<Principal> {
-        self.entries.as_ref()?.get(key).await
+        let entries = self.entries.as_ref()?;
+        let (principal, valid_until) = entries.get(key).await?;
+        if valid_until.is_some_and(|until| until <= SystemTime::now()) {
+            entries.invalidate(key).await;
+            return None;
+        }
+        Some(principal)
     }
 
-    pub(crate) async fn insert(&self, key: CacheKey, principal: Principal) {
+    /// Keeps a success, until `valid_until` at the latest.
+    pub(crate) async fn insert(
+        &self,
+        key: CacheKey,
+        principal: Principal,
+        valid_until: Option<SystemTime>,
+    ) {
         if let Some(entries) = &self.entries {
-            entries.insert(key, principal).await;
+            entries.insert(key, (principal, valid_until)).await;
         }
     }
 }

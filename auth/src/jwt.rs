@@ -6,6 +6,8 @@
 //! password: a password shaped like a JWT is verified as one, and the token's user must then be
 //! the user name given, unless that is empty.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -239,6 +241,11 @@ impl JwtAuthenticator {
 
     /// The principal a token names, if it verifies.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_until(token).map(|(principal, _)| principal)
+    }
+
+    /// The principal a token names, if it verifies, and its `exp` (required, so always known).
+    pub fn verify_until(&self, token: &str) -> Result<(Principal, Option<SystemTime>), AuthError> {
         let key = self.key_for(token)?;
         let data = decode::<Value>(token, &key.key, &key.validation).map_err(|e| {
             // The reason (expired, wrong audience...) is for the operator, not the client.
@@ -269,22 +276,35 @@ impl JwtAuthenticator {
                 .collect(),
             _ => Vec::new(),
         };
-        Ok(Principal { user, groups })
+        let expires = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        Ok((Principal { user, groups }, expires))
     }
 }
 
 #[async_trait::async_trait]
 impl Authenticator for JwtAuthenticator {
     async fn authenticate(&self, credential: &Credential<'_>) -> Result<Principal, AuthError> {
+        self.authenticate_until(credential)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    async fn authenticate_until(
+        &self,
+        credential: &Credential<'_>,
+    ) -> Result<(Principal, Option<SystemTime>), AuthError> {
         match *credential {
-            Credential::Bearer { token } => self.verify(token),
+            Credential::Bearer { token } => self.verify_until(token),
             Credential::Password { user, password } if looks_like_jwt(password) => {
-                let principal = self.verify(password)?;
+                let (principal, expires) = self.verify_until(password)?;
                 if !user.is_empty() && user != principal.user {
                     tracing::info!(user, token_user = %principal.user, "JWT names another user");
                     return Err(AuthError::Rejected);
                 }
-                Ok(principal)
+                Ok((principal, expires))
             }
             _ => Err(AuthError::Rejected),
         }

@@ -21,7 +21,7 @@ mod cache;
 mod throttle;
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -121,6 +121,15 @@ pub trait Authenticator: Send + Sync {
     /// The principal the credential proves, or why not. A credential of a kind this method does
     /// not take is [`AuthError::Rejected`].
     async fn authenticate(&self, credential: &Credential<'_>) -> Result<Principal, AuthError>;
+
+    /// As [`Authenticator::authenticate`], with the time the proof stops being valid, if it
+    /// does (a token's `exp`): a cached success never outlives it.
+    async fn authenticate_until(
+        &self,
+        credential: &Credential<'_>,
+    ) -> Result<(Principal, Option<SystemTime>), AuthError> {
+        self.authenticate(credential).await.map(|p| (p, None))
+    }
 
     /// Whether this method takes this kind of credential at all; [`AuthService`] skips it
     /// otherwise, so it neither logs a failure nor decides the error.
@@ -286,11 +295,11 @@ impl AuthService {
         };
         let mut failure: Option<AuthError> = None;
         for method in methods {
-            match method.authenticate(credential).await {
-                Ok(principal) => {
+            match method.authenticate_until(credential).await {
+                Ok((principal, valid_until)) => {
                     debug!(user = %principal.user, client = %client, method = method.name(), "authenticated");
                     attempt.succeeded();
-                    self.cache.insert(key, principal.clone()).await;
+                    self.cache.insert(key, principal.clone(), valid_until).await;
                     return Ok(principal);
                 }
                 Err(e) => {

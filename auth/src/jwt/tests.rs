@@ -392,3 +392,30 @@ fn bad_configurations_are_refused_with_a_clear_message() {
         );
     }
 }
+
+/// A cached success for a token ends at the token's `exp`, not `cache_ttl` later.
+#[tokio::test]
+async fn a_cached_token_stops_working_at_its_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = crate::AuthService::with_authenticators(
+        &crate::config::AuthConfig {
+            cache_ttl: Duration::from_secs(300),
+            ..Default::default()
+        },
+        vec![Box::new(hs256(dir.path()))],
+    );
+    let token = sign_hs(SECRET, &claims(json!({"exp": now() + 1})));
+    let client = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let first = service.authenticate(&bearer(&token), client).await;
+    assert_eq!(first.unwrap().user, "alice");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = service.authenticate(&bearer(&token), client).await;
+    assert_eq!(later, Err(AuthError::Rejected), "expired, cache or not");
+    let fresh = sign_hs(SECRET, &claims(json!({})));
+    let service_fresh = service.authenticate(&bearer(&fresh), client).await;
+    assert_eq!(
+        service_fresh.unwrap().user,
+        "alice",
+        "a valid token still works"
+    );
+}
