@@ -162,7 +162,8 @@ pub struct HttpConfig {
     pub cookie_ttl: Duration,
     /// File holding the key that signs cookies (shared by replicas); random per process if unset.
     pub cookie_key_file: Option<PathBuf>,
-    /// `X-Forwarded-For` is believed only from these addresses (e.g. a load balancer).
+    /// `X-Forwarded-For` is believed only from these addresses (e.g. a load balancer); the
+    /// client is then the rightmost hop in it that is not one of them.
     pub trusted_proxies: Vec<IpAddr>,
     /// Largest request body accepted, in bytes.
     pub max_body_size: usize,

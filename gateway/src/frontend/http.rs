@@ -154,18 +154,34 @@ fn unauthorized(text: &str) -> Response<Full<Bytes>> {
     response
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop when the peer is a
-/// configured proxy.
+/// The client's address: the peer, or, when the peer is a configured proxy, the rightmost
+/// `X-Forwarded-For` hop that is not one: each proxy appends the address it got the request
+/// from, so entries left of the last untrusted hop are whatever the client chose to send.
 fn client_address(headers: &hyper::HeaderMap, peer: SocketAddr, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer.ip()) {
         return peer.ip();
     }
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|first| first.trim().parse().ok())
-        .unwrap_or(peer.ip())
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer.ip();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(addr) => {
+                client = addr;
+                if !trusted.contains(&addr) {
+                    break;
+                }
+            }
+            // Not an address: nothing left of it can be believed; the last trusted hop stands.
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 fn cookie_value(request: &Request<Incoming>) -> Option<&str> {
@@ -337,19 +353,39 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let mut headers = hyper::HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
-        );
         let proxy: SocketAddr = "127.0.0.9:4000".parse().unwrap();
         let stranger: SocketAddr = "127.0.0.5:4000".parse().unwrap();
-        let trusted = [proxy.ip()];
+        let inner_proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = [proxy.ip(), inner_proxy];
+        let with = |values: &[&'static str]| {
+            let mut headers = hyper::HeaderMap::new();
+            for v in values {
+                headers.append("x-forwarded-for", HeaderValue::from_static(v));
+            }
+            headers
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // The client sent "6.6.6.6" itself; the proxies appended the real address and theirs.
+        let spoofed = with(&["6.6.6.6, 198.51.100.9, 10.0.0.1"]);
         assert_eq!(
-            client_address(&headers, proxy, &trusted),
-            "203.0.113.7".parse::<IpAddr>().unwrap()
+            client_address(&spoofed, proxy, &trusted),
+            ip("198.51.100.9")
         );
-        assert_eq!(client_address(&headers, stranger, &trusted), stranger.ip());
+        assert_eq!(
+            client_address(&with(&["6.6.6.6", "198.51.100.9"]), proxy, &trusted),
+            ip("198.51.100.9"),
+            "several headers are one list, in order"
+        );
+        assert_eq!(
+            client_address(&with(&["garbage, 198.51.100.9"]), proxy, &trusted),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            client_address(&with(&["198.51.100.9, garbage, 10.0.0.1"]), proxy, &trusted),
+            inner_proxy,
+            "nothing left of a hop that is not an address is believed"
+        );
+        assert_eq!(client_address(&spoofed, stranger, &trusted), stranger.ip());
         assert_eq!(
             client_address(&hyper::HeaderMap::new(), proxy, &trusted),
             proxy.ip()
