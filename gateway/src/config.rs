@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Sessions one connection may hold open.
     pub max_sessions_per_connection: usize,
+    /// Operations (statements, metadata calls) one session may hold open; a client closes
+    /// them with CloseOperation (or by closing the session).
+    pub max_operations_per_session: usize,
     /// Rows per fetch the Hive JDBC driver uses, sent in the OpenSession reply
     /// (`hive.server2.thrift.resultset.default.fetch.size`) when the backend sends none.
     pub default_fetch_size: u32,
@@ -136,6 +139,7 @@ impl Default for ServerConfig {
             idle_session_timeout: Duration::from_secs(3600),
             max_connections: 10_000,
             max_sessions_per_connection: 64,
+            max_operations_per_session: 1000,
             default_fetch_size: 10_000,
             max_fetch_rows: 100_000,
             shutdown_grace: Duration::from_secs(30),
@@ -374,9 +378,12 @@ impl Config {
         if self.server.max_fetch_rows < 1 {
             return invalid("server.max_fetch_rows must be at least 1".into());
         }
-        if self.server.max_connections == 0 || self.server.max_sessions_per_connection == 0 {
+        if self.server.max_connections == 0
+            || self.server.max_sessions_per_connection == 0
+            || self.server.max_operations_per_session == 0
+        {
             return invalid(
-                "max_connections and max_sessions_per_connection must be above 0".into(),
+                "max_connections, max_sessions_per_connection and max_operations_per_session must be above 0".into(),
             );
         }
         for (name, d) in [

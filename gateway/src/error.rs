@@ -34,6 +34,8 @@ pub enum GatewayError {
     ProxyUserRefused { user: String, proxy_user: String },
     #[error("this connection already holds {max} sessions (server.max_sessions_per_connection); close one first")]
     TooManySessions { max: usize },
+    #[error("this session already holds {max} open operations (server.max_operations_per_session); close some (CloseOperation) first")]
+    TooManyOperations { max: usize },
     #[error("sparkgate cannot reach the Spark Thrift Server at {addr}: {detail}. Check that it is running and that backend.address is right; then retry")]
     BackendUnreachable { addr: String, detail: String },
     #[error("the Spark Thrift Server at {addr} did not answer {method} within {secs} s (backend.{setting}); the session is lost, open a new one")]
@@ -69,6 +71,7 @@ impl GatewayError {
         match self {
             Self::UnknownHandle { .. }
             | Self::TooManySessions { .. }
+            | Self::TooManyOperations { .. }
             | Self::Tenant(_)
             | Self::ProxyUserRefused { .. } => Fault::Client,
             Self::Auth(AuthError::Unavailable(_) | AuthError::Busy) => Fault::Backend,
@@ -103,6 +106,7 @@ impl GatewayError {
                 | Self::BackendBusy { .. }
                 | Self::Pool(_)
                 | Self::TooManySessions { .. }
+                | Self::TooManyOperations { .. }
                 | Self::Auth(
                     AuthError::Unavailable(_) | AuthError::Throttled { .. } | AuthError::Busy
                 )
@@ -115,9 +119,10 @@ impl GatewayError {
         match self {
             Self::BackendUnreachable { .. } | Self::Pool(_) | Self::BackendBusy { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
-            Self::UnknownHandle { .. } | Self::TooManySessions { .. } | Self::NoPool { .. } => {
-                "HY000"
-            }
+            Self::UnknownHandle { .. }
+            | Self::TooManySessions { .. }
+            | Self::TooManyOperations { .. }
+            | Self::NoPool { .. } => "HY000",
             // "invalid authorization specification"
             Self::Tenant(_) | Self::Auth(_) | Self::ProxyUserRefused { .. } => "28000",
         }

@@ -341,6 +341,45 @@ async fn too_many_sessions_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn too_many_open_operations_is_a_clear_error_until_one_is_closed() {
+    let sts = FakeSts::new().start().await;
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.max_operations_per_session = 3;
+    config.backend.address = sts.addr.to_string();
+    let gw = Gateway::start(config).await.unwrap();
+    let mut conn = connect(&gw, plain("a")).await;
+    let session = open(&mut conn).await.session_handle.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(execute(&mut conn, &session).await);
+    }
+    let statement = Hs2Request::ExecuteStatement(t::TExecuteStatementReq {
+        session_handle: session.clone(),
+        statement: "select 1".into(),
+        conf_overlay: None,
+        run_async: Some(true),
+        query_timeout: None,
+    });
+    let refused = conn.call(&statement).await.unwrap();
+    assert!(is_error(refused.status()), "{refused:?}");
+    let text = refused.status().error_message.clone().unwrap();
+    assert!(text.contains("max_operations_per_session"), "{text}");
+    // Metadata calls are operations too.
+    let tables = Hs2Request::GetSchemas(t::TGetSchemasReq {
+        session_handle: session.clone(),
+        catalog_name: None,
+        schema_name: None,
+    });
+    assert!(is_error(conn.call(&tables).await.unwrap().status()));
+    let close = Hs2Request::CloseOperation(t::TCloseOperationReq {
+        operation_handle: held.pop().unwrap(),
+    });
+    assert!(!is_error(conn.call(&close).await.unwrap().status()));
+    execute(&mut conn, &session).await;
+}
+
+#[tokio::test]
 async fn idle_sessions_are_closed_on_the_backend() {
     let sts = FakeSts::new().start().await;
     let mut config = Config::default();

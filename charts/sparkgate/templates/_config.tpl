@@ -7,7 +7,7 @@
 
 [server]
 bind = {{ printf "0.0.0.0:%v" .Values.ports.binary | toJson }}
-{{- include "sparkgate.toml.keys" (dict "values" .Values.server "keys" (list "transport" "maxMessageSize" "handshakeTimeout" "readTimeout" "idleSessionTimeout" "maxConnections" "maxSessionsPerConnection" "defaultFetchSize" "maxFetchRows" "shutdownGrace" "shutdownCloseTimeout" "maxConnectionsPerUser" "maxConnectionsPerAddress" "adminUsers" "adminGroups" "allowNoneAuthOnNetwork")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.server "keys" (list "transport" "maxMessageSize" "handshakeTimeout" "readTimeout" "idleSessionTimeout" "maxConnections" "maxSessionsPerConnection" "maxOperationsPerSession" "defaultFetchSize" "maxFetchRows" "shutdownGrace" "shutdownCloseTimeout" "maxConnectionsPerUser" "maxConnectionsPerAddress" "adminUsers" "adminGroups" "allowNoneAuthOnNetwork")) }}
 
 [http]
 {{- if .Values.http.enabled }}

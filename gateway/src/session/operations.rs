@@ -79,6 +79,10 @@ impl CallHandler {
         // after it, until a final state is seen.
         let runs_on =
             matches!(&request, Hs2Request::ExecuteStatement(r) if r.run_async == Some(true));
+        let max = self.config.server.max_operations_per_session;
+        let place = session
+            .reserve_operation(max)
+            .ok_or(GatewayError::TooManyOperations { max })?;
         let in_flight = InFlight::start(session.lease.as_ref());
         let response = self
             .session_call(&session, request)
@@ -89,6 +93,7 @@ impl CallHandler {
         if let Some(handle) = response.new_operation_mut() {
             if let Some(backend_handle) = handle.take() {
                 let client_handle = self.table.add_operation(&session, backend_handle, runs_on);
+                place.keep();
                 span.record("op.id", display_id(&client_handle.operation_id));
                 let _enter = span.enter();
                 debug!("operation started");

@@ -8,6 +8,7 @@
 //! refused, never routed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -61,7 +62,33 @@ pub struct Session {
     pub backend_handle: TSessionHandle,
     /// Its place on a pooled driver, given back when the session ends.
     pub lease: Option<crate::pool::DriverLease>,
+    /// Operations it holds open, and those being started (counted before the driver is asked,
+    /// so concurrent starts cannot pass `server.max_operations_per_session` together).
+    open_operations: AtomicUsize,
     state: Mutex<SessionState>,
+}
+
+/// An operation place [`Session::reserve_operation`] took; given back when dropped, unless an
+/// operation took it ([`OperationPlace::keep`]).
+#[derive(Debug)]
+pub struct OperationPlace<'a> {
+    session: &'a Session,
+    kept: bool,
+}
+
+impl OperationPlace<'_> {
+    /// The place now belongs to a registered operation; removing it gives the place back.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for OperationPlace<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.session.release_operation();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -89,6 +116,7 @@ impl Session {
             backend_addr,
             backend_handle,
             lease: None,
+            open_operations: AtomicUsize::new(0),
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
                 lost: None,
@@ -98,6 +126,25 @@ impl Session {
 
     pub fn id(&self) -> String {
         display_id(&self.client_handle.session_id)
+    }
+
+    /// A place for one more open operation, unless the session holds `max` already.
+    pub fn reserve_operation(&self, max: usize) -> Option<OperationPlace<'_>> {
+        self.open_operations
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(OperationPlace {
+            session: self,
+            kept: false,
+        })
+    }
+
+    fn release_operation(&self) {
+        let _ = self
+            .open_operations
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     fn touch(&self) {
@@ -356,6 +403,7 @@ impl SessionTable {
             .remove(&key_of(&handle.operation_id)?)
         {
             removed.settle();
+            removed.session.release_operation();
         }
         Some(op)
     }

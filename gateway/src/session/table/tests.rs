@@ -149,3 +149,36 @@ fn final_status_is_remembered_and_forgotten() {
         .final_status
         .is_none());
 }
+
+/// Concurrent starts cannot pass the cap together; a place comes back when its operation is
+/// removed, or at once when no operation took it.
+#[test]
+fn operation_places_are_counted_before_the_driver_is_asked() {
+    let table = SessionTable::default();
+    let (client, _) = open(&table, CONN_A);
+    let session = table.session(&client, &CONN_A).unwrap();
+    let granted = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                if let Some(place) = session.reserve_operation(5) {
+                    granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    place.keep();
+                }
+            });
+        }
+    });
+    assert_eq!(granted.into_inner(), 5);
+    assert!(session.reserve_operation(5).is_none());
+    // Five kept places, one of them now a registered operation that is closed.
+    let op = table.add_operation(&session, backend_operation(), false);
+    assert!(table.remove_operation(&op, &CONN_A).is_some());
+    let place = session
+        .reserve_operation(5)
+        .expect("the closed one's place");
+    drop(place);
+    assert!(
+        session.reserve_operation(5).is_some(),
+        "an unkept place is given back"
+    );
+}
