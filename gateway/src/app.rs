@@ -149,6 +149,7 @@ impl Gateway {
                 pools.clone(),
             )),
             limits: ConnectionLimits::new(
+                config.server.max_connections,
                 config.server.max_connections_per_user,
                 config.server.max_connections_per_address,
             ),

@@ -94,7 +94,8 @@ pub struct ServerConfig {
     /// A session with no call for this long is closed on the backend.
     #[serde(with = "humantime_serde")]
     pub idle_session_timeout: Duration,
-    /// Client connections served at once; more wait in the kernel's accept queue.
+    /// Client connections served at once, over all listeners (binary and HTTP); more wait in
+    /// the kernel's accept queue.
     pub max_connections: usize,
     /// Sessions one connection may hold open.
     pub max_sessions_per_connection: usize,

@@ -537,3 +537,40 @@ async fn metrics_come_from_each_component_at_scrape_time() {
         "{after}"
     );
 }
+
+/// `server.max_connections` holds for the process: with the binary listener's connections
+/// using every slot, an HTTP client waits until one is given back.
+#[tokio::test]
+async fn max_connections_is_one_limit_over_both_listeners() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sts = FakeSts::new().start().await;
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.http.bind = Some("127.0.0.1:0".parse().unwrap());
+    config.server.max_connections = 2;
+    config.backend.address = sts.addr.to_string();
+    let gw = Gateway::start(config).await.unwrap();
+    let first = connect(&gw, plain("a")).await;
+    let _second = connect(&gw, plain("b")).await;
+    let http = gw.http_addr.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    stream
+        .write_all(b"POST /cliservice HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let waited =
+        tokio::time::timeout(Duration::from_millis(500), stream.read_to_end(&mut answer)).await;
+    assert!(
+        waited.is_err(),
+        "served past the limit: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}

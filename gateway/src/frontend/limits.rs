@@ -1,4 +1,5 @@
-//! Connection limits per authenticated user and per client address.
+//! Connection limits: for the whole process (every listener together), per authenticated user
+//! and per client address.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -41,10 +42,11 @@ impl<K: Eq + Hash + Clone> Counter<K> {
     }
 }
 
-/// Per-user and per-address connection limits (`server.max_connections_per_user`,
-/// `server.max_connections_per_address`).
+/// Connection limits: `server.max_connections` over all listeners (binary and HTTP),
+/// `server.max_connections_per_user`, `server.max_connections_per_address`.
 #[derive(Debug)]
 pub struct ConnectionLimits {
+    connections: Arc<tokio::sync::Semaphore>,
     users: Counter<String>,
     addresses: Counter<IpAddr>,
 }
@@ -62,11 +64,25 @@ impl Drop for LimitGuard {
 }
 
 impl ConnectionLimits {
-    pub fn new(max_per_user: usize, max_per_address: usize) -> Arc<Self> {
+    pub fn new(max_connections: usize, max_per_user: usize, max_per_address: usize) -> Arc<Self> {
         Arc::new(Self {
+            connections: Arc::new(tokio::sync::Semaphore::new(max_connections)),
             users: Counter::new(max_per_user),
             addresses: Counter::new(max_per_address),
         })
+    }
+
+    /// A slot for one more connection on any listener; waits while all are held (the next
+    /// clients wait in the kernel's accept queue meanwhile).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a slot is either returned or not taken.
+    pub async fn connection_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.connections
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// A slot for one more connection of `user`, or `None` at the limit.
@@ -99,7 +115,7 @@ mod tests {
 
     #[test]
     fn slots_are_limited_and_given_back() {
-        let limits = ConnectionLimits::new(2, 1);
+        let limits = ConnectionLimits::new(10, 2, 1);
         let a = limits.admit_user("alice").unwrap();
         let _b = limits.admit_user("alice").unwrap();
         assert!(

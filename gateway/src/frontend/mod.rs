@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use sparkgate_auth::AuthService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -57,12 +56,7 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(ClientStream, SocketAddr, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(shared.config.server.max_connections));
     loop {
-        let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => permit.expect("semaphore never closed"),
-            _ = shared.shutdown.stop_accepting.cancelled() => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -73,6 +67,12 @@ pub async fn accept_loop<F, Fut>(
                     continue;
                 }
             },
+            _ = shared.shutdown.stop_accepting.cancelled() => break,
+        };
+        // The slot is taken after the accept, so an idle listener holds none; while all are
+        // held, this connection waits here and the next ones in the kernel's accept queue.
+        let permit = tokio::select! {
+            permit = shared.limits.connection_slot() => permit,
             _ = shared.shutdown.stop_accepting.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
