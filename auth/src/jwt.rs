@@ -301,7 +301,7 @@ impl Authenticator for JwtAuthenticator {
             Credential::Password { user, password } if looks_like_jwt(password) => {
                 let (principal, expires) = self.verify_until(password)?;
                 if !user.is_empty() && user != principal.user {
-                    tracing::info!(user, token_user = %principal.user, "JWT names another user");
+                    tracing::info!(user = %crate::clip(user), token_user = %crate::clip(&principal.user), "JWT names another user");
                     return Err(AuthError::Rejected);
                 }
                 Ok((principal, expires))

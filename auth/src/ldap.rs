@@ -272,9 +272,9 @@ impl LdapAuthenticator {
                     0 => return Err(AuthError::Rejected),
                     n => {
                         warn!(
-                            user,
+                            user = %crate::clip(user),
                             entries = n,
-                            filter,
+                            filter = %crate::clip(&filter),
                             "LDAP user search is ambiguous; refusing"
                         );
                         return Err(AuthError::Rejected);

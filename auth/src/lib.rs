@@ -29,6 +29,40 @@ use tracing::{debug, info, warn};
 pub use config::{AuthConfig, MethodConfig};
 pub use users_file::hash_password;
 
+/// Longest user name a credential may claim, in bytes; longer ones are refused before any
+/// check (no directory or users file has such names).
+pub const MAX_USER_NAME: usize = 256;
+
+/// How much client-supplied text (user names, requested tenants, method names) logs and error
+/// messages keep: a 300 KB user name must not make 300 KB of log per attempt.
+pub const CLIP_CHARS: usize = 64;
+
+/// Client-supplied text as logs and messages show it: at most [`CLIP_CHARS`] characters,
+/// control characters escaped (no forged log lines), and how much was left out.
+#[derive(Debug, Clone, Copy)]
+pub struct Clip<'a>(pub &'a str);
+
+/// See [`Clip`].
+pub fn clip(text: &str) -> Clip<'_> {
+    Clip(text)
+}
+
+impl std::fmt::Display for Clip<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (shown, (i, c)) in self.0.char_indices().enumerate() {
+            if shown == CLIP_CHARS {
+                return write!(f, "...(+{} bytes)", self.0.len() - i);
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An authenticated client: its user name and the groups it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -262,10 +296,14 @@ impl AuthService {
     ) -> Result<Principal, AuthError> {
         let user = credential.claimed_user().unwrap_or("");
         let kind = credential.kind();
+        if user.len() > MAX_USER_NAME {
+            info!(user = %clip(user), client = %client, credential = kind, bytes = user.len(), "authentication refused: user name too long");
+            return Err(AuthError::Rejected);
+        }
         let attempt = match self.throttle.begin(user, client) {
             Ok(attempt) => attempt,
             Err(e) => {
-                info!(user, client = %client, credential = kind, error = %e, "authentication refused");
+                info!(user = %clip(user), client = %client, credential = kind, error = %e, "authentication refused");
                 return Err(e);
             }
         };
@@ -286,7 +324,7 @@ impl AuthService {
             match tokio::time::timeout(self.check_wait, self.checks.acquire()).await {
                 Ok(Ok(permit)) => Some(permit),
                 _ => {
-                    warn!(user, client = %client, credential = kind, "too many credential checks at once; refused");
+                    warn!(user = %clip(user), client = %client, credential = kind, "too many credential checks at once; refused");
                     return Err(AuthError::Busy);
                 }
             }
@@ -303,7 +341,7 @@ impl AuthService {
                     return Ok(principal);
                 }
                 Err(e) => {
-                    info!(user, client = %client, method = method.name(), credential = kind, error = %e, "authentication failed");
+                    info!(user = %clip(user), client = %client, method = method.name(), credential = kind, error = %e, "authentication failed");
                     if failure.as_ref().is_none_or(|f| e.weight() > f.weight()) {
                         failure = Some(e);
                     }
@@ -311,7 +349,7 @@ impl AuthService {
             }
         }
         let failure = failure.unwrap_or_else(|| {
-            info!(user, client = %client, credential = kind, "no authentication method takes this kind of credential");
+            info!(user = %clip(user), client = %client, credential = kind, "no authentication method takes this kind of credential");
             AuthError::Rejected
         });
         // Only a rejected credential counts; an unavailable service decides nothing.

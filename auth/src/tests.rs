@@ -469,3 +469,24 @@ async fn past_the_check_wait_a_login_is_refused_as_busy() {
     let r = svc.authenticate(&password("bob", "x"), ELSEWHERE).await;
     assert_eq!(r, Err(AuthError::Rejected));
 }
+
+#[test]
+fn client_text_is_clipped_and_escaped_for_logs() {
+    assert_eq!(clip("alice").to_string(), "alice");
+    assert_eq!(clip("a\nb\u{1b}[31m").to_string(), "a\\nb\\u{1b}[31m");
+    let long = "é".repeat(100);
+    assert_eq!(
+        clip(&long).to_string(),
+        format!("{}...(+72 bytes)", "é".repeat(CLIP_CHARS))
+    );
+}
+
+#[tokio::test]
+async fn absurdly_long_user_names_are_refused_before_any_check() {
+    let fake = Fake::knows("alice", "right", "g");
+    let svc = service(&config(), &[&fake]);
+    let long = "a".repeat(MAX_USER_NAME + 1);
+    let r = svc.authenticate(&password(&long, "right"), LOCALHOST).await;
+    assert_eq!(r, Err(AuthError::Rejected));
+    assert_eq!(fake.calls(), 0);
+}

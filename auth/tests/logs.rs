@@ -81,7 +81,24 @@ async fn passwords_and_tokens_never_reach_the_logs_or_error_texts() {
         }
         errors.push_str(&format!("{credential:?}\n"));
     }
+    // Client-chosen user names cost a bounded amount of log, and cannot forge log lines.
+    let logged = || logs.0.lock().unwrap().len();
+    let huge = "x".repeat(300_000);
+    let forging = "eve\nINFO forged line".to_owned();
+    for user in [huge.as_str(), forging.as_str()] {
+        let before = logged();
+        let refused = auth.authenticate(&password(user, "nope"), LOCALHOST).await;
+        assert!(refused.is_err());
+        let grew = logged() - before;
+        assert!(grew < 2_000, "{grew} bytes of log for one attempt");
+    }
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(!logs.contains("\nINFO forged line"), "{logs}");
+    assert!(
+        logs.contains("+299936 bytes"),
+        "the clipped name says how much was cut"
+    );
+    assert!(logs.contains("eve\\nINFO forged line"), "escaped: {logs}");
     assert!(logs.contains("authentication failed"), "{logs}");
     assert!(
         logs.contains("user=\"alice\"") || logs.contains("user=alice"),

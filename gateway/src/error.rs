@@ -2,7 +2,7 @@
 
 use hive_thrift::client::ClientError;
 use hive_thrift::generated::tcliservice::{TStatus, TStatusCode};
-use sparkgate_auth::AuthError;
+use sparkgate_auth::{clip, AuthError};
 
 use crate::pool::PoolError;
 use crate::tenant::TenantError;
@@ -30,7 +30,7 @@ pub enum GatewayError {
     Pool(#[from] PoolError),
     #[error("authentication failed: {0}")]
     Auth(AuthError),
-    #[error("user {user:?} may not open sessions as another user ({proxy_user:?}): hive.server2.proxy.user is for sparkgate administrators")]
+    #[error("user {:?} may not open sessions as another user ({:?}): hive.server2.proxy.user is for sparkgate administrators", clip(.user).to_string(), clip(.proxy_user).to_string())]
     ProxyUserRefused { user: String, proxy_user: String },
     #[error("this connection already holds {max} sessions (server.max_sessions_per_connection); close one first")]
     TooManySessions { max: usize },

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use sparkgate_auth::Principal;
+use sparkgate_auth::{clip, Principal};
 
 use crate::pool::autoscale::ScalingPolicy;
 
@@ -114,11 +114,11 @@ impl TenantConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TenantError {
-    #[error("user {user:?} is not admitted by any tenant; ask an administrator to add the user or one of the user's groups to a tenant")]
+    #[error("user {:?} is not admitted by any tenant; ask an administrator to add the user or one of the user's groups to a tenant", clip(.user).to_string())]
     NoTenant { user: String },
-    #[error("there is no tenant {tenant:?}")]
+    #[error("there is no tenant {:?}", clip(.tenant).to_string())]
     Unknown { tenant: String },
-    #[error("user {user:?} may not use tenant {tenant:?}")]
+    #[error("user {:?} may not use tenant {:?}", clip(.user).to_string(), clip(.tenant).to_string())]
     NotAdmitted { user: String, tenant: String },
 }
 

@@ -56,7 +56,7 @@ enum HandshakeError {
     Write(std::io::Error),
     #[error("SASL negotiation refused: {0}")]
     Negotiation(SaslError),
-    #[error("refused user {user:?}: {reason}")]
+    #[error("refused user {:?}: {reason}", sparkgate_auth::clip(.user).to_string())]
     Refused { user: String, reason: Refusal },
 }
 

@@ -90,7 +90,7 @@ impl CallHandler {
             return exception(header, message::PROTOCOL_ERROR, "expected a call message");
         }
         if let Err(e) = message::validate_lengths(message) {
-            warn!(method = %header.name, error = %e, "refused malformed call");
+            warn!(method = %sparkgate_auth::clip(&header.name), error = %e, "refused malformed call");
             return exception(header, message::PROTOCOL_ERROR, &format!("sparkgate: {e}"));
         }
         let mut request = match Hs2Request::decode(&header.name, &message[header.body_offset..]) {
@@ -104,7 +104,7 @@ impl CallHandler {
                 );
             }
             Err(e) => {
-                warn!(method = %header.name, error = %e, "refused undecodable call");
+                warn!(method = %sparkgate_auth::clip(&header.name), error = %e, "refused undecodable call");
                 return exception(header, message::PROTOCOL_ERROR, &format!("sparkgate: {e}"));
             }
         };

@@ -115,8 +115,8 @@ impl CallHandler {
             let session = self.table.insert(session);
             info!(
                 session.id = %session.id(),
-                user = %user,
-                authenticated_as = %principal.user,
+                user = %sparkgate_auth::clip(&user),
+                authenticated_as = %sparkgate_auth::clip(&principal.user),
                 tenant = %tenant.name,
                 driver = %addr,
                 client_protocol = client_protocol.0,
