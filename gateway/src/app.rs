@@ -76,8 +76,12 @@ pub struct Gateway {
 }
 
 /// Refuses setups that would let anyone in by accident.
-fn check_auth(config: &Config, auth: &AuthService) -> Result<(), StartError> {
-    let anonymous = auth.allows_anonymous();
+fn check_auth(config: &Config) -> Result<(), StartError> {
+    let anonymous = config
+        .auth
+        .methods
+        .iter()
+        .any(|m| matches!(m, sparkgate_auth::MethodConfig::None {}));
     if config.server.transport == FrontendTransport::Nosasl && !anonymous {
         return Err(StartError::NosaslNeedsNoneAuth);
     }
@@ -93,6 +97,54 @@ fn check_auth(config: &Config, auth: &AuthService) -> Result<(), StartError> {
     Ok(())
 }
 
+/// What startup takes from the configuration and the files it names, each checked.
+struct Checked {
+    auth: Arc<AuthService>,
+    tls: Option<Arc<TlsAcceptorCell>>,
+    cookie_key: Vec<u8>,
+}
+
+/// Every check startup makes before it binds a port or starts a driver: the configuration
+/// itself, the safety of its auth setup, and the files it names (users files, keys,
+/// certificates). Servers it names (LDAP, Kubernetes) are reached only at startup.
+fn check_all(config: &Config) -> Result<Checked, StartError> {
+    config.validate()?;
+    check_auth(config)?;
+    let auth = Arc::new(AuthService::from_config(&config.auth)?);
+    let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => Some(TlsAcceptorCell::load(cert, key)?),
+        _ => None,
+    };
+    let cookie_key = match &config.http.cookie_key_file {
+        Some(path) => std::fs::read(path).map_err(|source| StartError::CookieKey {
+            path: path.clone(),
+            source,
+        })?,
+        None => {
+            let mut key = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            key
+        }
+    };
+    Ok(Checked {
+        auth,
+        tls,
+        cookie_key,
+    })
+}
+
+/// `sparkgate --check-config`: the checks of [`Gateway::start`] that need no network. With
+/// `files = false`, the files the configuration names are not read (a config rendered for
+/// another machine, e.g. by the Helm chart, whose Secrets are not here).
+pub fn check_config(config: &Config, files: bool) -> Result<(), StartError> {
+    if files {
+        check_all(config).map(|_| ())
+    } else {
+        config.validate()?;
+        check_auth(config)
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -102,24 +154,11 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 impl Gateway {
     /// Checks the configuration, binds the listeners and starts serving in the background.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        config.validate()?;
-        let auth = Arc::new(AuthService::from_config(&config.auth)?);
-        check_auth(&config, &auth)?;
-        let tls = match (&config.tls.cert_file, &config.tls.key_file) {
-            (Some(cert), Some(key)) => Some(TlsAcceptorCell::load(cert, key)?),
-            _ => None,
-        };
-        let cookie_key = match &config.http.cookie_key_file {
-            Some(path) => std::fs::read(path).map_err(|source| StartError::CookieKey {
-                path: path.clone(),
-                source,
-            })?,
-            None => {
-                let mut key = vec![0u8; 32];
-                rand::thread_rng().fill_bytes(&mut key);
-                key
-            }
-        };
+        let Checked {
+            auth,
+            tls,
+            cookie_key,
+        } = check_all(&config)?;
         let mut metrics = Metrics::default();
         let pool_metrics = PoolFamilies::register(metrics.registry_mut());
         let PoolSet { pools, election } = start_pools(&config, &pool_metrics).await?;
@@ -472,16 +511,43 @@ mod tests {
     /// Checked without binding: tests only ever listen on loopback addresses.
     #[test]
     fn none_auth_on_a_network_address_needs_an_explicit_opt_in() {
-        let auth = AuthService::from_config(&Default::default()).unwrap();
         let mut config = Config::default();
-        assert!(check_auth(&config, &auth).is_ok(), "loopback is fine");
+        assert!(check_auth(&config).is_ok(), "loopback is fine");
         config.http.bind = Some("0.0.0.0:10010".parse().unwrap());
-        let err = check_auth(&config, &auth).unwrap_err();
+        let err = check_auth(&config).unwrap_err();
         assert!(
             err.to_string().contains("allow_none_auth_on_network"),
             "{err}"
         );
         config.server.allow_none_auth_on_network = true;
-        assert!(check_auth(&config, &auth).is_ok());
+        assert!(check_auth(&config).is_ok());
+    }
+
+    /// `--check-config` refuses what startup refuses, files included unless told not to read
+    /// them.
+    #[test]
+    fn check_config_makes_the_startup_checks() {
+        let mut config = Config::default();
+        assert!(check_config(&config, true).is_ok());
+        config.server.bind = "0.0.0.0:10009".parse().unwrap();
+        for files in [true, false] {
+            let err = check_config(&config, files).unwrap_err();
+            assert!(
+                err.to_string().contains("allow_none_auth_on_network"),
+                "{err}"
+            );
+        }
+        let mut config = Config::default();
+        config.auth.methods = vec![sparkgate_auth::MethodConfig::UsersFile(
+            sparkgate_auth::config::UsersFileConfig {
+                path: "/nonexistent/users.toml".into(),
+            },
+        )];
+        let err = check_config(&config, true).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/users.toml"), "{err}");
+        assert!(check_config(&config, false).is_ok());
+        config.server.transport = FrontendTransport::Nosasl;
+        let err = check_config(&config, false).unwrap_err();
+        assert!(err.to_string().contains("nosasl"), "{err}");
     }
 }

@@ -29,10 +29,15 @@ struct Cli {
     /// Client transport, `sasl` or `nosasl`; overrides server.transport.
     #[arg(long, value_parser = parse_transport)]
     transport: Option<FrontendTransport>,
-    /// Read and validate the configuration, then exit (0 if valid). Files it names (keys,
-    /// certificates, users files) and servers (LDAP, Kubernetes) are checked at startup.
+    /// Make every startup check that needs no network (the configuration, its auth safety,
+    /// the files it names: users files, keys, certificates), then exit (0 if all pass).
+    /// Servers it names (LDAP, Kubernetes) are reached only at startup.
     #[arg(long)]
     check_config: bool,
+    /// With --check-config: do not read the files the configuration names (checking a config
+    /// rendered for another machine, whose Secrets are not here).
+    #[arg(long, requires = "check_config")]
+    without_files: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -92,11 +97,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(transport) = cli.transport {
         config.server.transport = transport;
     }
-    config.validate()?;
     if cli.check_config {
+        sparkgate::app::check_config(&config, !cli.without_files)?;
         println!("configuration is valid");
         return Ok(());
     }
+    config.validate()?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
