@@ -1,0 +1,155 @@
+//! The startup checks: everything [`super::Gateway::start`] verifies before it binds a port or
+//! starts a driver, and `sparkgate --check-config`, which makes the same checks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::RngCore;
+use sparkgate_auth::AuthService;
+
+use crate::config::{Config, FrontendTransport};
+use crate::frontend::tls::TlsAcceptorCell;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Auth(#[from] sparkgate_auth::AuthError),
+    #[error("invalid configuration: {0}")]
+    Tls(#[from] crate::frontend::tls::TlsError),
+    #[error("invalid configuration: cannot read http.cookie_key_file {}: {source}", path.display())]
+    CookieKey {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: server.transport = \"nosasl\" carries no credentials: it needs the `none` auth method")]
+    NosaslNeedsNoneAuth,
+    #[error("invalid configuration: auth method `none` admits anyone, and {binds:?} is reachable from the network; configure real authentication, bind to 127.0.0.1, or set server.allow_none_auth_on_network = true")]
+    NoneAuthOnNetwork { binds: Vec<SocketAddr> },
+    #[error("invalid configuration: {0}")]
+    Launcher(#[from] crate::launcher::LaunchError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Refuses setups that would let anyone in by accident.
+fn check_auth(config: &Config) -> Result<(), StartError> {
+    let anonymous = config
+        .auth
+        .methods
+        .iter()
+        .any(|m| matches!(m, sparkgate_auth::MethodConfig::None {}));
+    if config.server.transport == FrontendTransport::Nosasl && !anonymous {
+        return Err(StartError::NosaslNeedsNoneAuth);
+    }
+    let network_binds = std::iter::once(config.server.bind)
+        .chain(config.http.bind)
+        .filter(|a| !a.ip().is_loopback())
+        .collect::<Vec<_>>();
+    if anonymous && !network_binds.is_empty() && !config.server.allow_none_auth_on_network {
+        return Err(StartError::NoneAuthOnNetwork {
+            binds: network_binds,
+        });
+    }
+    Ok(())
+}
+
+/// What startup takes from the configuration and the files it names, each checked.
+pub(super) struct Checked {
+    pub auth: Arc<AuthService>,
+    pub tls: Option<Arc<TlsAcceptorCell>>,
+    pub cookie_key: Vec<u8>,
+}
+
+/// Every check startup makes before it binds a port or starts a driver: the configuration
+/// itself, the safety of its auth setup, and the files it names (users files, keys,
+/// certificates). Servers it names (LDAP, Kubernetes) are reached only at startup.
+pub(super) fn check_all(config: &Config) -> Result<Checked, StartError> {
+    config.validate()?;
+    check_auth(config)?;
+    let auth = Arc::new(AuthService::from_config(&config.auth)?);
+    let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => Some(TlsAcceptorCell::load(cert, key)?),
+        _ => None,
+    };
+    let cookie_key = match &config.http.cookie_key_file {
+        Some(path) => std::fs::read(path).map_err(|source| StartError::CookieKey {
+            path: path.clone(),
+            source,
+        })?,
+        None => {
+            let mut key = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            key
+        }
+    };
+    Ok(Checked {
+        auth,
+        tls,
+        cookie_key,
+    })
+}
+
+/// `sparkgate --check-config`: the checks of [`Gateway::start`] that need no network. With
+/// `files = false`, the files the configuration names are not read (a config rendered for
+/// another machine, e.g. by the Helm chart, whose Secrets are not here).
+pub fn check_config(config: &Config, files: bool) -> Result<(), StartError> {
+    if files {
+        check_all(config).map(|_| ())
+    } else {
+        config.validate()?;
+        check_auth(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checked without binding: tests only ever listen on loopback addresses.
+    #[test]
+    fn none_auth_on_a_network_address_needs_an_explicit_opt_in() {
+        let mut config = Config::default();
+        assert!(check_auth(&config).is_ok(), "loopback is fine");
+        config.http.bind = Some("0.0.0.0:10010".parse().unwrap());
+        let err = check_auth(&config).unwrap_err();
+        assert!(
+            err.to_string().contains("allow_none_auth_on_network"),
+            "{err}"
+        );
+        config.server.allow_none_auth_on_network = true;
+        assert!(check_auth(&config).is_ok());
+    }
+
+    /// `--check-config` refuses what startup refuses, files included unless told not to read
+    /// them.
+    #[test]
+    fn check_config_makes_the_startup_checks() {
+        let mut config = Config::default();
+        assert!(check_config(&config, true).is_ok());
+        config.server.bind = "0.0.0.0:10009".parse().unwrap();
+        for files in [true, false] {
+            let err = check_config(&config, files).unwrap_err();
+            assert!(
+                err.to_string().contains("allow_none_auth_on_network"),
+                "{err}"
+            );
+        }
+        let mut config = Config::default();
+        config.auth.methods = vec![sparkgate_auth::MethodConfig::UsersFile(
+            sparkgate_auth::config::UsersFileConfig {
+                path: "/nonexistent/users.toml".into(),
+            },
+        )];
+        let err = check_config(&config, true).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/users.toml"), "{err}");
+        assert!(check_config(&config, false).is_ok());
+        config.server.transport = FrontendTransport::Nosasl;
+        let err = check_config(&config, false).unwrap_err();
+        assert!(err.to_string().contains("nosasl"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The driver pools a gateway starts: one per tenant, each with its tenant's launcher, and the
+//! leader election that decides which replica scales them on Kubernetes.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::StartError;
+use crate::config::Config;
+use crate::launcher::fixed::FixedLauncher;
+use crate::launcher::kubernetes::KubeLauncher;
+use crate::launcher::{DriverSpec, Launcher, LocalLauncher};
+use crate::pool::metrics::PoolFamilies;
+use crate::pool::{DriverPool, PoolLimits};
+use crate::tenant::{LauncherKind, TenantConfig};
+
+/// The driver pools, and, with several replicas on Kubernetes, the election that decides which
+/// of them scales.
+pub(super) struct PoolSet {
+    pub pools: HashMap<String, Arc<DriverPool>>,
+    pub election: Option<(kube::Client, crate::pool::leader::Election, Arc<AtomicBool>)>,
+}
+
+/// A pool per tenant, each with its tenant's launcher; drivers a previous run left are adopted.
+pub(super) async fn start_pools(
+    config: &Config,
+    metrics: &PoolFamilies,
+) -> Result<PoolSet, StartError> {
+    let tenants = config.effective_tenants();
+    let of_kind =
+        |kind| -> Vec<&TenantConfig> { tenants.iter().filter(|t| t.launcher == kind).collect() };
+    let fixed = of_kind(LauncherKind::Static);
+    let local = of_kind(LauncherKind::Local);
+    let on_kubernetes = of_kind(LauncherKind::Kubernetes);
+    let mut set = PoolSet {
+        pools: HashMap::new(),
+        election: None,
+    };
+    let limits = PoolLimits {
+        max_sessions_per_driver: config.pools.max_sessions_per_driver,
+        max_waiting: config.pools.max_waiting,
+        wait_timeout: config.pools.wait_timeout,
+        drain_grace: config.pools.drain_grace,
+        reconcile_every: config.pools.reconcile_every,
+    };
+    // Neither started nor stopped by sparkgate, so nothing here to decide or to keep.
+    let always = Arc::new(AtomicBool::new(true));
+    if !fixed.is_empty() {
+        let launcher: Arc<dyn Launcher> = Arc::new(FixedLauncher::new(
+            fixed
+                .iter()
+                .map(|t| (t.name.as_str(), t.backends.as_slice())),
+        ));
+        // Someone else's servers: sparkgate does not bound their sessions.
+        let fixed_limits = PoolLimits {
+            max_sessions_per_driver: u32::MAX,
+            ..limits.clone()
+        };
+        let pools = &mut set.pools;
+        add_pools(metrics, &fixed, &fixed_limits, &launcher, &always, pools).await;
+    }
+    if !local.is_empty() {
+        let launcher: Arc<dyn Launcher> = Arc::new(LocalLauncher::new(config.local.clone())?);
+        // The local launcher's drivers belong to this process alone: it always decides.
+        add_pools(metrics, &local, &limits, &launcher, &always, &mut set.pools).await;
+        // Drivers of tenants no longer configured are not adopted by anyone: stop them.
+        for (orphan, _) in launcher.list().await {
+            if !set.pools.contains_key(&orphan.tenant) {
+                warn!(driver = %orphan.id, tenant = %orphan.tenant, "stopping a driver of a tenant no longer configured");
+                launcher.stop(&orphan).await;
+            }
+        }
+    }
+    if !on_kubernetes.is_empty() {
+        let owned: Vec<TenantConfig> = on_kubernetes.iter().map(|t| (*t).clone()).collect();
+        let kube = KubeLauncher::new(config.kubernetes.clone(), &owned).await?;
+        let k8s = &config.kubernetes;
+        let leading = Arc::new(AtomicBool::new(!k8s.leader_election));
+        if k8s.leader_election {
+            let namespace = if k8s.lease_namespace.is_empty() {
+                kube.namespace().to_owned()
+            } else {
+                k8s.lease_namespace.clone()
+            };
+            set.election = Some((
+                kube.client(),
+                crate::pool::leader::Election {
+                    namespace,
+                    lease_name: k8s.lease_name.clone(),
+                    identity: k8s
+                        .identity
+                        .clone()
+                        .unwrap_or_else(crate::pool::leader::default_identity),
+                    lease_duration: k8s.lease_duration,
+                },
+                leading.clone(),
+            ));
+        }
+        let launcher: Arc<dyn Launcher> = kube;
+        add_pools(
+            metrics,
+            &on_kubernetes,
+            &limits,
+            &launcher,
+            &leading,
+            &mut set.pools,
+        )
+        .await;
+    }
+    Ok(set)
+}
+
+async fn add_pools(
+    metrics: &PoolFamilies,
+    tenants: &[&TenantConfig],
+    limits: &PoolLimits,
+    launcher: &Arc<dyn Launcher>,
+    leading: &Arc<AtomicBool>,
+    pools: &mut HashMap<String, Arc<DriverPool>>,
+) {
+    for tenant in tenants {
+        let spec = DriverSpec {
+            tenant: tenant.name.clone(),
+            driver_memory: tenant.driver_memory.clone(),
+            spark_conf: tenant.spark_conf.clone(),
+            hive_conf: tenant.hive_conf.clone(),
+        };
+        let pool_metrics = metrics.for_tenant(&tenant.name);
+        let pool = DriverPool::new(
+            spec,
+            tenant.scaling.clone(),
+            limits.clone(),
+            launcher.clone(),
+            pool_metrics,
+            leading.clone(),
+        );
+        pool.adopt().await;
+        pools.insert(tenant.name.clone(), pool);
+    }
+}
