@@ -216,9 +216,13 @@ pub struct BackendConfig {
     pub max_message_size: usize,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Deadline for every call but a synchronous ExecuteStatement.
+    /// Deadline for every call but a synchronous ExecuteStatement, OpenSession and CloseSession.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
+    /// Deadline for OpenSession and CloseSession: a driver that does not answer them must not
+    /// hold a new session (or a disconnecting client's cleanup) for `call_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub session_call_timeout: Duration,
     /// Deadline for a synchronous ExecuteStatement (runAsync=false), which runs the whole query.
     #[serde(with = "humantime_serde")]
     pub execute_timeout: Duration,
@@ -238,6 +242,7 @@ impl Default for BackendConfig {
             max_message_size: 512 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(300),
+            session_call_timeout: Duration::from_secs(30),
             execute_timeout: Duration::from_secs(6 * 3600),
             max_connections_per_driver: 64,
             service_user: "sparkgate".into(),
@@ -400,6 +405,10 @@ impl Config {
             ),
             ("backend.connect_timeout", self.backend.connect_timeout),
             ("backend.call_timeout", self.backend.call_timeout),
+            (
+                "backend.session_call_timeout",
+                self.backend.session_call_timeout,
+            ),
             ("backend.execute_timeout", self.backend.execute_timeout),
         ] {
             if d.is_zero() {

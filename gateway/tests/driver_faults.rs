@@ -149,6 +149,38 @@ async fn a_call_the_driver_never_answers_ends_at_the_call_timeout() {
     );
 }
 
+/// A driver silent on OpenSession holds a new session for `backend.session_call_timeout`, not
+/// for the (much longer) `call_timeout`.
+#[tokio::test]
+async fn open_session_to_a_silent_driver_ends_at_its_own_deadline() {
+    let sts = FakeSts::new()
+        .fault("OpenSession", Fault::Hang)
+        .start()
+        .await;
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.backend.address = sts.addr.to_string();
+    config.backend.call_timeout = Duration::from_secs(300);
+    config.backend.session_call_timeout = Duration::from_millis(400);
+    let gw = Gateway::start(config).await.unwrap();
+    let mut conn = client(&gw).await;
+    let request = Hs2Request::OpenSession(t::TOpenSessionReq {
+        client_protocol: t::TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V10,
+        username: Some("alice".into()),
+        password: None,
+        configuration: None,
+    });
+    let started = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(20), conn.call(&request))
+        .await
+        .expect("answered before call_timeout")
+        .unwrap();
+    let took = started.elapsed();
+    let text = error_text(&response);
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(text.contains("session_call_timeout"), "{text}");
+}
+
 #[tokio::test]
 async fn a_slow_call_does_not_hold_up_other_sessions_on_the_driver() {
     let sts = FakeSts::new()

@@ -25,7 +25,7 @@ key_file = {{ printf "%s/tls.key" (include "sparkgate.secretDir" "tls") | toJson
 {{- end }}
 
 [backend]
-{{- include "sparkgate.toml.keys" (dict "values" .Values.backend "keys" (list "address" "transport" "maxMessageSize" "connectTimeout" "callTimeout" "executeTimeout" "maxConnectionsPerDriver" "serviceUser")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.backend "keys" (list "address" "transport" "maxMessageSize" "connectTimeout" "callTimeout" "sessionCallTimeout" "executeTimeout" "maxConnectionsPerDriver" "serviceUser")) }}
 
 [auth]
 {{- include "sparkgate.toml.keys" (dict "values" .Values.auth "keys" (list "cacheTtl" "maxFailures" "failureWindow" "lockout" "maxConcurrentChecks" "checkWait")) }}

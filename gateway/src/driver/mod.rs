@@ -176,10 +176,12 @@ impl BackendLinks {
     ) -> Result<(Bytes, MessageHeader), GatewayError> {
         let sync_execute =
             matches!(request, Hs2Request::ExecuteStatement(r) if r.run_async != Some(true));
-        let (timeout, setting) = if sync_execute {
-            (self.config.execute_timeout, "execute_timeout")
-        } else {
-            (self.config.call_timeout, "call_timeout")
+        let (timeout, setting) = match request {
+            _ if sync_execute => (self.config.execute_timeout, "execute_timeout"),
+            Hs2Request::OpenSession(_) | Hs2Request::CloseSession(_) => {
+                (self.config.session_call_timeout, "session_call_timeout")
+            }
+            _ => (self.config.call_timeout, "call_timeout"),
         };
         let deadline = tokio::time::Instant::now() + timeout;
         let links = self.driver(addr);
