@@ -170,8 +170,12 @@ pub struct HttpConfig {
     /// `X-Forwarded-For` is believed only from these addresses (e.g. a load balancer); the
     /// client is then the rightmost hop in it that is not one of them.
     pub trusted_proxies: Vec<IpAddr>,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes; a larger `Content-Length` is refused (413)
+    /// before anything is read.
     pub max_body_size: usize,
+    /// A request's body must arrive within this long (408 after it).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -183,6 +187,7 @@ impl Default for HttpConfig {
             cookie_key_file: None,
             trusted_proxies: Vec::new(),
             max_body_size: 64 * 1024 * 1024,
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -399,6 +404,7 @@ impl Config {
                 self.server.shutdown_close_timeout,
             ),
             ("server.read_timeout", self.server.read_timeout),
+            ("http.body_timeout", self.http.body_timeout),
             (
                 "server.idle_session_timeout",
                 self.server.idle_session_timeout,

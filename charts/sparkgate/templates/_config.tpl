@@ -13,7 +13,7 @@ bind = {{ printf "0.0.0.0:%v" .Values.ports.binary | toJson }}
 {{- if .Values.http.enabled }}
 bind = {{ printf "0.0.0.0:%v" .Values.ports.http | toJson }}
 {{- end }}
-{{- include "sparkgate.toml.keys" (dict "values" .Values.http "keys" (list "path" "cookieTtl" "trustedProxies" "maxBodySize")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.http "keys" (list "path" "cookieTtl" "trustedProxies" "maxBodySize" "bodyTimeout")) }}
 {{- with include "sparkgate.secretFile" (dict "root" . "volume" "cookie-key") }}
 cookie_key_file = {{ toJson . }}
 {{- end }}

@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE, WWW_AUTHENTICATE,
+    HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::frontend::limits::LimitGuard;
 use crate::frontend::Shared;
 use crate::session::CallContext;
 use crate::session::Owner;
@@ -116,10 +117,14 @@ async fn serve_connection<S>(
 {
     let force_close = shared.shutdown.force_close.clone();
     let shared_handshake_timeout = shared.config.server.handshake_timeout;
+    // The users this connection carries requests of, each holding one of its user's
+    // `server.max_connections_per_user` slots while the connection lasts.
+    let users: Arc<UserSlots> = Arc::default();
     let service = hyper::service::service_fn(move |request| {
         let shared = shared.clone();
         let cookies = cookies.clone();
-        async move { Ok::<_, Infallible>(handle(request, peer, &shared, &cookies).await) }
+        let users = users.clone();
+        async move { Ok::<_, Infallible>(handle(request, peer, &shared, &cookies, &users).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -254,11 +259,30 @@ async fn authenticate(
     }
 }
 
+/// Per HTTP connection: the connection slot each of its users holds.
+type UserSlots = std::sync::Mutex<std::collections::HashMap<String, LimitGuard>>;
+
+/// Takes a slot of `user` for this connection, unless it holds one; `false` at the user's limit.
+fn admit_on_connection(shared: &Shared, users: &UserSlots, user: &str) -> bool {
+    let mut users = users.lock().expect("user slots");
+    if users.contains_key(user) {
+        return true;
+    }
+    match shared.limits.admit_user(user) {
+        Some(slot) => {
+            users.insert(user.to_owned(), slot);
+            true
+        }
+        None => false,
+    }
+}
+
 async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
     shared: &Shared,
     cookies: &CookieSigner,
+    users: &UserSlots,
 ) -> Response<Full<Bytes>> {
     let config = &shared.config;
     let path = request.uri().path();
@@ -278,20 +302,52 @@ async fn handle(
         );
     }
     let client = client_address(request.headers(), peer, &config.http.trusted_proxies);
+    let max_body = config.http.max_body_size;
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared.filter(|n| *n > max_body as u64) {
+        warn!(%client, length, max = max_body, "refused HTTP request: declared body too large");
+        return text_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("sparkgate: request body of {length} bytes refused: at most {max_body} (http.max_body_size)"),
+        );
+    }
     let (principal, new_cookie) = match authenticate(&request, client, shared, cookies).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let body = match Limited::new(request.into_body(), config.http.max_body_size)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(e) => {
+    if !admit_on_connection(shared, users, &principal.user) {
+        let max = config.server.max_connections_per_user;
+        warn!(%client, user = %sparkgate_auth::clip(&principal.user), max, "refused HTTP request: too many connections of this user");
+        return text_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "sparkgate: user {:?} already holds {max} connections (server.max_connections_per_user)",
+                sparkgate_auth::clip(&principal.user).to_string()
+            ),
+        );
+    }
+    let collect = Limited::new(request.into_body(), max_body).collect();
+    let body = match tokio::time::timeout(config.http.body_timeout, collect).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(e)) => {
             warn!(%client, error = %e, "refused HTTP request body");
             return text_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("sparkgate: request body refused: {e} (http.max_body_size)"),
+            );
+        }
+        Err(_) => {
+            warn!(%client, "HTTP request body did not arrive in time");
+            return text_response(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "sparkgate: the request body did not arrive within {} s (http.body_timeout)",
+                    config.http.body_timeout.as_secs()
+                ),
             );
         }
     };
