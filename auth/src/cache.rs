@@ -57,14 +57,15 @@ impl CredentialCache {
         }
     }
 
-    pub(crate) async fn get(&self, key: &CacheKey) -> Option<Principal> {
+    /// A kept success, with the time it stops being valid (if it does).
+    pub(crate) async fn get(&self, key: &CacheKey) -> Option<(Principal, Option<SystemTime>)> {
         let entries = self.entries.as_ref()?;
         let (principal, valid_until) = entries.get(key).await?;
         if valid_until.is_some_and(|until| until <= SystemTime::now()) {
             entries.invalidate(key).await;
             return None;
         }
-        Some(principal)
+        Some((principal, valid_until))
     }
 
     /// Keeps a success, until `valid_until` at the latest.

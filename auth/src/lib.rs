@@ -294,6 +294,21 @@ impl AuthService {
         credential: &Credential<'_>,
         client: IpAddr,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_until(credential, client)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// As [`AuthService::authenticate`], with the time the proof stops being valid, if it does
+    /// (a token's `exp`): what is derived from the login (an HTTP cookie) must not outlive it.
+    ///
+    /// # Cancel safety
+    /// As [`AuthService::authenticate`].
+    pub async fn authenticate_until(
+        &self,
+        credential: &Credential<'_>,
+        client: IpAddr,
+    ) -> Result<(Principal, Option<SystemTime>), AuthError> {
         let user = credential.claimed_user().unwrap_or("");
         let kind = credential.kind();
         if user.len() > MAX_USER_NAME {
@@ -308,10 +323,10 @@ impl AuthService {
             }
         };
         let key = self.cache.key(credential);
-        if let Some(principal) = self.cache.get(&key).await {
+        if let Some((principal, valid_until)) = self.cache.get(&key).await {
             debug!(user = %principal.user, client = %client, "authenticated from cache");
             attempt.succeeded();
-            return Ok(principal);
+            return Ok((principal, valid_until));
         }
         let methods: Vec<_> = self
             .methods
@@ -338,7 +353,7 @@ impl AuthService {
                     debug!(user = %principal.user, client = %client, method = method.name(), "authenticated");
                     attempt.succeeded();
                     self.cache.insert(key, principal.clone(), valid_until).await;
-                    return Ok(principal);
+                    return Ok((principal, valid_until));
                 }
                 Err(e) => {
                     info!(user = %clip(user), client = %client, method = method.name(), credential = kind, error = %e, "authentication failed");

@@ -70,7 +70,9 @@ pub fn check(data: &[u8]) {
                 .map(str::to_owned)
                 .collect();
             let principal = Principal { user, groups };
-            let set_cookie = signer.issue(&principal, now());
+            let set_cookie = signer
+                .issue(&principal, now(), None)
+                .expect("the TTL is not zero");
             let value = set_cookie
                 .split(';')
                 .next()

@@ -18,7 +18,13 @@ pub fn cookies() -> Vec<Seed> {
         user: "alice".into(),
         groups: vec!["analysts".into(), "admins".into()],
     };
-    let set_cookie = signer.issue(&principal, UNIX_EPOCH + Duration::from_secs(1_750_000_000));
+    let set_cookie = signer
+        .issue(
+            &principal,
+            UNIX_EPOCH + Duration::from_secs(1_750_000_000),
+            None,
+        )
+        .expect("the TTL is not zero");
     let value = set_cookie
         .split(';')
         .next()

@@ -105,11 +105,10 @@ impl Gateway {
             crate::frontend::binary::serve(listener, shared.clone()),
         );
         if let Some(http_listener) = http_listener {
-            let cookies = Arc::new(CookieSigner::new(
-                cookie_key,
-                config.http.cookie_ttl,
-                tls.is_some(),
-            ));
+            // A cookie stands in for the login: it lasts no longer than a cached login does,
+            // so a removed user loses HTTP access within auth.cache_ttl too.
+            let cookie_ttl = config.http.cookie_ttl.min(config.auth.cache_ttl);
+            let cookies = Arc::new(CookieSigner::new(cookie_key, cookie_ttl, tls.is_some()));
             tasks.spawn(
                 "http listener",
                 crate::frontend::http::serve(http_listener, shared.clone(), cookies),

@@ -55,9 +55,22 @@ impl CookieSigner {
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
-    /// `Set-Cookie` value for `principal`.
-    pub fn issue(&self, principal: &Principal, now: SystemTime) -> String {
-        let expires = now.duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
+    /// `Set-Cookie` value for `principal`, valid for the cookie lifetime but never past
+    /// `valid_until` (the login's own expiry, a token's `exp`); none when that leaves nothing.
+    pub fn issue(
+        &self,
+        principal: &Principal,
+        now: SystemTime,
+        valid_until: Option<SystemTime>,
+    ) -> Option<String> {
+        let left = match valid_until {
+            Some(until) => until.duration_since(now).unwrap_or_default().min(self.ttl),
+            None => self.ttl,
+        };
+        if left.as_secs() == 0 {
+            return None;
+        }
+        let expires = now.duration_since(UNIX_EPOCH).unwrap_or_default() + left;
         let payload = format!(
             "{}.{}.{}",
             URL_SAFE_NO_PAD.encode(&principal.user),
@@ -65,11 +78,11 @@ impl CookieSigner {
             expires.as_secs()
         );
         let signature = self.mac(&payload);
-        format!(
+        Some(format!(
             "{COOKIE_NAME}={payload}.{signature}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
-            self.ttl.as_secs(),
+            left.as_secs(),
             if self.secure { "; Secure" } else { "" }
-        )
+        ))
     }
 
     /// The principal of a cookie value, if its signature is right and it has not expired.
@@ -237,10 +250,10 @@ async fn authenticate(
             ))
         }
     };
-    match shared.auth.authenticate(&credential, client).await {
-        Ok(principal) => {
-            let cookie = cookies.issue(&principal, now);
-            Ok((principal, Some(cookie)))
+    match shared.auth.authenticate_until(&credential, client).await {
+        Ok((principal, valid_until)) => {
+            let cookie = cookies.issue(&principal, now, valid_until);
+            Ok((principal, cookie))
         }
         Err(e) => {
             warn!(client = %client, error = %e, "HTTP authentication failed");
@@ -452,18 +465,41 @@ mod tests {
     fn cookie_round_trip_and_attributes() {
         let signer = CookieSigner::new(b"k".repeat(32), Duration::from_secs(60), true);
         let now = SystemTime::now();
-        let set = signer.issue(&principal(), now);
+        let set = signer.issue(&principal(), now, None).unwrap();
         assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("Max-Age=60"));
         assert_eq!(signer.verify(value_of(&set), now), Some(principal()));
         let plain = CookieSigner::new(b"k".repeat(32), Duration::from_secs(60), false);
-        assert!(!plain.issue(&principal(), now).contains("Secure"));
+        assert!(!plain
+            .issue(&principal(), now, None)
+            .unwrap()
+            .contains("Secure"));
+    }
+
+    /// A cookie never outlives the login it stands for (a token's `exp`), and none is issued
+    /// when nothing is left of it (or cookies last zero seconds: `auth.cache_ttl = 0`).
+    #[test]
+    fn a_cookie_ends_with_the_login_it_stands_for() {
+        let signer = CookieSigner::new(b"k".repeat(32), Duration::from_secs(3600), false);
+        let now = SystemTime::now();
+        let set = signer
+            .issue(&principal(), now, Some(now + Duration::from_secs(90)))
+            .unwrap();
+        assert!(set.contains("Max-Age=90"), "{set}");
+        assert_eq!(signer.verify(value_of(&set), now), Some(principal()));
+        assert_eq!(
+            signer.verify(value_of(&set), now + Duration::from_secs(91)),
+            None
+        );
+        assert_eq!(signer.issue(&principal(), now, Some(now)), None);
+        let off = CookieSigner::new(b"k".repeat(32), Duration::ZERO, false);
+        assert_eq!(off.issue(&principal(), now, None), None);
     }
 
     #[test]
     fn forged_tampered_or_expired_cookies_are_refused() {
         let signer = CookieSigner::new(b"k".repeat(32), Duration::from_secs(60), false);
         let now = SystemTime::now();
-        let set = signer.issue(&principal(), now);
+        let set = signer.issue(&principal(), now, None).unwrap();
         let value = value_of(&set);
         let other_key = CookieSigner::new(b"x".repeat(32), Duration::from_secs(60), false);
         assert_eq!(
