@@ -6,6 +6,7 @@
 //! * [`tls`]: the certificate, reloaded when its files change.
 
 pub mod binary;
+pub mod cookie;
 pub mod http;
 pub mod limits;
 pub mod tls;
