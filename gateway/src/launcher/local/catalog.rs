@@ -177,7 +177,8 @@ impl TenantCatalogs {
             }
             if state.stopping && self.is_catalog_process(tenant, state.pid) {
                 // Its database is still open: a second catalog process could not boot it.
-                self.wait_exit(tenant, state.pid);
+                self.wait_gone(tenant, state.pid);
+                self.mark_stopped(tenant, state.pid);
             }
         }
         let jar = self.compiled_server()?;
@@ -188,7 +189,7 @@ impl TenantCatalogs {
         // The same port as before when it is free: drivers that outlived the previous process
         // have its address.
         let port = match state.map(|s| s.port) {
-            Some(port) if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() => port,
+            Some(port) if port_free_soon(port) => port,
             Some(old) => {
                 // Something else listens there: drivers that still use that address would talk to
                 // it, not to their catalog.
@@ -290,8 +291,17 @@ impl TenantCatalogs {
         Some(state.pid)
     }
 
-    /// Waits (bounded by the stop grace, then SIGKILL) for a stopping catalog to exit. Blocking.
+    /// Waits (bounded by the stop grace, then SIGKILL) for a stopping catalog to exit, then
+    /// records it stopped. Blocking.
     pub fn wait_exit(&self, tenant: &str, pid: u32) {
+        self.wait_gone(tenant, pid);
+        // The record is read and written under the lock: a start may have replaced it while
+        // this waited, and must not be overwritten with the stopped process's.
+        let _one_at_a_time = self.processes.lock().expect("catalog processes");
+        self.mark_stopped(tenant, pid);
+    }
+
+    fn wait_gone(&self, tenant: &str, pid: u32) {
         let deadline = Instant::now() + self.stop_grace;
         while self.is_catalog_process(tenant, pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
@@ -304,6 +314,17 @@ impl TenantCatalogs {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // Its command line goes when its memory does, before its sockets close: the port is
+        // free only once the process is gone (or a zombie). Bounded, in case the pid was reused.
+        let deadline = Instant::now() + EXIT_TAIL;
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Records the catalog stopped, if `pid` is still the one on record. The caller holds the
+    /// processes lock.
+    fn mark_stopped(&self, tenant: &str, pid: u32) {
         if let Some(mut state) = self.read_state(tenant) {
             if state.pid == pid {
                 state.pid = 0;
@@ -385,6 +406,26 @@ fn java() -> PathBuf {
 }
 
 /// Driver dirs in which a driver of an earlier sparkgate kept tables (its own Derby catalog and
+
+/// How long a stopped catalog's process may take, once it no longer runs its program, to be
+/// gone with its sockets closed.
+const EXIT_TAIL: Duration = Duration::from_secs(5);
+
+/// Whether the loopback `port` can be bound, now or within a moment (a process on its way out,
+/// a busy machine slowing its exit, may still hold it).
+fn port_free_soon(port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// warehouse), with the tables' directory names: they are not in the tenant's catalog.
 pub fn per_driver_tables(drivers_dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
     let Ok(entries) = std::fs::read_dir(drivers_dir) else {
