@@ -100,6 +100,10 @@ pub struct LdapConfig {
     /// The attribute (or RDN) that names a group.
     #[serde(default = "default_group_attribute")]
     pub group_name_attribute: String,
+    /// The attribute of the user's entry that is the user's name: a login as `ALICE` or
+    /// ` alice` (which the directory matches as `alice`) runs as the directory's `alice`.
+    #[serde(default = "default_user_attribute")]
+    pub user_name_attribute: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -123,6 +127,10 @@ fn default_group_filter() -> String {
 }
 fn default_group_attribute() -> String {
     "cn".into()
+}
+
+fn default_user_attribute() -> String {
+    "uid".into()
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -254,8 +254,9 @@ impl LdapAuthenticator {
         password: &str,
     ) -> Result<Principal, AuthError> {
         let search_mode = self.config.user_dn_pattern.is_none();
-        // The user's DN, and its memberOf values if the search already read them.
-        let (dn, member_of) = match &self.config.user_dn_pattern {
+        let name_attribute = self.config.user_name_attribute.as_str();
+        // The user's DN, and its entry if the search already read it.
+        let (dn, entry) = match &self.config.user_dn_pattern {
             Some(pattern) => (pattern.replace("{user}", &dn_escape(user)), None),
             None => {
                 self.bind_service_account(ldap).await?;
@@ -265,7 +266,13 @@ impl LdapAuthenticator {
                     .replace("{user}", &ldap_escape(user));
                 let base = self.config.user_search_base.as_deref().unwrap_or_default();
                 let mut found = self
-                    .search(ldap, base, Scope::Subtree, &filter, vec!["memberOf"])
+                    .search(
+                        ldap,
+                        base,
+                        Scope::Subtree,
+                        &filter,
+                        vec!["memberOf", name_attribute],
+                    )
                     .await?;
                 match found.len() {
                     1 => {}
@@ -281,29 +288,46 @@ impl LdapAuthenticator {
                     }
                 }
                 let entry = found.remove(0);
-                let member_of = entry.attrs.get("memberOf").cloned().unwrap_or_default();
-                (entry.dn, Some(member_of))
+                (entry.dn.clone(), Some(entry))
             }
         };
         if !self.bind(ldap, &dn, password).await? {
             return Err(AuthError::Rejected);
         }
+        let entry = match entry {
+            Some(entry) => Some(entry),
+            // Simple bind mode: read our own entry, bound as the user.
+            None => self
+                .search(
+                    ldap,
+                    &dn,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    vec!["memberOf", name_attribute],
+                )
+                .await?
+                .into_iter()
+                .next(),
+        };
+        // The directory's name for the user, not the name as typed (which the directory
+        // matched case- and space-insensitively).
+        let name = entry
+            .as_ref()
+            .and_then(|e| e.attrs.get(name_attribute))
+            .and_then(|v| v.first().cloned())
+            // A DN the directory returned names the entry; a DN from the pattern is as typed.
+            .or_else(|| search_mode.then(|| rdn_value(&dn, name_attribute)).flatten())
+            .unwrap_or_else(|| {
+                warn!(dn = %crate::clip(&dn), attribute = name_attribute, "LDAP user entry has no name attribute; keeping the name as typed");
+                user.to_owned()
+            });
         let attribute = self.config.group_name_attribute.as_str();
         let mut groups: Vec<String> = match self.config.group_source {
             GroupSource::MemberOf => {
-                let values = match member_of {
-                    Some(values) => values,
-                    None => {
-                        // Simple bind mode: read our own entry, bound as the user.
-                        let own = self
-                            .search(ldap, &dn, Scope::Base, "(objectClass=*)", vec!["memberOf"])
-                            .await?;
-                        own.into_iter()
-                            .next()
-                            .and_then(|e| e.attrs.get("memberOf").cloned())
-                            .unwrap_or_default()
-                    }
-                };
+                let values = entry
+                    .as_ref()
+                    .and_then(|e| e.attrs.get("memberOf").cloned())
+                    .unwrap_or_default();
                 values
                     .iter()
                     .filter_map(|g| rdn_value(g, attribute))
@@ -319,7 +343,7 @@ impl LdapAuthenticator {
                     .config
                     .group_search_filter
                     .replace("{dn}", &ldap_escape(&dn))
-                    .replace("{user}", &ldap_escape(user));
+                    .replace("{user}", &ldap_escape(&name));
                 let entries = self
                     .search(ldap, base, Scope::Subtree, &filter, vec![attribute])
                     .await?;
@@ -336,10 +360,7 @@ impl LdapAuthenticator {
         };
         groups.sort();
         groups.dedup();
-        Ok(Principal {
-            user: user.to_owned(),
-            groups,
-        })
+        Ok(Principal { user: name, groups })
     }
 }
 

@@ -135,6 +135,7 @@ fn base_config(url: String) -> LdapConfig {
         group_search_base: None,
         group_search_filter: "(member={dn})".into(),
         group_name_attribute: "cn".into(),
+        user_name_attribute: "uid".into(),
     }
 }
 
@@ -184,6 +185,15 @@ async fn login(auth: &AuthService, user: &str, password: &str) -> Result<Vec<Str
     Ok(principal.groups)
 }
 
+/// The name a login runs as: the directory's, whatever case or spaces were typed.
+async fn runs_as(auth: &AuthService, typed: &str, password: &str) -> Result<String, AuthError> {
+    let credential = Credential::Password {
+        user: typed,
+        password,
+    };
+    Ok(auth.authenticate(&credential, LOCALHOST).await?.user)
+}
+
 fn groups(names: &[&str]) -> Result<Vec<String>, AuthError> {
     Ok(names.iter().map(|g| g.to_string()).collect())
 }
@@ -219,6 +229,13 @@ async fn simple_bind_with_a_dn_pattern() {
         Err(AuthError::Rejected)
     );
 
+    // The directory matches names case-insensitively; the session runs as its name.
+    assert_eq!(
+        runs_as(&auth, "ALICE", "alice-pw").await,
+        Ok("alice".into())
+    );
+    assert_eq!(runs_as(&auth, "Bob", "bob-pw").await, Ok("bob".into()));
+
     // Groups by a group search, bound as the user.
     let auth = service(by_group_search(simple_bind(&slapd)));
     assert_eq!(
@@ -252,6 +269,15 @@ async fn search_then_bind_with_a_service_account() {
         login(&auth, "bob)(uid=*", "bob-pw").await,
         Err(AuthError::Rejected)
     );
+
+    // Case and insignificant spaces as typed do not make another user.
+    for typed in ["ALICE", " alice", "alice ", "Alice"] {
+        assert_eq!(
+            runs_as(&auth, typed, "alice-pw").await,
+            Ok("alice".into()),
+            "{typed:?}"
+        );
+    }
 
     // Groups by a group search, bound as the service account.
     let auth = service(by_group_search(search_then_bind(&slapd)));

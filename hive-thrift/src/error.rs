@@ -5,6 +5,8 @@ use thiserror::Error;
 /// A byte stream that is not a well-formed, acceptably sized message.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum FrameError {
+    /// `size`: a frame's declared length, or, from the NOSASL scanner, how far into the message
+    /// it found the limit passed (a lower bound of the message's size).
     #[error("message of {size} bytes exceeds the limit of {max} bytes")]
     TooLarge { size: u64, max: usize },
     #[error("malformed message: {0}")]

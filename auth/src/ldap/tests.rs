@@ -21,6 +21,7 @@ fn config() -> LdapConfig {
         group_search_base: None,
         group_search_filter: "(member={dn})".into(),
         group_name_attribute: "cn".into(),
+        user_name_attribute: "uid".into(),
     }
 }
 

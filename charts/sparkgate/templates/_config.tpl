@@ -34,7 +34,7 @@ key_file = {{ printf "%s/tls.key" (include "sparkgate.secretDir" "tls") | toJson
 [[auth.methods]]
 type = {{ toJson $m.type }}
 {{- if eq $m.type "ldap" }}
-{{- include "sparkgate.toml.keys" (dict "values" $m "keys" (list "url" "starttls" "connectTimeout" "operationTimeout" "userDnPattern" "bindDn" "userSearchBase" "userSearchFilter" "groupSource" "groupSearchBase" "groupSearchFilter" "groupNameAttribute")) }}
+{{- include "sparkgate.toml.keys" (dict "values" $m "keys" (list "url" "starttls" "connectTimeout" "operationTimeout" "userDnPattern" "bindDn" "userSearchBase" "userSearchFilter" "groupSource" "groupSearchBase" "groupSearchFilter" "groupNameAttribute" "userNameAttribute")) }}
 {{- if $m.caSecret }}
 ca_file = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (printf "auth-%d-ca-secret" $i)) | toJson }}
 {{- end }}
