@@ -405,8 +405,6 @@ fn java() -> PathBuf {
     }
 }
 
-/// Driver dirs in which a driver of an earlier sparkgate kept tables (its own Derby catalog and
-
 /// How long a stopped catalog's process may take, once it no longer runs its program, to be
 /// gone with its sockets closed.
 const EXIT_TAIL: Duration = Duration::from_secs(5);
@@ -426,6 +424,7 @@ fn port_free_soon(port: u16) -> bool {
     }
 }
 
+/// Driver dirs in which a driver of an earlier sparkgate kept tables (its own Derby catalog and
 /// warehouse), with the tables' directory names: they are not in the tenant's catalog.
 pub fn per_driver_tables(drivers_dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
     let Ok(entries) = std::fs::read_dir(drivers_dir) else {
