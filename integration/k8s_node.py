@@ -8,7 +8,9 @@ sparkgate does goes through the real API server.
 
 What it takes from the Pod (the launcher's contract): the container named `driver`, its
 spark-submit style args (`--conf K=V` before the primary resource, `--hiveconf K=V` after it), and
-its port named `thrift`. Every `--conf spark.*` is passed to the local server except the ones that
+its port named `thrift`, its environment (values and Secret keys, waited for like a kubelet) and
+its ConfigMap volumes (written into the Pod's work dir; paths into them in `--conf` values point
+there). Every `--conf spark.*` is passed to the local server except the ones that
 only make sense in a cluster (`DROPPED_CONF`); it always runs `--master local[1]` with a 512 MB heap.
 
     node = FakeNode(cluster, "drivers", workdir / "node").start()
@@ -18,6 +20,7 @@ only make sense in a cluster (`DROPPED_CONF`); it always runs `--master local[1]
 
 from __future__ import annotations
 
+import base64
 import datetime
 import os
 import signal
@@ -379,10 +382,69 @@ class FakeNode:
                 return
             time.sleep(0.5)
 
-    def _command(self, p: LocalPod) -> list[str]:
+    def _command(self, p: LocalPod, mounts: dict[str, Path]) -> list[str]:
         # The node's address, port and local paths win over the Pod's (sts_command's local settings).
+        # Paths inside mounted volumes point at the node's copy of the volume.
+        def local_path(value: str) -> str:
+            for mount, local in mounts.items():
+                value = value.replace(mount.rstrip("/") + "/", f"{local}/")
+            return value
+        conf = {k: local_path(v) for k, v in p.driver.local_conf.items()}
         return sts_command(p.driver.thrift_port, host=p.ip, workdir=p.workdir, driver_memory=self.driver_memory,
-                           conf=p.driver.local_conf, hiveconf=p.driver.hiveconf)
+                           conf=conf, hiveconf=p.driver.hiveconf)
+
+    def _driver_container(self, p: LocalPod) -> dict:
+        return next(c for c in p.pod["spec"]["containers"] if c.get("name") == DRIVER_CONTAINER)
+
+    def _wait_for(self, what: str, read, p: LocalPod, timeout: float = 60.0):
+        """Reads an object the container needs; like a kubelet, waits while it does not exist yet."""
+        from kubernetes.client.exceptions import ApiException
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return read()
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+            if time.monotonic() > deadline or p.cancelled.is_set() or self._stop.is_set():
+                raise RuntimeError(f"{what} does not exist (CreateContainerConfigError)")
+            time.sleep(0.5)
+
+    def _container_env(self, p: LocalPod) -> dict[str, str]:
+        """The driver container's environment as a kubelet sets it: plain values and Secret keys."""
+        env = {}
+        for e in self._driver_container(p).get("env") or []:
+            if "value" in e:
+                env[e["name"]] = e["value"] or ""
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                secret = self._wait_for(f"Secret {ref['name']}",
+                                        lambda: self._core.read_namespaced_secret(ref["name"], self.namespace), p)
+                if ref["key"] not in (secret.data or {}):
+                    raise RuntimeError(f"Secret {ref['name']} has no key {ref['key']!r}")
+                env[e["name"]] = base64.b64decode(secret.data[ref["key"]]).decode()
+        return env
+
+    def _mount_config_maps(self, p: LocalPod) -> dict[str, Path]:
+        """Writes each ConfigMap volume the driver container mounts into the Pod's work dir; returns
+        {mountPath: local directory}. Other volume kinds are not mounted."""
+        volumes = {v["name"]: v for v in p.pod["spec"].get("volumes") or []}
+        mounts = {}
+        for m in self._driver_container(p).get("volumeMounts") or []:
+            source = (volumes.get(m["name"]) or {}).get("configMap")
+            if not source:
+                continue
+            cm = self._wait_for(f"ConfigMap {source['name']}",
+                                lambda: self._core.read_namespaced_config_map(source["name"], self.namespace), p)
+            local = p.workdir / "volumes" / m["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            for key, text in (cm.data or {}).items():
+                (local / key).write_text(text)
+            for key, encoded in (cm.binary_data or {}).items():
+                (local / key).write_bytes(base64.b64decode(encoded))
+            mounts[m["mountPath"]] = local
+        return mounts
 
     def _start_driver(self, p: LocalPod) -> None:
         (p.workdir / "tmp").mkdir(parents=True, exist_ok=True)
@@ -391,9 +453,10 @@ class FakeNode:
                 probe.bind((p.ip, p.driver.thrift_port))
             except OSError as e:
                 raise RuntimeError(f"{p.ip}:{p.driver.thrift_port} is taken: {e}") from None
-        env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_LOG_DIR=str(p.workdir))
+        mounts = self._mount_config_maps(p)
+        env = dict(os.environ, **self._container_env(p), SPARK_HOME=str(spark_home()), SPARK_LOG_DIR=str(p.workdir))
         env.pop("PYSPARK_PYTHON", None)
-        command = self._command(p)
+        command = self._command(p, mounts)
         (p.workdir / "command").write_text("\n".join(command) + "\n")
         with open(p.log, "wb") as log:
             p.proc = subprocess.Popen(command, cwd=p.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,

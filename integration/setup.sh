@@ -27,12 +27,12 @@ apt_install() {
   local log
   log="$(mktemp)"
   if compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null \
-      && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >"$log" 2>&1; then
+      && "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >"$log" 2>&1; then
     rm -f "$log"
     return
   fi
-  if ! "${sudo[@]}" apt-get update -qq >"$log" 2>&1 \
-      || ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >>"$log" 2>&1; then
+  if ! "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq >"$log" 2>&1 \
+      || ! "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >>"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     echo "setup: could not install $*" >&2

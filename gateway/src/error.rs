@@ -36,6 +36,11 @@ pub enum GatewayError {
     TooManySessions { max: usize },
     #[error("this session already holds {max} open operations (server.max_operations_per_session); close some (CloseOperation) first")]
     TooManyOperations { max: usize },
+    #[error("sparkgate refused the statement for tenant {tenant:?}: {refusal}")]
+    Refused {
+        tenant: String,
+        refusal: crate::tenant::statements::Refusal,
+    },
     #[error("sparkgate cannot reach the Spark Thrift Server at {addr}: {detail}. Check that it is running and that backend.address is right; then retry")]
     BackendUnreachable { addr: String, detail: String },
     #[error("the Spark Thrift Server at {addr} did not answer {method} within {secs} s (backend.{setting}); the session is lost, open a new one")]
@@ -72,6 +77,7 @@ impl GatewayError {
             Self::UnknownHandle { .. }
             | Self::TooManySessions { .. }
             | Self::TooManyOperations { .. }
+            | Self::Refused { .. }
             | Self::Tenant(_)
             | Self::ProxyUserRefused { .. } => Fault::Client,
             Self::Auth(AuthError::Unavailable(_) | AuthError::Busy) => Fault::Backend,
@@ -123,6 +129,8 @@ impl GatewayError {
             | Self::TooManySessions { .. }
             | Self::TooManyOperations { .. }
             | Self::NoPool { .. } => "HY000",
+            // "syntax error or access rule violation"
+            Self::Refused { .. } => "42000",
             // "invalid authorization specification"
             Self::Tenant(_) | Self::Auth(_) | Self::ProxyUserRefused { .. } => "28000",
         }

@@ -63,6 +63,14 @@ pub struct TenantConfig {
     /// (`eks.amazonaws.com/role-arn`, `iam.gke.io/gcp-service-account`, ...).
     #[serde(default)]
     pub service_account_annotations: BTreeMap<String, String>,
+    /// Refuse `ADD JAR`/`ADD FILE`/`ADD ARCHIVE` (and `CREATE FUNCTION ... USING JAR`) from the
+    /// tenant's sessions: what one session adds is on the driver for all of them.
+    #[serde(default)]
+    pub refuse_add_resources: bool,
+    /// Refuse global temporary views (the `global_temp` database, or the tenant's
+    /// `spark.sql.globalTempDatabase`), which every session on a driver sees.
+    #[serde(default)]
+    pub refuse_global_temp: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -99,6 +107,21 @@ impl TenantConfig {
             ephemeral_catalog: false,
             service_account: None,
             service_account_annotations: BTreeMap::new(),
+            refuse_add_resources: false,
+            refuse_global_temp: false,
+        }
+    }
+
+    /// The tenant's statement switches.
+    pub fn statement_rules(&self) -> statements::StatementRules {
+        statements::StatementRules {
+            refuse_add_resources: self.refuse_add_resources,
+            refuse_global_temp: self.refuse_global_temp.then(|| {
+                self.spark_conf
+                    .get("spark.sql.globalTempDatabase")
+                    .cloned()
+                    .unwrap_or_else(|| "global_temp".into())
+            }),
         }
     }
 }
@@ -176,6 +199,8 @@ pub fn decide<'a>(
             }),
     }
 }
+
+pub mod statements;
 
 #[cfg(test)]
 mod tests;

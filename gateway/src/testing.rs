@@ -146,6 +146,7 @@ impl Launcher for FakeLauncher {
             tenant: spec.tenant.clone(),
             address: String::new(),
             pid: 0,
+            secret: crate::launcher::DriverSecret::generate(),
         };
         drivers.live.push(FakeDriver {
             launched: launched.clone(),

@@ -116,7 +116,7 @@ async fn cold_start_from_zero_waits_then_leases_a_serving_driver() {
         lease.driver_id
     );
     assert!(
-        sparkgate::launcher::probe(&lease.address).await,
+        sparkgate::launcher::probe(&lease.address, &lease.secret).await,
         "the leased driver serves HS2 at {}",
         lease.address
     );

@@ -38,9 +38,9 @@ apt_install() {
   local log
   log="$(mktemp)"
   export DEBIAN_FRONTEND=noninteractive
-  if as_root apt-get install -y -qq --no-install-recommends "$@" >"$log" 2>&1 \
-      || { as_root apt-get update -qq >>"$log" 2>&1 \
-           && as_root apt-get install -y -qq --no-install-recommends "$@" >>"$log" 2>&1; }; then
+  if as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >"$log" 2>&1 \
+      || { as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >>"$log" 2>&1 \
+           && as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >>"$log" 2>&1; }; then
     rm -f "$log"
     return
   fi
@@ -56,7 +56,7 @@ ensure_etcd() {
   local tmp
   tmp="$(mktemp -d)"
   (cd "$tmp" && apt-get download -qq etcd-server >/dev/null 2>&1) \
-    || { as_root apt-get update -qq >/dev/null 2>&1; (cd "$tmp" && apt-get download -qq etcd-server); } \
+    || { as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1; (cd "$tmp" && apt-get download -qq etcd-server); } \
     || { rm -rf "$tmp"; die "could not download Debian etcd-server"; }
   dpkg-deb -x "$tmp"/etcd-server_*.deb "$tmp/root"
   mkdir -p "$bin"
@@ -131,7 +131,7 @@ Dir::Cache::archives "$apt/archives";
 Debug::NoLocking "true";
 CONF
   export APT_CONFIG="$apt/apt.conf"
-  apt-get update -qq
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
   mkdir -p "$work/src"
   (cd "$work/src" && apt-get source --download-only kubernetes)
   unset APT_CONFIG

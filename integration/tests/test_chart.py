@@ -104,7 +104,7 @@ def test_manifests_validate_strictly(which, kube):
     kinds = sorted({o["kind"] for o in objs})
     expected = ["ConfigMap", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
     if which == "two-tenants":
-        expected.append("PodDisruptionBudget")
+        expected += ["PodDisruptionBudget", "NetworkPolicy"]
     assert kinds == sorted(expected)
     for o in objs:
         # Every object: the standard labels, and the namespace it belongs in.
@@ -153,6 +153,7 @@ def test_config_matches_two_tenant_values():
         "tolerations": k8s["tolerations"],
         "labels": k8s["labels"],
         "stop_grace": "30s",
+        "driver_auth_jar": "/driver-auth/sparkgate-driver-auth.jar",  # the init container's
     }
     assert [t["name"] for t in cfg["tenants"]] == ["analytics", "engineering"]
     for got, want in zip(cfg["tenants"], TWO_TENANTS["tenants"]):
@@ -273,6 +274,9 @@ LAUNCHER_RULES = [
     ({""}, {"pods"}, {"get", "list", "watch", "create", "delete", "patch"}),
     ({""}, {"pods/status"}, {"get"}),
     ({""}, {"services"}, {"get", "list", "watch", "create", "delete", "patch"}),
+    # Each driver's own Secret, by name only (no list: sparkgate reads no Secret it did not make).
+    ({""}, {"secrets"}, {"get", "create", "patch"}),
+    ({""}, {"configmaps"}, {"get", "create", "patch"}),
 ]
 
 
@@ -303,8 +307,11 @@ def test_roles_grant_exactly_what_the_launcher_uses(chart_creates_sas):
     for role in [o for o in objs if o["kind"] in ("Role", "ClusterRole")]:
         for groups, resources, verbs, _ in rules_of(role):
             assert "*" not in groups | resources | verbs, role["metadata"]["name"]
-            assert not resources & {"secrets", "roles", "rolebindings", "pods/exec", "pods/attach", "nodes"}
+            assert not resources & {"roles", "rolebindings", "pods/exec", "pods/attach", "nodes"}
             assert not verbs & {"escalate", "bind", "impersonate"}
+            # The drivers (tenant code) read no Secret; sparkgate never lists them.
+            if "secrets" in resources:
+                assert role is launcher and "list" not in verbs and "watch" not in verbs
     assert not [o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
 
     sa = {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
@@ -317,6 +324,47 @@ def test_roles_grant_exactly_what_the_launcher_uses(chart_creates_sas):
     assert driver_binding["subjects"] == [
         {"kind": "ServiceAccount", "name": f"sparkgate-{t}", "namespace": "spark-drivers"} for t in ROLES
     ]
+
+
+def test_network_policies_let_only_sparkgate_reach_drivers_and_only_a_tenants_executors_the_rest():
+    objs = objects(TWO_TENANTS)
+    policies = {o["metadata"]["name"]: o for o in objs if o["kind"] == "NetworkPolicy"}
+    assert set(policies) == {f"{FULLNAME}-{kind}-{t}" for t in ROLES for kind in ("drivers", "executors")}
+    selector = one(objs, "Deployment", FULLNAME)["spec"]["selector"]["matchLabels"]
+    for tenant in ROLES:
+        drivers = policies[f"{FULLNAME}-drivers-{tenant}"]
+        assert drivers["metadata"]["namespace"] == "spark-drivers"
+        spec = drivers["spec"]
+        assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "sparkgate", "sparkgate.io/tenant": tenant}
+        assert spec["podSelector"]["matchExpressions"] == [{"key": "sparkgate.io/driver", "operator": "Exists"}]
+        assert spec["policyTypes"] == ["Ingress"]
+        thrift, rpc = spec["ingress"]
+        assert thrift["ports"] == [{"port": 10000, "protocol": "TCP"}]
+        assert thrift["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                                   "podSelector": {"matchLabels": selector}}]
+        assert {p["port"] for p in rpc["ports"]} == {7078, 7079}
+        assert rpc["from"] == [{"podSelector": {"matchLabels": {"sparkgate.io/tenant": tenant, "spark-role": "executor"}}}]
+        executors = policies[f"{FULLNAME}-executors-{tenant}"]["spec"]
+        assert executors["podSelector"]["matchLabels"] == {"sparkgate.io/tenant": tenant, "spark-role": "executor"}
+        assert executors["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"sparkgate.io/tenant": tenant}}}]}]
+    off = objects(with_values(TWO_TENANTS, **{"networkPolicy.enabled": False}))
+    assert not [o for o in off if o["kind"] == "NetworkPolicy"]
+
+
+def test_driver_auth_provider_is_built_with_the_driver_image():
+    objs = objects(TWO_TENANTS)
+    pod = one(objs, "Deployment", FULLNAME)["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == TWO_TENANTS["kubernetes"]["image"]
+    assert init["command"][-1] == "/etc/sparkgate/DriverAuth.scala"
+    assert "/driver-auth/sparkgate-driver-auth.jar" in init["command"]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    source = one(objs, "ConfigMap", FULLNAME)["data"]["DriverAuth.scala"]
+    assert source.strip() == (REPO / "gateway/src/launcher/DriverAuth.scala").read_text().strip()
+    (c,) = pod["containers"]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/driver-auth")
+    assert mount["readOnly"] is True
+    assert config(objs)["kubernetes"]["driver_auth_jar"] == "/driver-auth/sparkgate-driver-auth.jar"
 
 
 def test_no_lease_role_without_leader_election():
@@ -489,8 +537,16 @@ SET_THROUGH = {
     "kubernetes.manage_service_accounts": "tenantServiceAccounts.create",
 }
 
+# Values inside sparkgate.toml's sections that configure the chart itself, not a config key.
+CHART_ONLY = {
+    # The init container that builds the drivers' password provider (kubernetes.driver_auth_jar).
+    "kubernetes.driverAuth",
+}
+
 # Config keys (or whole sections) no value sets, and why.
 NOT_SETTABLE = {
+    # Always the jar the chart's driver-auth init container builds (kubernetes.driverAuth).
+    "kubernetes.driver_auth_jar",
     # Always the release namespace: the chart's leader-election Role grants the Lease there.
     "kubernetes.lease_namespace",
     # Each replica's own name in the Lease: sparkgate's default is $POD_NAME, which the Deployment
@@ -712,7 +768,7 @@ def test_schema_allows_only_config_keys(keys):
     and each auth method variant is one sparkgate has."""
     leaves = {k.path: k for k in keys}
     tables = {format_path(k.steps[:i]) for k in keys for i in range(1, len(k.steps))}
-    through = {format_path(parse_path(v)) for v in SET_THROUGH.values()}
+    through = {format_path(parse_path(v)) for v in SET_THROUGH.values()} | CHART_ONLY
     problems = []
 
     def walk(node: dict, steps: tuple[Step, ...]):

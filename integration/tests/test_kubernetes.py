@@ -11,6 +11,7 @@ the real API server; sparkgate finds it through KUBECONFIG.
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import threading
 import time
@@ -22,10 +23,12 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pyhive import hive
+from thrift.transport.TTransport import TTransportException
 
 from harness import REPO, Sparkgate, sparkgate_binary
 from helpers import free_port, session_tenant, wait_for
 from k8s_node import FakeNode
+from test_isolation import DIRECT_ATTEMPTS, direct_sql
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -213,6 +216,7 @@ def test_two_tenants_run_as_their_own_service_accounts(cluster, node, work, clea
             (owner,) = svc.metadata.owner_references
             assert (owner.kind, owner.name, owner.uid) == ("Pod", pod.metadata.name, pod.metadata.uid)
             assert pod.status.pod_ip.startswith("127.0.") and pod.status.pod_ip != "127.0.0.1"
+            assert_driver_takes_sparkgate_only(core, pod)
         # No Pod of one tenant runs as the other's ServiceAccount (every Pod sparkgate made).
         for p in pods(cluster, live=False):
             assert p.spec.service_account_name == f"sparkgate-{p.metadata.labels['sparkgate.io/tenant']}"
@@ -229,6 +233,14 @@ def test_two_tenants_run_as_their_own_service_accounts(cluster, node, work, clea
                 except ApiException as e:
                     return e.status == 404
             wait_for(f"Service {victim} to be garbage-collected", service_gone, 60)
+
+            def secret_gone():
+                try:
+                    core.read_namespaced_secret(victim, DRIVERS)
+                    return False
+                except ApiException as e:
+                    return e.status == 404
+            wait_for(f"Secret {victim} to be garbage-collected", secret_gone, 60)
         # sparkgate notices (the Pod watch), replaces the driver (min_drivers 1), and the tenant
         # works again. (A session opened in the instant before sparkgate notices fails once: see
         # the OpenSession note in the report; here we wait for the notice.)
@@ -415,6 +427,29 @@ def helm_config(cluster, namespace: str) -> helm.Config:
 
 def manifest_objects(release) -> list[dict]:
     return [o for o in yaml.safe_load_all(release["manifest"]) if o]
+
+
+def assert_driver_takes_sparkgate_only(core, pod) -> None:
+    """A driver Pod's Thrift port refuses every client but sparkgate: its secret comes from the
+    driver's own Secret (owned by the Pod), never from the Pod spec. This API server enforces no
+    NetworkPolicy (no network plugin here): the driver's own check is what is tested end to end."""
+    (container,) = [c for c in pod.spec.containers if c.name == "driver"]
+    env = {e.name: e for e in container.env}
+    entry = env["SPARKGATE_DRIVER_SECRET"]
+    assert entry.value is None and entry.value_from.secret_key_ref.name == pod.metadata.name
+    secret = core.read_namespaced_secret(pod.metadata.name, DRIVERS)
+    (owner,) = secret.metadata.owner_references
+    assert (owner.kind, owner.uid) == ("Pod", pod.metadata.uid)
+    conf = conf_args(pod)
+    assert "hive.server2.authentication=CUSTOM" in container.args
+    assert conf["spark.kubernetes.executor.label.sparkgate.io/tenant"] == pod.metadata.labels["sparkgate.io/tenant"]
+    port = next(p.container_port for p in container.ports if p.name == "thrift")
+    address = f"{pod.status.pod_ip}:{port}"
+    for attempt in DIRECT_ATTEMPTS:
+        with pytest.raises(TTransportException):
+            direct_sql(address, **attempt)
+    value = base64.b64decode(secret.data["secret"]).decode()
+    assert direct_sql(address, username="sparkgate", password=value, auth="CUSTOM") == [("sparkgate",)]
 
 
 @pytest.mark.timeout(400)

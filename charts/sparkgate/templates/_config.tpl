@@ -82,6 +82,8 @@ node_selector = {{ include "sparkgate.toml.stringMap" .nodeSelector }}
 labels = {{ include "sparkgate.toml.stringMap" .labels }}
 {{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "stopGrace")) }}
 {{- end }}
+# Built by the driver-auth init container.
+driver_auth_jar = "/driver-auth/sparkgate-driver-auth.jar"
 {{- range .Values.tenants }}
 {{- $launcher := include "sparkgate.tenant.launcher" . }}
 
@@ -104,6 +106,12 @@ hive_conf = {{ include "sparkgate.toml.stringMap" .hiveConf }}
 {{- end }}
 {{- if .ephemeralCatalog }}
 ephemeral_catalog = true
+{{- end }}
+{{- if .refuseAddResources }}
+refuse_add_resources = true
+{{- end }}
+{{- if .refuseGlobalTemp }}
+refuse_global_temp = true
 {{- end }}
 {{- if eq $launcher "kubernetes" }}
 service_account = {{ include "sparkgate.tenant.serviceAccount" . | toJson }}

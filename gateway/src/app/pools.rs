@@ -62,7 +62,10 @@ pub(super) async fn start_pools(
         add_pools(metrics, &fixed, &fixed_limits, &launcher, &always, pools).await;
     }
     if !local.is_empty() {
-        let launcher: Arc<dyn Launcher> = Arc::new(LocalLauncher::new(config.local.clone())?);
+        let launcher: Arc<dyn Launcher> = Arc::new(LocalLauncher::new(
+            config.local.clone(),
+            &config.backend.service_user,
+        )?);
         // The local launcher's drivers belong to this process alone: it always decides.
         add_pools(metrics, &local, &limits, &launcher, &always, &mut set.pools).await;
         // Drivers of tenants no longer configured are not adopted by anyone: stop them.
@@ -75,7 +78,12 @@ pub(super) async fn start_pools(
     }
     if !on_kubernetes.is_empty() {
         let owned: Vec<TenantConfig> = on_kubernetes.iter().map(|t| (*t).clone()).collect();
-        let kube = KubeLauncher::new(config.kubernetes.clone(), &owned).await?;
+        let kube = KubeLauncher::new(
+            config.kubernetes.clone(),
+            &owned,
+            &config.backend.service_user,
+        )
+        .await?;
         let k8s = &config.kubernetes;
         let leading = Arc::new(AtomicBool::new(!k8s.leader_election));
         if k8s.leader_election {

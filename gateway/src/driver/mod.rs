@@ -3,9 +3,10 @@
 //! connection at all.
 //!
 //! A Spark Thrift Server lets any connection use any session handle, so a call takes whichever
-//! connection of its driver is free. Connections authenticate as sparkgate's service user, and
-//! OpenSession names the session's user with `hive.server2.proxy.user`, which a driver running
-//! `hive.server2.authentication=NONE` takes as is.
+//! connection of its driver is free. Connections authenticate as sparkgate's service user with
+//! the driver's own secret (a driver sparkgate runs takes no other connection), and OpenSession
+//! names the session's user with `hive.server2.proxy.user`, which the driver allows that service
+//! user alone.
 //!
 //! One server behaviour shapes this module: when a connection ends, the driver closes the last
 //! session opened on it (unless it was closed on the same connection). So a connection that
@@ -26,6 +27,7 @@ use tracing::{debug, warn};
 
 use crate::config::{BackendConfig, FrontendTransport};
 use crate::error::GatewayError;
+use crate::launcher::DriverSecret;
 
 pub mod metrics;
 
@@ -38,6 +40,8 @@ struct Link {
 
 /// The connections of one driver.
 struct DriverLinks {
+    /// What new connections log in with: the secret of the driver now at this address.
+    secret: Mutex<DriverSecret>,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Link>>,
     open: AtomicUsize,
@@ -96,12 +100,26 @@ impl BackendLinks {
             .entry(addr.to_owned())
             .or_insert_with(|| {
                 Arc::new(DriverLinks {
+                    secret: Mutex::new(DriverSecret::default()),
                     permits: Arc::new(Semaphore::new(self.config.max_connections_per_driver)),
                     idle: Mutex::new(Vec::new()),
                     open: AtomicUsize::new(0),
                 })
             })
             .clone()
+    }
+
+    /// The secret of the driver now at `addr`, for the connections opened to it from now on.
+    /// Called with each lease, before a session's first call. A different secret means another
+    /// driver took the address (a local port reused): idle connections to the old one go.
+    pub fn introduce(&self, addr: &str, secret: &DriverSecret) {
+        let links = self.driver(addr);
+        let mut known = links.secret.lock().expect("links");
+        if *known != *secret {
+            *known = secret.clone();
+            let stale = std::mem::take(&mut *links.idle.lock().expect("links"));
+            links.open.fetch_sub(stale.len(), Ordering::Relaxed);
+        }
     }
 
     /// Open connections per driver address (admin API, metrics, benches).
@@ -138,13 +156,23 @@ impl BackendLinks {
         }
     }
 
-    async fn connect(&self, addr: &str, method: &'static str) -> Result<Link, GatewayError> {
+    async fn connect(
+        &self,
+        addr: &str,
+        secret: &DriverSecret,
+        method: &'static str,
+    ) -> Result<Link, GatewayError> {
         let auth = match self.config.transport {
             FrontendTransport::Sasl => ClientAuth::Plain(PlainCredentials {
                 authzid: String::new(),
                 user: self.config.service_user.clone(),
-                // The driver ignores the password (auth NONE); the real check was ours.
-                password: "sparkgate".to_owned(),
+                // A server sparkgate does not run has no secret of ours (and, on auth NONE,
+                // ignores the password; the real check was ours).
+                password: if secret.is_empty() {
+                    "sparkgate".to_owned()
+                } else {
+                    secret.expose().to_owned()
+                },
             }),
             FrontendTransport::Nosasl => ClientAuth::NoSasl,
         };
@@ -209,7 +237,8 @@ impl BackendLinks {
         let link = match reused {
             Some(link) => link,
             None => {
-                let link = self.connect(addr, request.method()).await?;
+                let secret = links.secret.lock().expect("links").clone();
+                let link = self.connect(addr, &secret, request.method()).await?;
                 links.open.fetch_add(1, Ordering::Relaxed);
                 debug!(driver = %addr, open = links.open.load(Ordering::Relaxed), "new driver connection");
                 link

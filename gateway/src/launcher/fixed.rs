@@ -37,6 +37,7 @@ impl FixedLauncher {
                         tenant: tenant.to_owned(),
                         address: address.clone(),
                         pid: 0,
+                        secret: Default::default(),
                     })
             })
             .collect();
@@ -61,7 +62,7 @@ impl Launcher for FixedLauncher {
         driver: &'a LaunchedDriver,
     ) -> BoxFuture<'a, Result<LaunchedDriver, LaunchError>> {
         async move {
-            if self.answers(&driver.address).await {
+            if self.answers(driver, &driver.address).await {
                 Ok(driver.clone())
             } else {
                 // Taken out; the next reconcile pass lists the address again and checks it anew.
@@ -102,7 +103,7 @@ impl Launcher for FixedLauncher {
         false
     }
 
-    fn answers<'a>(&'a self, address: &'a str) -> BoxFuture<'a, bool> {
+    fn answers<'a>(&'a self, _driver: &'a LaunchedDriver, address: &'a str) -> BoxFuture<'a, bool> {
         async move {
             matches!(
                 tokio::time::timeout(CONNECT_CHECK, tokio::net::TcpStream::connect(address)).await,

@@ -10,6 +10,7 @@ mod catalog;
 
 use std::sync::Arc;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,8 +20,12 @@ use futures::FutureExt;
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use super::jvm::ScalaJar;
 use super::submit::DriverCommand;
-use super::{probe, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher};
+use super::{
+    probe, DriverSecret, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher,
+    DRIVER_AUTH_SOURCE, DRIVER_SECRET_ENV,
+};
 pub use catalog::own_catalog;
 use catalog::TenantCatalogs;
 
@@ -67,6 +72,10 @@ struct Inner {
     /// `work_dir` made absolute: drivers and catalogs run in directories of their own.
     config: LocalLauncherConfig,
     catalogs: TenantCatalogs,
+    /// sparkgate's password provider on the drivers' class path.
+    driver_auth: ScalaJar,
+    /// The user sparkgate's driver connections log in as.
+    service_user: String,
     spark_home: PathBuf,
     /// Held from picking a port until the driver's state file records it: pools start drivers
     /// concurrently, and a port is free until the new JVM binds it, seconds later.
@@ -75,7 +84,8 @@ struct Inner {
     next_port: std::sync::atomic::AtomicU16,
 }
 
-fn default_spark_home() -> Option<PathBuf> {
+/// `$SPARK_HOME`, else the pyspark package of the repo's venv.
+pub(crate) fn default_spark_home() -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("SPARK_HOME") {
         return Some(PathBuf::from(home));
     }
@@ -134,7 +144,8 @@ fn signal(pid: u32, signal: nix::sys::signal::Signal) {
 }
 
 impl LocalLauncher {
-    pub fn new(mut config: LocalLauncherConfig) -> Result<Self, LaunchError> {
+    /// `service_user`: the user sparkgate's connections to the drivers log in as.
+    pub fn new(mut config: LocalLauncherConfig, service_user: &str) -> Result<Self, LaunchError> {
         let spark_home = config
             .spark_home
             .clone()
@@ -161,10 +172,19 @@ impl LocalLauncher {
             config.catalog_memory.clone(),
             config.stop_grace,
         );
+        let driver_auth = ScalaJar::new(
+            "driver-auth",
+            "DriverAuth.scala",
+            DRIVER_AUTH_SOURCE,
+            spark_home.clone(),
+            config.work_dir.join("driver-auth"),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 catalogs,
+                driver_auth,
+                service_user: service_user.to_owned(),
                 spark_home,
                 spawning: std::sync::Mutex::new(()),
                 next_port: std::sync::atomic::AtomicU16::new(config_first_port),
@@ -190,6 +210,12 @@ impl Inner {
                 continue;
             };
             match serde_json::from_str::<LaunchedDriver>(&text) {
+                Ok(driver) if alive(driver.pid) && driver.secret.is_empty() => {
+                    // An older sparkgate started it open to anyone on the machine: replaced.
+                    warn!(driver = %driver.id, "stopping a driver started without a secret (by an older sparkgate); it takes connections from anyone");
+                    signal(driver.pid, nix::sys::signal::Signal::SIGTERM);
+                    let _ = std::fs::remove_file(&state);
+                }
                 Ok(driver) if alive(driver.pid) => found.push(driver),
                 _ => {
                     let _ = std::fs::remove_file(&state);
@@ -256,6 +282,7 @@ impl Inner {
         } else {
             Some(self.catalog_uri(&spec.tenant)?)
         };
+        let driver_auth = self.driver_auth.path()?;
         let port = self.free_port()?;
         // Unique even when a port is reused after a driver died: its state must not be confused
         // with the dead one's.
@@ -287,9 +314,9 @@ impl Inner {
             .hive("hive.server2.thrift.bind.host", "127.0.0.1")
             .hive("hive.server2.thrift.port", port.to_string())
             .hive("hive.server2.transport.mode", "binary")
-            .hive("hive.server2.authentication", "NONE")
             .hive("hive.exec.scratchdir", format!("{w}/scratch"))
             .hive("hive.exec.local.scratchdir", format!("{w}/ls"));
+        submit.sparkgate_only(&driver_auth.display().to_string(), &self.service_user);
         if let Some(uri) = &metastore {
             // A cold start runs the catalog and the driver at once; the driver waits for the
             // catalog (and rides out a restart of it) instead of failing.
@@ -298,9 +325,11 @@ impl Inner {
                 .hive("hive.metastore.connect.retries", "120")
                 .hive("hive.metastore.client.connect.retry.delay", "1s");
         }
+        let secret = DriverSecret::generate();
         let mut cmd = std::process::Command::new(self.spark_home.join("bin/spark-submit"));
         cmd.args(submit.args());
         cmd.env("SPARK_HOME", &self.spark_home)
+            .env(DRIVER_SECRET_ENV, secret.expose())
             .env("SPARK_LOG_DIR", &dir)
             .current_dir(&dir)
             .stdin(Stdio::null())
@@ -313,15 +342,25 @@ impl Inner {
             tenant: spec.tenant.clone(),
             address: format!("127.0.0.1:{port}"),
             pid: child.id(),
+            secret,
         };
         // The child is reaped by a thread, so it never lingers as a zombie.
         std::thread::spawn(move || {
             let mut child = child;
             let _ = child.wait();
         });
-        std::fs::write(
-            dir.join("driver.json"),
-            serde_json::to_string(&driver).expect("serializable"),
+        // It holds the driver's secret: sparkgate's alone.
+        let mut state = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join("driver.json"))?;
+        std::io::Write::write_all(
+            &mut state,
+            serde_json::to_string(&driver)
+                .expect("serializable")
+                .as_bytes(),
         )?;
         info!(driver = %driver.id, address = %driver.address, "driver process started");
         Ok(driver)
@@ -334,7 +373,7 @@ impl Inner {
             if !alive(driver.pid) {
                 break;
             }
-            if probe(&driver.address).await {
+            if probe(&driver.address, &driver.secret).await {
                 return Ok(driver.clone());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -17,6 +17,7 @@ use hive_thrift::sasl::PlainCredentials;
 use serde::{Deserialize, Serialize};
 
 pub mod fixed;
+pub mod jvm;
 pub mod kubernetes;
 pub mod local;
 pub mod submit;
@@ -51,7 +52,56 @@ pub struct LaunchedDriver {
     /// The process (local launcher only).
     #[serde(default)]
     pub pid: u32,
+    /// The password the driver takes from sparkgate's connections and from no others; empty
+    /// for servers sparkgate does not run (static backends).
+    #[serde(default)]
+    pub secret: DriverSecret,
 }
+
+/// A driver's own password: the Spark Thrift Server runs `hive.server2.authentication=CUSTOM`
+/// with sparkgate's provider ([`DRIVER_AUTH_CLASS`]), which accepts a connection only with
+/// this value. One per driver, random, so whoever learns one driver's (a SQL user of that very
+/// driver can) reaches no other driver with it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DriverSecret(String);
+
+impl DriverSecret {
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn from_value(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value, for the SASL PLAIN password and the driver's environment only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for DriverSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "DriverSecret(none)"
+        } else {
+            "DriverSecret(..)"
+        })
+    }
+}
+
+/// sparkgate's password provider on every driver it runs, and the environment variable it reads
+/// the driver's secret from (never a command line argument: those are world-readable).
+pub const DRIVER_AUTH_CLASS: &str = "sparkgate.DriverAuth";
+pub const DRIVER_SECRET_ENV: &str = "SPARKGATE_DRIVER_SECRET";
+/// The provider's source, compiled with the driver's own Spark (see [`jvm`]).
+pub const DRIVER_AUTH_SOURCE: &str = include_str!("DriverAuth.scala");
 
 /// What a launcher knows of a driver's health between reconcile passes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,18 +160,23 @@ pub trait Launcher: Send + Sync + 'static {
         true
     }
 
-    /// Whether a listed driver at `address` serves now (checked before a pool adopts it).
-    fn answers<'a>(&'a self, address: &'a str) -> BoxFuture<'a, bool> {
-        Box::pin(probe(address))
+    /// Whether a listed driver serves now, at `address` (checked before a pool adopts it).
+    fn answers<'a>(&'a self, driver: &'a LaunchedDriver, address: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(probe(address, &driver.secret))
     }
 }
 
-/// Whether an HS2 server at `address` opens (and closes) a session.
-pub async fn probe(address: &str) -> bool {
+/// Whether an HS2 server at `address` opens (and closes) a session for sparkgate, with the
+/// driver's secret (any password where it has none).
+pub async fn probe(address: &str, secret: &DriverSecret) -> bool {
     let auth = ClientAuth::Plain(PlainCredentials {
         authzid: String::new(),
         user: "sparkgate-probe".into(),
-        password: "x".into(),
+        password: if secret.is_empty() {
+            "x".into()
+        } else {
+            secret.expose().to_owned()
+        },
     });
     let Ok(mut conn) =
         Hs2Connection::connect(address, &auth, 1 << 20, Duration::from_secs(2)).await

@@ -25,13 +25,21 @@ pub const RESERVED: &[&str] = &[
     "spark.sparkgate.",
     // How clients reach the driver and prove who they are: only through sparkgate.
     "hive.server2.authentication",
+    "hive.server2.custom.authentication.",
     "hive.server2.thrift.port",
     "hive.server2.thrift.bind.host",
     "hive.server2.thrift.http.",
     "hive.server2.transport.mode",
     "hive.server2.use.SSL",
     "hive.server2.keystore.",
+    // Who may act for whom on the driver: sparkgate's service user, for its users only.
+    "hadoop.proxyuser.",
+    "spark.hadoop.hadoop.proxyuser.",
 ];
+
+/// The driver's class path before Spark's jars: sparkgate's provider goes first in it, a
+/// tenant's own entries after.
+const EXTRA_CLASS_PATH: &str = "spark.driver.extraClassPath";
 
 /// Whether a setting is sparkgate's alone (see [`RESERVED`]).
 pub fn is_reserved(key: &str) -> bool {
@@ -114,6 +122,27 @@ impl DriverCommand {
             value.into(),
         );
         self
+    }
+
+    /// The driver takes connections from sparkgate only: those with its secret, checked by
+    /// sparkgate's provider (`jar`, put first on the driver's class path), which the launcher
+    /// hands over in [`DRIVER_SECRET_ENV`](super::DRIVER_SECRET_ENV). sparkgate's
+    /// `service_user` may name any user with `hive.server2.proxy.user` (its connections carry
+    /// every session of the driver; the user was authenticated by sparkgate).
+    pub fn sparkgate_only(&mut self, jar: &str, service_user: &str) -> &mut Self {
+        let class_path = match self.tenant_spark.get(EXTRA_CLASS_PATH) {
+            Some(theirs) if !theirs.is_empty() => format!("{jar}:{theirs}"),
+            _ => jar.to_owned(),
+        };
+        self.spark.insert(EXTRA_CLASS_PATH.into(), class_path);
+        let proxy = format!("spark.hadoop.hadoop.proxyuser.{service_user}");
+        self.spark(&format!("{proxy}.hosts"), "*")
+            .spark(&format!("{proxy}.groups"), "*")
+            .hive("hive.server2.authentication", "CUSTOM")
+            .hive(
+                "hive.server2.custom.authentication.class",
+                super::DRIVER_AUTH_CLASS,
+            )
     }
 
     /// The value a Spark setting will have.
@@ -230,6 +259,55 @@ mod tests {
             );
         }
         assert!(args.contains(&"hive.metastore.uris=thrift://meta:9083".to_string()));
+    }
+
+    #[test]
+    fn a_driver_takes_sparkgate_only_and_keeps_the_tenants_class_path() {
+        let mut cmd = DriverCommand::new(&spec(
+            &[
+                ("spark.driver.extraClassPath", "/opt/udfs.jar"),
+                ("spark.hadoop.hadoop.proxyuser.mallory.hosts", "*"),
+            ],
+            &[
+                ("hive.server2.custom.authentication.class", "evil.AllowAll"),
+                ("hadoop.proxyuser.mallory.groups", "*"),
+            ],
+        ));
+        cmd.sparkgate_only("/w/driver-auth.jar", "sparkgate");
+        assert_eq!(
+            cmd.spark_value("spark.driver.extraClassPath"),
+            Some("/w/driver-auth.jar:/opt/udfs.jar")
+        );
+        assert_eq!(
+            cmd.hive_value("hive.server2.authentication"),
+            Some("CUSTOM")
+        );
+        assert_eq!(
+            cmd.hive_value("hive.server2.custom.authentication.class"),
+            Some("sparkgate.DriverAuth")
+        );
+        assert_eq!(
+            cmd.spark_value("spark.hadoop.hadoop.proxyuser.sparkgate.hosts"),
+            Some("*")
+        );
+        let args = cmd.args();
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("mallory") || a.contains("evil")),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn the_charts_copy_of_the_driver_password_provider_is_this_one() {
+        // The chart compiles it with the driver image (Helm reads files inside the chart only).
+        let chart = include_str!("../../../charts/sparkgate/files/DriverAuth.scala");
+        assert_eq!(
+            chart,
+            super::super::DRIVER_AUTH_SOURCE,
+            "copy gateway/src/launcher/DriverAuth.scala to charts/sparkgate/files/"
+        );
     }
 
     #[test]

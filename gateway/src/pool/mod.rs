@@ -107,6 +107,8 @@ impl DriverLoad {
 pub struct DriverLease {
     pub driver_id: String,
     pub address: String,
+    /// What sparkgate's connections to the driver log in with.
+    pub secret: crate::launcher::DriverSecret,
     load: Arc<DriverLoad>,
 }
 
@@ -265,7 +267,7 @@ impl DriverPool {
                 Health::Alive => None,
             };
             let answers = match &ready_at {
-                Some(address) => self.launcher.answers(address).await,
+                Some(address) => self.launcher.answers(&launched, address).await,
                 None => false,
             };
             info!(tenant = %self.tenant, driver = %launched.id, ready = answers, "adopted a driver");
@@ -319,6 +321,7 @@ impl DriverPool {
         Some(DriverLease {
             driver_id: best.launched.id.clone(),
             address: best.launched.address.clone(),
+            secret: best.launched.secret.clone(),
             load: best.load.clone(),
         })
     }

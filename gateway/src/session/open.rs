@@ -112,6 +112,7 @@ impl CallHandler {
                 backend_handle,
             );
             session.lease = lease;
+            session.rules = tenant.statement_rules();
             let session = self.table.insert(session);
             info!(
                 session.id = %session.id(),
@@ -168,6 +169,7 @@ impl CallHandler {
                     "session waited for a driver"
                 );
             }
+            self.links.introduce(&lease.address, &lease.secret);
             match self.call_driver(&lease.address, open).await {
                 Ok((reply, _)) => {
                     let addr = lease.address.clone();

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use hive_thrift::generated::tcliservice as t;
 use hive_thrift::message::{self, Hs2Request, Hs2Response, MessageHeader};
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::table::{display_id, is_final, Owner};
 use super::{encoded, CallHandler, Reply};
@@ -67,6 +67,15 @@ impl CallHandler {
             .expect("an operation starts in a session");
         let session = self.session(handle, owner)?;
         *handle = session.backend_handle.clone();
+        if let Hs2Request::ExecuteStatement(statement) = &*request {
+            if let Err(refusal) = session.rules.check(&statement.statement) {
+                warn!(session.id = %session.id(), tenant = %session.tenant, %refusal, "statement refused by the tenant's rules");
+                return Err(GatewayError::Refused {
+                    tenant: session.tenant.clone(),
+                    refusal,
+                });
+            }
+        }
         let span = info_span!(
             "operation",
             method = request.method(),

@@ -57,6 +57,8 @@ pub struct Session {
     /// The user the driver runs the session as.
     pub user: String,
     pub tenant: String,
+    /// The tenant's statement switches, checked before a statement reaches the driver.
+    pub rules: crate::tenant::statements::StatementRules,
     /// The driver's address, and its handle for this session.
     pub backend_addr: String,
     pub backend_handle: TSessionHandle,
@@ -113,6 +115,7 @@ impl Session {
             owner,
             user,
             tenant,
+            rules: Default::default(),
             backend_addr,
             backend_handle,
             lease: None,

@@ -23,8 +23,8 @@ async fn lists_each_address_and_checks_only_for_a_connection() {
     let ids: Vec<_> = listed.iter().map(|(d, _)| d.id.as_str()).collect();
     assert_eq!(ids, ["t-static-0", "t-static-1"]);
     assert!(!launcher.scales());
-    assert!(launcher.answers(&open).await);
-    assert!(!launcher.answers(&closed).await);
+    assert!(launcher.answers(&listed[0].0, &open).await);
+    assert!(!launcher.answers(&listed[1].0, &closed).await);
     let err = launcher.wait_ready(&listed[1].0).await.unwrap_err();
     assert!(err.to_string().contains(&closed), "{err}");
     assert!(launcher

@@ -56,6 +56,11 @@ pub struct KubernetesConfig {
     /// Grace given to a driver Pod when it is deleted.
     #[serde(with = "humantime_serde")]
     pub stop_grace: Duration,
+    /// sparkgate's password provider for the drivers (a jar compiled for the drivers' Spark),
+    /// handed to every driver Pod in a ConfigMap. The Helm chart builds it with the driver image
+    /// in an init container. Unset: sparkgate compiles it with a local Spark (`SPARK_HOME`, else
+    /// the repo's venv) and refuses to start without one.
+    pub driver_auth_jar: Option<PathBuf>,
 }
 
 impl Default for KubernetesConfig {
@@ -83,6 +88,7 @@ impl Default for KubernetesConfig {
             tolerations: Vec::new(),
             labels: BTreeMap::new(),
             stop_grace: Duration::from_secs(30),
+            driver_auth_jar: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -23,7 +23,10 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::{probe, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher};
+use super::{
+    probe, DriverSecret, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher,
+    DRIVER_AUTH_SOURCE,
+};
 use crate::tenant::TenantConfig;
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -40,8 +43,8 @@ pub use config::KubernetesConfig;
 use health::{judge_pod, Tracking};
 use identity::ensure_service_account;
 pub use identity::{service_account_of, validate_tenant, IdentityError, TenantIdentity};
-use objects::merge;
-pub use objects::{build_driver_pod, build_driver_service};
+use objects::{build_driver_auth_config_map, build_driver_secret, merge, SECRET_KEY};
+pub use objects::{build_driver_pod, build_driver_service, DriverAccess};
 
 /// Drivers as Pods through the Kubernetes API.
 pub struct KubeLauncher {
@@ -51,6 +54,10 @@ pub struct KubeLauncher {
     tenants: HashMap<String, TenantIdentity>,
     pods: Store<Pod>,
     template: Option<Value>,
+    access: DriverAccess,
+    /// Each driver's secret: made here for the drivers this process starts, read from their
+    /// Secrets for the drivers it finds.
+    secrets: Mutex<HashMap<String, DriverSecret>>,
     tracking: Mutex<Tracking>,
     /// The Pod watch feeding `pods`.
     watch: tokio::task::AbortHandle,
@@ -66,9 +73,11 @@ impl KubeLauncher {
     /// Connects (in-cluster config, else `KUBECONFIG`/`~/.kube/config`), checks or applies the
     /// tenants' ServiceAccounts, and starts watching driver Pods. Every problem here is a
     /// startup error naming what to fix.
+    /// `service_user`: the user sparkgate's connections to the drivers log in as.
     pub async fn new(
         config: KubernetesConfig,
         tenants: &[TenantConfig],
+        service_user: &str,
     ) -> Result<Arc<Self>, LaunchError> {
         let start = |m: String| LaunchError::Start(m);
         for tenant in tenants {
@@ -120,6 +129,10 @@ impl KubeLauncher {
         for (tenant, identity) in &identities {
             ensure_service_account(&accounts, &config, tenant, identity).await?;
         }
+        let access = DriverAccess {
+            jar_config_map: publish_driver_auth(&client, &config, &namespace).await?,
+            service_user: service_user.to_owned(),
+        };
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let (reader, writer) = reflector::store();
         let stream = reflector::reflector(
@@ -153,6 +166,8 @@ impl KubeLauncher {
             tenants: identities,
             pods: reader,
             template,
+            access,
+            secrets: Mutex::default(),
             tracking: Mutex::default(),
             watch,
         }))
@@ -179,7 +194,14 @@ impl KubeLauncher {
                 spec.tenant
             ))
         })?;
-        let pod = build_driver_pod(&self.config, &self.namespace, identity, id, spec);
+        let pod = build_driver_pod(
+            &self.config,
+            &self.namespace,
+            identity,
+            id,
+            spec,
+            &self.access,
+        );
         Ok(match &self.template {
             Some(template) => merge(template.clone(), pod),
             None => pod,
@@ -217,6 +239,23 @@ impl KubeLauncher {
             .created
             .insert(id.clone(), Instant::now());
         let uid = created.uid().unwrap_or_default();
+        // The Pod waits for its Secret (the kubelet holds the container until it exists).
+        let secret = DriverSecret::generate();
+        let secret_object = build_driver_secret(&self.namespace, &id, &spec.tenant, &uid, &secret);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        if let Err(e) = secrets
+            .patch(&id, &params, &Patch::Apply(&secret_object))
+            .await
+        {
+            let _ = pods.delete(&id, &DeleteParams::default()).await;
+            return Err(LaunchError::Start(format!(
+                "cannot create the Secret of driver {id}: {e}"
+            )));
+        }
+        self.secrets
+            .lock()
+            .expect("secrets")
+            .insert(id.clone(), secret.clone());
         let service = build_driver_service(&self.config, &self.namespace, &id, &spec.tenant, &uid);
         let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
         if let Err(e) = services.patch(&id, &params, &Patch::Apply(&service)).await {
@@ -231,7 +270,42 @@ impl KubeLauncher {
             tenant: spec.tenant.clone(),
             address: String::new(),
             pid: 0,
+            secret,
         })
+    }
+
+    /// A found driver's secret, from its Secret the first time (a driver of an earlier run or
+    /// of another replica). None without one: sparkgate cannot use that driver.
+    async fn secret_of(&self, id: &str) -> DriverSecret {
+        if let Some(known) = self.secrets.lock().expect("secrets").get(id) {
+            return known.clone();
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let value = match secrets.get_opt(id).await {
+            Ok(Some(object)) => object
+                .data
+                .and_then(|data| data.get(SECRET_KEY).cloned())
+                .and_then(|bytes| String::from_utf8(bytes.0).ok()),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(driver = %id, error = %e, "cannot read the driver's Secret");
+                return DriverSecret::default();
+            }
+        };
+        match value {
+            Some(value) => {
+                let secret = DriverSecret::from_value(value);
+                self.secrets
+                    .lock()
+                    .expect("secrets")
+                    .insert(id.to_owned(), secret.clone());
+                secret
+            }
+            None => {
+                warn!(driver = %id, "driver without its Secret: sparkgate cannot log in to it");
+                DriverSecret::default()
+            }
+        }
     }
 
     async fn ready(&self, driver: &LaunchedDriver) -> Result<LaunchedDriver, LaunchError> {
@@ -245,7 +319,7 @@ impl KubeLauncher {
                     })
                 }
                 Health::Ready { address } => {
-                    if probe(&address).await {
+                    if probe(&address, &driver.secret).await {
                         return Ok(LaunchedDriver {
                             address,
                             ..driver.clone()
@@ -274,6 +348,7 @@ impl KubeLauncher {
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => warn!(driver = %driver.id, error = %e, "cannot delete driver Pod"),
         }
+        self.secrets.lock().expect("secrets").remove(&driver.id);
         let mut tracking = self.tracking.lock().expect("tracking");
         tracking.created.remove(&driver.id);
         tracking.not_ready_since.remove(&driver.id);
@@ -306,40 +381,100 @@ impl Launcher for KubeLauncher {
     }
 
     fn list(&self) -> BoxFuture<'_, Vec<(LaunchedDriver, Health)>> {
-        let found = self
-            .pods
-            .state()
-            .iter()
-            .filter_map(|pod| {
-                let labels = pod.metadata.labels.as_ref()?;
-                let id = labels.get(DRIVER_LABEL)?.clone();
-                let tenant = labels.get(TENANT_LABEL)?.clone();
-                if pod.name_any() != id {
-                    return None;
-                }
-                let health = self.pod_health(&id, Some(pod));
-                let address = match &health {
-                    Health::Ready { address } => address.clone(),
-                    _ => String::new(),
-                };
-                Some((
-                    LaunchedDriver {
-                        id,
-                        tenant,
-                        address,
-                        pid: 0,
-                    },
-                    health,
-                ))
-            })
-            .collect();
-        std::future::ready(found).boxed()
+        async move {
+            let found: Vec<(LaunchedDriver, Health)> = self
+                .pods
+                .state()
+                .iter()
+                .filter_map(|pod| {
+                    let labels = pod.metadata.labels.as_ref()?;
+                    let id = labels.get(DRIVER_LABEL)?.clone();
+                    let tenant = labels.get(TENANT_LABEL)?.clone();
+                    if pod.name_any() != id {
+                        return None;
+                    }
+                    let health = self.pod_health(&id, Some(pod));
+                    let address = match &health {
+                        Health::Ready { address } => address.clone(),
+                        _ => String::new(),
+                    };
+                    Some((
+                        LaunchedDriver {
+                            id,
+                            tenant,
+                            address,
+                            pid: 0,
+                            secret: DriverSecret::default(),
+                        },
+                        health,
+                    ))
+                })
+                .collect();
+            let mut listed = Vec::with_capacity(found.len());
+            for (mut driver, health) in found {
+                driver.secret = self.secret_of(&driver.id).await;
+                listed.push((driver, health));
+            }
+            listed
+        }
+        .boxed()
     }
 
     fn health(&self, driver: &LaunchedDriver) -> Health {
         let pod = self.pod(&driver.id);
         self.pod_health(&driver.id, pod.as_deref())
     }
+}
+
+/// Puts sparkgate's password provider where driver Pods mount it: a ConfigMap in the drivers'
+/// namespace named by the jar's content. Returns its name.
+async fn publish_driver_auth(
+    client: &Client,
+    config: &KubernetesConfig,
+    namespace: &str,
+) -> Result<String, LaunchError> {
+    let start = |m: String| LaunchError::Start(m);
+    let path = match &config.driver_auth_jar {
+        Some(path) => path.clone(),
+        None => {
+            let spark_home = super::local::default_spark_home().ok_or_else(|| {
+                start("kubernetes.driver_auth_jar is not set and there is no local Spark to build sparkgate's driver password provider with: set kubernetes.driver_auth_jar (the Helm chart builds it with the driver image) or SPARK_HOME".into())
+            })?;
+            let jar = super::jvm::ScalaJar::new(
+                "driver-auth",
+                "DriverAuth.scala",
+                DRIVER_AUTH_SOURCE,
+                spark_home,
+                std::env::temp_dir().join("sparkgate-driver-auth"),
+            );
+            tokio::task::spawn_blocking(move || jar.path())
+                .await
+                .map_err(|e| start(format!("driver password provider build failed: {e}")))??
+        }
+    };
+    let jar = std::fs::read(&path).map_err(|e| {
+        start(format!(
+            "kubernetes.driver_auth_jar {}: {e}",
+            path.display()
+        ))
+    })?;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&jar);
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!("sparkgate-driver-auth-{hex}");
+    let object = build_driver_auth_config_map(namespace, &name, &jar);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    maps.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .map_err(|e| {
+        start(format!(
+            "cannot apply ConfigMap {name} (sparkgate's driver password provider) in namespace {namespace:?}: {e}"
+        ))
+    })?;
+    Ok(name)
 }
 
 #[cfg(test)]

@@ -2,9 +2,26 @@
 
 use serde_json::{json, Value};
 
+use base64::Engine;
+
 use super::{KubernetesConfig, TenantIdentity, DRIVER_LABEL, MANAGED_BY, TENANT_LABEL};
 use crate::launcher::submit::DriverCommand;
-use crate::launcher::DriverSpec;
+use crate::launcher::{DriverSecret, DriverSpec, DRIVER_SECRET_ENV};
+
+/// Where a driver Pod finds sparkgate's password provider (its ConfigMap, mounted).
+pub const DRIVER_AUTH_MOUNT: &str = "/opt/sparkgate";
+pub const DRIVER_AUTH_JAR: &str = "sparkgate-driver-auth.jar";
+/// The key of a driver's secret in its Secret.
+pub const SECRET_KEY: &str = "secret";
+
+/// How a driver takes sparkgate's connections and no others.
+#[derive(Debug, Clone)]
+pub struct DriverAccess {
+    /// The ConfigMap (in the drivers' namespace) holding sparkgate's password provider.
+    pub jar_config_map: String,
+    /// The user sparkgate's connections log in as.
+    pub service_user: String,
+}
 
 /// The driver Pod of one driver (before any template).
 pub fn build_driver_pod(
@@ -13,6 +30,7 @@ pub fn build_driver_pod(
     identity: &TenantIdentity,
     id: &str,
     spec: &DriverSpec,
+    access: &DriverAccess,
 ) -> Value {
     let sa = &identity.service_account;
     // Executors find the driver by its headless Service's name.
@@ -72,11 +90,20 @@ pub fn build_driver_pod(
             config.block_manager_port.to_string(),
         )
         .spark("spark.sparkgate.tenant", spec.tenant.clone())
+        // The chart's NetworkPolicy lets a tenant's executors, and no one else, reach its
+        // drivers' RPC and block manager ports: executors carry the tenant's label.
+        .spark(
+            &format!("spark.kubernetes.executor.label.{TENANT_LABEL}"),
+            spec.tenant.clone(),
+        )
         .hive("hive.server2.thrift.port", config.thrift_port.to_string())
         .hive("hive.server2.thrift.bind.host", "0.0.0.0")
         .hive("hive.server2.transport.mode", "binary")
-        // sparkgate authenticates; the driver is reachable only through its Service.
-        .hive("hive.server2.authentication", "NONE");
+        // Its Service makes it reachable from the cluster: it takes sparkgate's connections only.
+        .sparkgate_only(
+            &format!("{DRIVER_AUTH_MOUNT}/{DRIVER_AUTH_JAR}"),
+            &access.service_user,
+        );
     let args = submit.args();
     let mut labels = config.labels.clone();
     labels.insert(MANAGED_BY.into(), "sparkgate".into());
@@ -95,6 +122,11 @@ pub fn build_driver_pod(
         ],
         "env": [
             { "name": "SPARK_USER", "value": "sparkgate" },
+            // From the driver's own Secret: neither in the Pod spec nor on a command line.
+            { "name": DRIVER_SECRET_ENV, "valueFrom": { "secretKeyRef": { "name": id, "key": SECRET_KEY } } },
+        ],
+        "volumeMounts": [
+            { "name": "sparkgate-driver-auth", "mountPath": DRIVER_AUTH_MOUNT, "readOnly": true },
         ],
         "readinessProbe": {
             "tcpSocket": { "port": "thrift" },
@@ -109,6 +141,9 @@ pub fn build_driver_pod(
         "serviceAccountName": sa,
         "restartPolicy": "Never",
         "containers": [container],
+        "volumes": [
+            { "name": "sparkgate-driver-auth", "configMap": { "name": access.jar_config_map } },
+        ],
     });
     if !config.scheduler_name.is_empty() {
         pod_spec["schedulerName"] = json!(config.scheduler_name);
@@ -163,14 +198,62 @@ pub fn build_driver_service(
     })
 }
 
-/// `ours` over `base`: objects merge key by key, the `containers` list by container name, and
-/// anything else in `ours` replaces what `base` has.
+/// A driver's own Secret (its password, see [`DriverSecret`]), owned by its Pod.
+pub fn build_driver_secret(
+    namespace: &str,
+    id: &str,
+    tenant: &str,
+    pod_uid: &str,
+    secret: &DriverSecret,
+) -> Value {
+    let value = base64::engine::general_purpose::STANDARD.encode(secret.expose());
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": id,
+            "namespace": namespace,
+            "labels": { MANAGED_BY: "sparkgate", TENANT_LABEL: tenant, DRIVER_LABEL: id },
+            "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Pod", "name": id, "uid": pod_uid,
+                "controller": true, "blockOwnerDeletion": false,
+            }],
+        },
+        "type": "Opaque",
+        "data": { SECRET_KEY: value },
+    })
+}
+
+/// The ConfigMap of sparkgate's password provider, named by its content (two sparkgate
+/// versions side by side each keep theirs).
+pub fn build_driver_auth_config_map(namespace: &str, name: &str, jar: &[u8]) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { MANAGED_BY: "sparkgate" },
+        },
+        "binaryData": { DRIVER_AUTH_JAR: base64::engine::general_purpose::STANDARD.encode(jar) },
+    })
+}
+
+/// `ours` over `base`: objects merge key by key, lists of named things (containers, volumes,
+/// mounts, env) by name, and anything else in `ours` replaces what `base` has.
 pub(super) fn merge(base: Value, ours: Value) -> Value {
     match (base, ours) {
         (Value::Object(mut base), Value::Object(ours)) => {
             for (key, value) in ours {
                 let merged = match base.remove(&key) {
-                    Some(old) if key == "containers" => merge_by_name(old, value),
+                    Some(old)
+                        if matches!(
+                            key.as_str(),
+                            "containers" | "initContainers" | "volumes" | "volumeMounts" | "env"
+                        ) =>
+                    {
+                        merge_by_name(old, value)
+                    }
                     Some(old) => merge(old, value),
                     None => value,
                 };

@@ -48,6 +48,7 @@ fn driver_and_executors_run_as_the_tenant_service_account_whatever_the_tenant_se
         &identity(),
         "sg-analytics-1",
         &spec("analytics"),
+        &access(),
     );
     assert_eq!(pod["spec"]["serviceAccountName"], "sparkgate-analytics");
     let args = args_of(&pod);
@@ -166,6 +167,7 @@ fn template_fields_survive_and_ours_win() {
         &identity(),
         "sg-a-1",
         &spec("a"),
+        &access(),
     );
     let pod = merge(template, ours);
     assert_eq!(pod["spec"]["serviceAccountName"], "sparkgate-analytics");
@@ -175,6 +177,69 @@ fn template_fields_survive_and_ours_win() {
     assert_eq!(containers.len(), 2);
     assert_eq!(containers[0]["volumeMounts"][0]["mountPath"], "/cache");
     assert_eq!(containers[0]["command"][0], "/opt/spark/bin/spark-submit");
+    // Named lists merge: the template's volume and mount stay beside sparkgate's own.
+    assert_eq!(pod["spec"]["volumes"].as_array().unwrap().len(), 2);
+    assert_eq!(containers[0]["volumeMounts"].as_array().unwrap().len(), 2);
+}
+
+fn access() -> DriverAccess {
+    DriverAccess {
+        jar_config_map: "sparkgate-driver-auth-0123".into(),
+        service_user: "sparkgate".into(),
+    }
+}
+
+#[test]
+fn a_driver_pod_takes_sparkgate_only_with_a_secret_from_its_own_secret() {
+    let pod = build_driver_pod(
+        &KubernetesConfig::default(),
+        "drivers",
+        &identity(),
+        "sg-analytics-1",
+        &spec("analytics"),
+        &access(),
+    );
+    let args = args_of(&pod);
+    for expected in [
+        "hive.server2.authentication=CUSTOM",
+        "hive.server2.custom.authentication.class=sparkgate.DriverAuth",
+        "spark.driver.extraClassPath=/opt/sparkgate/sparkgate-driver-auth.jar",
+        "spark.kubernetes.executor.label.sparkgate.io/tenant=analytics",
+    ] {
+        assert!(
+            args.iter().any(|a| a == expected),
+            "missing {expected}: {args:?}"
+        );
+    }
+    let container = &pod["spec"]["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    let secret = env
+        .iter()
+        .find(|e| e["name"] == "SPARKGATE_DRIVER_SECRET")
+        .expect("secret env");
+    assert_eq!(
+        secret["valueFrom"]["secretKeyRef"]["name"],
+        "sg-analytics-1"
+    );
+    assert!(
+        secret.get("value").is_none(),
+        "the value is never in the Pod spec"
+    );
+    assert_eq!(container["volumeMounts"][0]["mountPath"], "/opt/sparkgate");
+    assert_eq!(
+        pod["spec"]["volumes"][0]["configMap"]["name"],
+        "sparkgate-driver-auth-0123"
+    );
+    let secret = crate::launcher::DriverSecret::generate();
+    let object = build_driver_secret("drivers", "sg-analytics-1", "analytics", "uid-9", &secret);
+    assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], "uid-9");
+    let stored = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        object["data"]["secret"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored, secret.expose().as_bytes());
+    assert!(!format!("{secret:?}").contains(secret.expose()));
 }
 
 fn pod_in(phase: &str, ready: bool, ip: Option<&str>) -> Pod {

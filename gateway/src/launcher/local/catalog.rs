@@ -13,16 +13,15 @@
 //! 127.0.0.1, compiled once with the Scala compiler that Spark's jars carry.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use tracing::{info, warn};
 
 use super::{alive, signal};
+use crate::launcher::jvm::{java, ScalaJar};
 use crate::launcher::LaunchError;
 
 const SERVER_SOURCE: &str = include_str!("LoopbackMetastore.scala");
@@ -69,8 +68,8 @@ pub struct TenantCatalogs {
     /// Heap of each catalog JVM.
     memory: String,
     stop_grace: Duration,
-    /// The compiled catalog server, built on first use.
-    jar: std::sync::Mutex<Option<PathBuf>>,
+    /// The catalog server, compiled on first use.
+    server: ScalaJar,
     /// Held while a catalog process is started or stopped: one process per tenant at most.
     processes: std::sync::Mutex<()>,
 }
@@ -83,11 +82,17 @@ impl TenantCatalogs {
         stop_grace: Duration,
     ) -> Self {
         Self {
+            server: ScalaJar::new(
+                "loopback-metastore",
+                "LoopbackMetastore.scala",
+                SERVER_SOURCE,
+                spark_home.clone(),
+                work_dir.join("catalog-server"),
+            ),
             spark_home,
             work_dir,
             memory,
             stop_grace,
-            jar: std::sync::Mutex::new(None),
             processes: std::sync::Mutex::new(()),
         }
     }
@@ -181,7 +186,7 @@ impl TenantCatalogs {
                 self.mark_stopped(tenant, state.pid);
             }
         }
-        let jar = self.compiled_server()?;
+        let jar = self.server.path()?;
         let dir = self.catalog_dir(tenant);
         let warehouse = self.warehouse(tenant);
         std::fs::create_dir_all(&dir)?;
@@ -334,75 +339,10 @@ impl TenantCatalogs {
             }
         }
     }
-
-    /// The catalog server's jar, compiled with Spark's Scala compiler the first time (keyed by the
-    /// source and Spark's jars, so a Spark upgrade compiles it again).
-    fn compiled_server(&self) -> Result<PathBuf, LaunchError> {
-        let mut jar = self.jar.lock().expect("catalog jar");
-        if let Some(path) = jar.as_ref().filter(|p| p.exists()) {
-            return Ok(path.clone());
-        }
-        let mut key = sha2::Sha256::new();
-        key.update(SERVER_SOURCE.as_bytes());
-        let mut jars: Vec<String> = std::fs::read_dir(self.spark_home.join("jars"))?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .collect();
-        jars.sort();
-        for name in &jars {
-            key.update(name.as_bytes());
-        }
-        let key = key.finalize();
-        let hex: String = key[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let dir = self.work_dir.join("catalog-server");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("loopback-metastore-{hex}.jar"));
-        if !path.exists() {
-            let started = Instant::now();
-            let source = dir.join("LoopbackMetastore.scala");
-            std::fs::File::create(&source)?.write_all(SERVER_SOURCE.as_bytes())?;
-            let partial = dir.join(format!("{hex}.partial.jar"));
-            let out = std::process::Command::new(java())
-                .args(["-Xmx512m", "-XX:TieredStopAtLevel=1", "-cp"])
-                .arg(format!("{}/jars/*", self.spark_home.display()))
-                .args(["scala.tools.nsc.Main", "-usejavacp", "-nowarn", "-d"])
-                .arg(&partial)
-                .arg(&source)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| {
-                    LaunchError::Start(format!("cannot run Spark's Scala compiler: {e}"))
-                })?;
-            if !out.status.success() || !partial.exists() {
-                return Err(LaunchError::Start(format!(
-                    "cannot compile the tenant catalog server with Spark's Scala compiler ({}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                        .chars()
-                        .take(2000)
-                        .collect::<String>()
-                )));
-            }
-            std::fs::rename(&partial, &path)?;
-            info!(jar = %path.display(), secs = started.elapsed().as_secs_f64(), "compiled the tenant catalog server");
-        }
-        *jar = Some(path.clone());
-        Ok(path)
-    }
 }
 
 fn uri(port: u16) -> String {
     format!("thrift://127.0.0.1:{port}")
-}
-
-/// The `java` that Spark's own scripts would use.
-fn java() -> PathBuf {
-    match std::env::var_os("JAVA_HOME") {
-        Some(home) if Path::new(&home).join("bin/java").exists() => {
-            Path::new(&home).join("bin/java")
-        }
-        _ => PathBuf::from("java"),
-    }
 }
 
 /// How long a stopped catalog's process may take, once it no longer runs its program, to be
