@@ -420,7 +420,7 @@ class FakeNode:
             ref = (e.get("valueFrom") or {}).get("secretKeyRef")
             if ref:
                 secret = self._wait_for(f"Secret {ref['name']}",
-                                        lambda: self._core.read_namespaced_secret(ref["name"], self.namespace), p)
+                                        lambda name=ref["name"]: self._core.read_namespaced_secret(name, self.namespace), p)
                 if ref["key"] not in (secret.data or {}):
                     raise RuntimeError(f"Secret {ref['name']} has no key {ref['key']!r}")
                 env[e["name"]] = base64.b64decode(secret.data[ref["key"]]).decode()
@@ -436,7 +436,7 @@ class FakeNode:
             if not source:
                 continue
             cm = self._wait_for(f"ConfigMap {source['name']}",
-                                lambda: self._core.read_namespaced_config_map(source["name"], self.namespace), p)
+                                lambda name=source["name"]: self._core.read_namespaced_config_map(name, self.namespace), p)
             local = p.workdir / "volumes" / m["name"]
             local.mkdir(parents=True, exist_ok=True)
             for key, text in (cm.data or {}).items():

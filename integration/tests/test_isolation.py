@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from pyhive import hive
+from test_pools import driver_pids, first_driver_port, pool_toml, run_sql
 from thrift.transport.TTransport import TTransportException
 
 from harness import Sparkgate
 from helpers import free_port
-from test_pools import driver_pids, first_driver_port, pool_toml, run_sql
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +75,13 @@ def direct_sql(address: str, **connect) -> list:
 # Every way in a client could try: SASL PLAIN as anyone with any password (sparkgate's own
 # service user and its old fixed password included), asking to act for another user, NOSASL.
 DIRECT_ATTEMPTS = [
-    dict(username="mallory", auth="NONE"),
-    dict(username="sparkgate", auth="NONE"),
-    dict(username="sparkgate", password="sparkgate", auth="CUSTOM"),
-    dict(username="sparkgate", password="sparkgate", auth="CUSTOM",
-         configuration={"hive.server2.proxy.user": "carl"}),
-    dict(username="carl", password="", auth="LDAP"),
-    dict(username="carl", auth="NOSASL"),
+    {"username": "mallory", "auth": "NONE"},
+    {"username": "sparkgate", "auth": "NONE"},
+    {"username": "sparkgate", "password": "sparkgate", "auth": "CUSTOM"},
+    {"username": "sparkgate", "password": "sparkgate", "auth": "CUSTOM",
+         "configuration": {"hive.server2.proxy.user": "carl"}},
+    {"username": "carl", "password": "", "auth": "LDAP"},
+    {"username": "carl", "auth": "NOSASL"},
 ]
 
 

@@ -23,12 +23,12 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pyhive import hive
+from test_isolation import DIRECT_ATTEMPTS, direct_sql
 from thrift.transport.TTransport import TTransportException
 
 from harness import REPO, Sparkgate, sparkgate_binary
 from helpers import free_port, session_tenant, wait_for
 from k8s_node import FakeNode
-from test_isolation import DIRECT_ATTEMPTS, direct_sql
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
