@@ -1,6 +1,10 @@
 //! The admin HTTP port: `/healthz`, `/readyz`, Prometheus `/metrics`, and a small JSON API:
 //! `GET /api/v1/drivers`, `GET /api/v1/sessions`, `POST /api/v1/drivers/{id}/drain`.
-//! It has no authentication of its own: bind it to loopback or a private network.
+//!
+//! Health and metrics are open (probes and scrapers). The rest lists users and drains drivers:
+//! with `admin.token_file` it needs `Authorization: Bearer <token>`; without one (loopback binds
+//! only, startup refuses others) it answers requests whose `Host` is a loopback name and that
+//! no web page sent (no `Origin`), so a browser on the machine cannot be made to call it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,6 +29,10 @@ pub struct AdminView {
     pub handler: Arc<CallHandler>,
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
+    /// The bearer token of the API, if configured.
+    pub token: Option<Arc<[u8]>>,
+    /// `false`: health, readiness and metrics only.
+    pub api: bool,
 }
 
 /// Serves the admin port until shutdown.
@@ -100,9 +108,81 @@ struct SessionView {
     idle_seconds: u64,
 }
 
+/// Why a request to the API (not health or metrics) is refused, if it is.
+fn refusal(request: &Request<Incoming>, token: Option<&[u8]>) -> Option<Response<Full<Bytes>>> {
+    let headers = request.headers();
+    match token {
+        Some(token) => {
+            let given = headers
+                .get(hyper::header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+                .and_then(|v| v.split_at_checked(7))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
+                .map(|(_, given)| given)
+                .unwrap_or_default();
+            if bool::from(subtle::ConstantTimeEq::ct_eq(given, token)) {
+                None
+            } else {
+                let mut refused = respond(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain",
+                    "the admin API needs Authorization: Bearer <the token of admin.token_file>\n",
+                );
+                refused.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"sparkgate admin\""),
+                );
+                Some(refused)
+            }
+        }
+        None => {
+            let host = headers
+                .get(hyper::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if loopback_host(host) && !headers.contains_key(hyper::header::ORIGIN) {
+                None
+            } else {
+                Some(respond(
+                    StatusCode::FORBIDDEN,
+                    "text/plain",
+                    "without admin.token_file the admin API answers local tools only (Host 127.0.0.1 or localhost, no Origin)\n",
+                ))
+            }
+        }
+    }
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port: not a name a DNS rebinding
+/// page could use.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn handle(request: Request<Incoming>, view: &AdminView) -> Response<Full<Bytes>> {
     let handler = &view.handler;
     let path = request.uri().path().trim_end_matches('/');
+    let open = matches!(path, "/healthz" | "/readyz" | "/metrics");
+    if !open && !view.api {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "sparkgate admin: /healthz /readyz /metrics (the API is off: admin.api = false)\n",
+        );
+    }
+    if !open {
+        if let Some(refused) = refusal(&request, view.token.as_deref()) {
+            warn!(%path, status = refused.status().as_u16(), "admin API request refused");
+            return refused;
+        }
+    }
     match (request.method(), path) {
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {
@@ -157,5 +237,33 @@ fn handle(request: Request<Incoming>, view: &AdminView) -> Response<Full<Bytes>>
             "text/plain",
             "sparkgate admin: /healthz /readyz /metrics /api/v1/drivers /api/v1/sessions POST /api/v1/drivers/{id}/drain\n",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_host_names_pass_without_a_token() {
+        for host in [
+            "127.0.0.1:10011",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:10011",
+            "127.1.2.3",
+        ] {
+            assert!(loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:10011",
+            "10.0.0.1:10011",
+            "",
+            "[2001:db8::1]:1",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(host), "{host}");
+        }
     }
 }

@@ -34,11 +34,27 @@ pub struct Config {
 }
 
 /// The admin HTTP port (health, readiness, metrics, drivers/sessions API).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Off unless set; it has no authentication, so keep it on loopback or a private network.
+    /// Off unless set. A bind other than loopback needs `token_file`.
     pub bind: Option<SocketAddr>,
+    /// A file holding the admin API's bearer token (at least 16 characters; surrounding
+    /// whitespace is ignored). With it, everything but `/healthz`, `/readyz` and `/metrics` needs
+    /// `Authorization: Bearer <token>`. Without it, the port answers only loopback host names.
+    pub token_file: Option<std::path::PathBuf>,
+    /// `false`: the port serves `/healthz`, `/readyz` and `/metrics` only (any bind, no token).
+    pub api: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            token_file: None,
+            api: true,
+        }
+    }
 }
 
 /// Settings shared by every driver pool.

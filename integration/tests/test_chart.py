@@ -124,7 +124,13 @@ def test_service_monitor_optional():
     sm = one(objs, "ServiceMonitor", FULLNAME)
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
-    assert sm["spec"]["selector"]["matchLabels"] == one(objs, "Deployment", FULLNAME)["spec"]["selector"]["matchLabels"]
+    pods = one(objs, "Deployment", FULLNAME)["spec"]["selector"]["matchLabels"]
+    assert sm["spec"]["selector"]["matchLabels"] == {**pods, "app.kubernetes.io/component": "admin"}
+    # It scrapes a Service of its own: the admin port stays off clients' Service.
+    admin = one(objs, "Service", f"{FULLNAME}-admin")
+    assert admin["spec"]["selector"] == pods
+    assert [p["name"] for p in admin["spec"]["ports"]] == ["admin"]
+    assert "admin" not in [p["name"] for p in one(objs, "Service", FULLNAME)["spec"]["ports"]]
     with pytest.raises(SchemaNotFoundError):  # a CRD: no built-in schema to check it against
         kubernetes_validate.validate(sm, "1.28.0", strict=True)
 
@@ -172,7 +178,7 @@ def test_config_matches_two_tenant_values():
     # Listeners on every interface at the chart's ports; Secrets as mounted files.
     assert cfg["server"]["bind"] == "0.0.0.0:10009"
     assert cfg["http"]["bind"] == "0.0.0.0:10010"
-    assert cfg["admin"] == {"bind": "0.0.0.0:10011"}
+    assert cfg["admin"] == {"bind": "0.0.0.0:10011", "api": False}
     assert cfg["tls"] == {"cert_file": "/run/secrets/sparkgate/tls/tls.crt", "key_file": "/run/secrets/sparkgate/tls/tls.key"}
     assert cfg["http"]["cookie_key_file"] == "/run/secrets/sparkgate/cookie-key/cookie-key"
     ldap = cfg["auth"]["methods"][0]
@@ -233,7 +239,8 @@ def assert_files_are_mounted(objs: list[dict]):
     pod = one(objs, "Deployment", FULLNAME)["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    files = [cfg["tls"].get("cert_file"), cfg["tls"].get("key_file"), cfg["http"].get("cookie_key_file")]
+    files = [cfg["tls"].get("cert_file"), cfg["tls"].get("key_file"), cfg["http"].get("cookie_key_file"),
+             cfg["admin"].get("token_file")]
     for m in cfg["auth"]["methods"]:
         files += [v for k, v in m.items() if k.endswith("_file") or k == "path"]
     files = [f for f in files if f]
@@ -416,11 +423,23 @@ def test_config_change_rolls_pods():
     assert checksum(with_values(TWO_TENANTS, **{"kubernetes.podTemplate": {"spec": {"priorityClassName": "x"}}})) != base
 
 
+def test_admin_api_needs_a_token_secret_else_the_port_serves_health_and_metrics_only():
+    objs = objects(TWO_TENANTS)
+    assert config(objs)["admin"] == {"bind": "0.0.0.0:10011", "api": False}
+    own = objects(with_values(TWO_TENANTS, **{"admin.tokenSecret": {"name": "ops-token", "key": "bearer"}}))
+    assert config(own)["admin"] == {"bind": "0.0.0.0:10011", "token_file": "/run/secrets/sparkgate/admin-token/bearer", "api": True}
+    pod = one(own, "Deployment", FULLNAME)["spec"]["template"]["spec"]
+    assert {"name": "admin-token", "secret": {"secretName": "ops-token", "items": [{"key": "bearer", "path": "bearer"}]}} in pod["volumes"]
+    assert_files_are_mounted(own)
+
+
 def test_service_and_pdb():
     objs = objects(TWO_TENANTS)
     svc = one(objs, "Service", FULLNAME)
     assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
-        ("thrift-binary", 10009, "thrift-binary"), ("thrift-http", 10010, "thrift-http"), ("admin", 10011, "admin")]
+        ("thrift-binary", 10009, "thrift-binary"), ("thrift-http", 10010, "thrift-http")]
+    exposed = one(objects(with_values(TWO_TENANTS, **{"service.exposeAdmin": True})), "Service", FULLNAME)
+    assert [p["name"] for p in exposed["spec"]["ports"]][-1] == "admin"
     pdb = one(objs, "PodDisruptionBudget", FULLNAME)
     assert pdb["apiVersion"] == "policy/v1" and pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == one(objs, "Deployment", FULLNAME)["spec"]["selector"]["matchLabels"]
@@ -519,6 +538,9 @@ SET_THROUGH = {
     "server.bind": "ports.binary",
     "http.bind": "http.enabled",  # on ports.http
     "admin.bind": "ports.admin",
+    "admin.token_file": "admin.tokenSecret",
+    # On with a token Secret, off (health and metrics only) without one.
+    "admin.api": "admin.tokenSecret",
     # Secrets are only named: the chart mounts each and writes the path of the mounted file.
     "http.cookie_key_file": "http.cookieKeySecret",
     "tls.cert_file": "tls.secretName",

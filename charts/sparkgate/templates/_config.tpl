@@ -59,6 +59,13 @@ jwks_file = {{ include "sparkgate.secretFile" (dict "root" $root "volume" (print
 
 [admin]
 bind = {{ printf "0.0.0.0:%v" .Values.ports.admin | toJson }}
+{{- with include "sparkgate.secretFile" (dict "root" . "volume" "admin-token") }}
+token_file = {{ toJson . }}
+api = true
+{{- else }}
+# No admin.tokenSecret: health, readiness and metrics only.
+api = false
+{{- end }}
 
 [pools]
 {{- include "sparkgate.toml.keys" (dict "values" .Values.pools "keys" (list "maxSessionsPerDriver" "maxWaiting" "waitTimeout" "drainGrace" "stopDriversOnExit" "reconcileEvery")) }}

@@ -174,6 +174,11 @@ keys, is mounted by the Deployment at /run/secrets/sparkgate/tls.)
 */}}
 {{- define "sparkgate.secretMounts" -}}
 {{- $out := list -}}
+{{- with .Values.admin.tokenSecret -}}
+{{- if .name -}}
+{{- $out = append $out (dict "volume" "admin-token" "secret" .name "key" .key "file" (printf "%s/%s" (include "sparkgate.secretDir" "admin-token") .key)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.http.enabled .Values.http.cookieKeySecret.name -}}
 {{- $ref := .Values.http.cookieKeySecret -}}
 {{- $out = append $out (dict "volume" "cookie-key" "secret" $ref.name "key" $ref.key "file" (printf "%s/%s" (include "sparkgate.secretDir" "cookie-key") $ref.key)) -}}

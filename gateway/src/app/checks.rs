@@ -27,6 +27,13 @@ pub enum StartError {
     NosaslNeedsNoneAuth,
     #[error("invalid configuration: auth method `none` admits anyone, and {binds:?} is reachable from the network; configure real authentication, bind to 127.0.0.1, or set server.allow_none_auth_on_network = true")]
     NoneAuthOnNetwork { binds: Vec<SocketAddr> },
+    #[error("invalid configuration: admin.bind {bind} is reachable from the network, and the admin API lists users and drains drivers: set admin.token_file (a bearer token), bind 127.0.0.1, or set admin.api = false (health, readiness and metrics only)")]
+    AdminWithoutToken { bind: SocketAddr },
+    #[error("invalid configuration: admin.token_file {}: {reason}", path.display())]
+    AdminToken {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("invalid configuration: {0}")]
     Launcher(#[from] crate::launcher::LaunchError),
     #[error("cannot listen on {addr}: {source}")]
@@ -55,7 +62,31 @@ fn check_auth(config: &Config) -> Result<(), StartError> {
             binds: network_binds,
         });
     }
+    if let Some(bind) = config.admin.bind {
+        if !bind.ip().is_loopback() && config.admin.api && config.admin.token_file.is_none() {
+            return Err(StartError::AdminWithoutToken { bind });
+        }
+    }
     Ok(())
+}
+
+/// The admin API's bearer token, if one is configured.
+fn admin_token(config: &Config) -> Result<Option<Arc<[u8]>>, StartError> {
+    let Some(path) = &config.admin.token_file else {
+        return Ok(None);
+    };
+    let refuse = |reason: String| StartError::AdminToken {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| refuse(e.to_string()))?;
+    let token = text.trim();
+    if token.chars().count() < 16 {
+        return Err(refuse(
+            "the token is shorter than 16 characters (e.g. `openssl rand -hex 32`)".into(),
+        ));
+    }
+    Ok(Some(Arc::from(token.as_bytes())))
 }
 
 /// What startup takes from the configuration and the files it names, each checked.
@@ -63,6 +94,7 @@ pub(super) struct Checked {
     pub auth: Arc<AuthService>,
     pub tls: Option<Arc<TlsAcceptorCell>>,
     pub cookie_key: Vec<u8>,
+    pub admin_token: Option<Arc<[u8]>>,
 }
 
 /// Every check startup makes before it binds a port or starts a driver: the configuration
@@ -87,10 +119,12 @@ pub(super) fn check_all(config: &Config) -> Result<Checked, StartError> {
             key
         }
     };
+    let admin_token = admin_token(config)?;
     Ok(Checked {
         auth,
         tls,
         cookie_key,
+        admin_token,
     })
 }
 
@@ -123,6 +157,41 @@ mod tests {
         );
         config.server.allow_none_auth_on_network = true;
         assert!(check_auth(&config).is_ok());
+    }
+
+    #[test]
+    fn an_admin_port_on_the_network_needs_a_token_of_some_length() {
+        let mut config = Config::default();
+        config.admin.bind = Some("127.0.0.1:10011".parse().unwrap());
+        assert!(check_config(&config, true).is_ok(), "loopback is fine");
+        config.admin.bind = Some("0.0.0.0:10011".parse().unwrap());
+        for files in [true, false] {
+            let err = check_config(&config, files).unwrap_err();
+            assert!(err.to_string().contains("admin.token_file"), "{err}");
+        }
+        let dir = std::env::temp_dir().join(format!("sparkgate-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let short = dir.join("short");
+        std::fs::write(&short, "  secret\n").unwrap();
+        config.admin.token_file = Some(short);
+        assert!(check_config(&config, false).is_ok(), "the file is not read");
+        let err = check_config(&config, true).unwrap_err();
+        assert!(err.to_string().contains("shorter than 16"), "{err}");
+        let good = dir.join("good");
+        std::fs::write(&good, "0123456789abcdef0123\n").unwrap();
+        config.admin.token_file = Some(good);
+        let checked = check_all(&config).unwrap();
+        config.admin.token_file = None;
+        config.admin.api = false;
+        assert!(
+            check_config(&config, true).is_ok(),
+            "health and metrics only need no token"
+        );
+        assert_eq!(
+            checked.admin_token.as_deref(),
+            Some(&b"0123456789abcdef0123"[..])
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// `--check-config` refuses what startup refuses, files included unless told not to read

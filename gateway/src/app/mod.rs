@@ -59,6 +59,7 @@ impl Gateway {
             auth,
             tls,
             cookie_key,
+            admin_token,
         } = check_all(&config)?;
         let mut metrics = Metrics::default();
         let pool_metrics = PoolFamilies::register(metrics.registry_mut());
@@ -124,6 +125,8 @@ impl Gateway {
                 handler: shared.handler.clone(),
                 metrics: Arc::new(metrics),
                 shutdown: shared.shutdown.clone(),
+                token: admin_token,
+                api: config.admin.api,
             };
             tasks.spawn("admin port", crate::admin::serve(admin_listener, view));
         }
