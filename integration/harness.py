@@ -201,6 +201,8 @@ class Sparkgate:
         port = free_port()
         config = Path(workdir) / f"{name}.toml"
         config.write_text(toml.replace("{port}", str(port)))
+        # sparkgate's own file: a tenant's drivers (their own OS users, as root) must not read it.
+        config.chmod(0o600)
         return cls(["--config", str(config)], port, Path(workdir) / f"{name}.log", env=env)
 
     @classmethod

@@ -5,14 +5,20 @@
 #
 #   SPARKGATE_PORT (default 10009)  where clients connect
 #   STS_PORT       (default 10000)  the first port handed to drivers
-#   SPARKGATE_HOME (default ~/.local/share/sparkgate)  your tables (tenants/default/: catalog and
-#                  warehouse, kept across drivers and runs) and the drivers' work dirs and logs
+#   SPARKGATE_HOME (default ~/.local/share/sparkgate; as root /var/lib/sparkgate)  your tables
+#                  (tenants/default/: catalog and warehouse, kept across drivers and runs) and the
+#                  drivers' work dirs and logs. As root, sparkgate runs the drivers as the OS user
+#                  sparkgate-default (created if missing), which must be able to reach this dir.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 gateway_port="${SPARKGATE_PORT:-10009}"
 sts_port="${STS_PORT:-10000}"
-home="${SPARKGATE_HOME:-$HOME/.local/share/sparkgate}"
+if [ "$(id -u)" -eq 0 ]; then
+  home="${SPARKGATE_HOME:-/var/lib/sparkgate}"
+else
+  home="${SPARKGATE_HOME:-$HOME/.local/share/sparkgate}"
+fi
 mkdir -p "$home"
 
 ./integration/setup.sh
@@ -37,6 +43,8 @@ driver_memory = "1g"
 min_drivers = 1
 max_drivers = 2
 TOML
+# sparkgate's own file: no driver's OS user may read it (sparkgate checks at startup).
+chmod 600 "$home/sparkgate.toml"
 
 echo "starting sparkgate on 127.0.0.1:$gateway_port; it starts a Spark Thrift Server (~15 s; logs under $home/drivers, tables under $home/tenants/default)"
 echo "  beeline -u 'jdbc:hive2://127.0.0.1:$gateway_port/default' -n \$USER"

@@ -31,6 +31,9 @@ pub struct Config {
     /// The Kubernetes launcher (drivers as Pods).
     pub kubernetes: KubernetesConfig,
     pub admin: AdminConfig,
+    /// The file this was read from (not a key of it): no tenant's drivers may read it.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// The admin HTTP port (health, readiness, metrics, drivers/sessions API).
@@ -295,13 +298,15 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
+        let mut config = Self::from_toml(&text).map_err(|e| match e {
             ConfigError::Parse { source, .. } => ConfigError::Parse {
                 path: path.display().to_string(),
                 source,
             },
             other => other,
-        })
+        })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -325,6 +330,26 @@ impl Config {
         } else {
             self.tenants.clone()
         }
+    }
+
+    /// The files of sparkgate's that hold a secret: credentials, keys, password hashes.
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        use sparkgate_auth::MethodConfig;
+        let mut files: Vec<PathBuf> = self
+            .auth
+            .methods
+            .iter()
+            .filter_map(|m| match m {
+                MethodConfig::UsersFile(f) => Some(f.path.clone()),
+                MethodConfig::Ldap(l) => l.bind_password_file.clone(),
+                MethodConfig::Jwt(j) => j.hs256_secret_file.clone(),
+                MethodConfig::None {} => None,
+            })
+            .collect();
+        files.extend(self.http.cookie_key_file.clone());
+        files.extend(self.tls.key_file.clone());
+        files.extend(self.admin.token_file.clone());
+        files
     }
 
     /// Checks what serde cannot, before any port is bound.

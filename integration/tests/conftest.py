@@ -54,10 +54,14 @@ def workdir():
         base = REPO / "integration" / ".work"
         base.mkdir(parents=True, exist_ok=True)
         d = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+        d.chmod(0o711)
         print(f"\n[harness] work dir (kept): {d}")
         yield d
         return
     d = Path(tempfile.mkdtemp(prefix="sparkgate-it-"))
+    # Like a service's directory: the OS users of local drivers (sparkgate as root) pass through
+    # to their own directories below it; mkdtemp's 0700 would stop them.
+    d.chmod(0o711)
     try:
         yield d
     finally:

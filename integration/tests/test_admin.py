@@ -54,6 +54,7 @@ def with_token(workdir):
     work.mkdir()
     token_file = work / "admin-token"
     token_file.write_text(f"  {TOKEN}\n")
+    token_file.chmod(0o600)  # a secret: no tenant's drivers may read it
     port = free_port()
     gw = Sparkgate.with_config(work, toml(work, f'bind = "127.0.0.1:{port}"\ntoken_file = "{token_file}"'), "gw")
     gw.start()

@@ -1,35 +1,64 @@
 """Isolation past the gateway, with real local drivers: a driver sparkgate runs takes sparkgate's
 connections only (hive.server2.authentication=CUSTOM with sparkgate's password provider and a
-secret per driver), so a client that reaches a driver's port directly runs no SQL there; and a
+secret per driver), so a client that reaches a driver's port directly runs no SQL there; each
+tenant's drivers run as an OS user of the tenant's own (sparkgate runs as root here, as in CI), so
+no SQL reads sparkgate's secrets or another tenant's tables through Spark's file sources; and a
 tenant's switches refuse what all sessions on a driver share (ADD JAR/FILE, global_temp).
 
 One sparkgate serves the module: tenant "pooled" (no switches, one driver from the start) and
-tenant "strict" (both switches on, its driver started by its first session)."""
+tenant "strict" (both switches on, its driver started by its first session), with a JWT secret
+and a cookie key configured (files only sparkgate may read)."""
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import stat
+import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 from pyhive import hive
-from test_pools import driver_pids, first_driver_port, pool_toml, run_sql
+from test_pools import catalog_pid, catalog_state, driver_pids, first_driver_port, pool_toml, run_sql
 from thrift.transport.TTransport import TTransportException
 
-from harness import Sparkgate
+from harness import Sparkgate, sparkgate_binary
 from helpers import free_port
+
+JWT_SECRET = "jwt-secret-only-sparkgate-knows-0123456789"
+COOKIE_KEY = "cookie-key-only-sparkgate-knows-0123456789"
+SPARKGATE_CREDENTIAL = "sparkgate-own-cloud-credential-0123456789"
+
+
+def secrets_toml(work: Path) -> str:
+    """A JWT secret and a cookie key, as an operator keeps them: files readable by sparkgate only."""
+    for name, value in (("jwt.secret", JWT_SECRET), ("cookie.key", COOKIE_KEY)):
+        (work / name).write_text(value)
+        (work / name).chmod(0o600)
+    return f"""
+[http]
+cookie_key_file = "{work / 'cookie.key'}"
+[[auth.methods]]
+type = "none"
+[[auth.methods]]
+type = "jwt"
+hs256_secret_file = "{work / 'jwt.secret'}"
+algorithms = ["HS256"]
+"""
 
 
 @pytest.fixture(scope="module")
 def gateway(workdir):
+    assert os.geteuid() == 0, "the isolation tests run sparkgate as root (as CI does): drivers get OS users of their own"
     work = workdir / "isolation"
     work.mkdir()
     admin_port = free_port()
     config = pool_toml(work, first_driver_port(), min_drivers=1, max_drivers=1, admin_port=admin_port,
-                       extra_tenants=STRICT_TENANT)
-    gw = Sparkgate.with_config(work, config, "gw")
+                       extra_tenants=STRICT_TENANT + secrets_toml(work))
+    # Credentials of sparkgate's own, as a cloud VM would give it: not the tenants'.
+    gw = Sparkgate.with_config(work, config, "gw", env={"AWS_SECRET_ACCESS_KEY": SPARKGATE_CREDENTIAL})
     gw.start()
     gw.work = work
     gw.admin = f"http://127.0.0.1:{admin_port}"
@@ -158,9 +187,11 @@ def tenant_sql(port: int, tenant: str, statement: str, user: str = "sam") -> lis
         conn.close()
 
 
-def test_a_tenants_switches_refuse_what_its_sessions_would_share(gateway, tmp_path):
-    jar = tmp_path / "empty.jar"
+def test_a_tenants_switches_refuse_what_its_sessions_would_share(gateway):
+    # Where the driver's OS user can read it.
+    jar = gateway.work / "empty.jar"
     jar.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    jar.chmod(0o644)
     shared = [
         f"ADD JAR {jar}",
         f"add file {jar}",
@@ -183,3 +214,148 @@ def test_a_tenants_switches_refuse_what_its_sessions_would_share(gateway, tmp_pa
     # Everything else runs as usual on the strict tenant's driver, temporary views included.
     assert tenant_sql(gateway.port, "strict", "select 'add jar' as s") == [("add jar",)]
     assert tenant_sql(gateway.port, "strict", "create temporary view mine as select 2 as x") == []
+
+
+def sql_error(port: int, tenant: str, statement: str) -> str:
+    with pytest.raises(hive.OperationalError) as refused:
+        tenant_sql(port, tenant, statement)
+    return str(refused.value)
+
+
+def process_user(pid: int) -> str:
+    return pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+
+
+def test_each_tenants_drivers_and_catalog_run_as_its_own_os_user(gateway):
+    tenant_sql(gateway.port, "strict", "select 1")
+    users = {}
+    for pid in driver_pids(gateway.work):
+        tenant = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"spark.sparkgate.tenant=")[1].split(b"\0")[0].decode()
+        users.setdefault(tenant, set()).add(process_user(pid))
+    assert users == {"pooled": {"sparkgate-pooled"}, "strict": {"sparkgate-strict"}}
+    for tenant in ("pooled", "strict"):
+        pid = catalog_pid(gateway.work, tenant)
+        assert pid is not None and process_user(pid) == f"sparkgate-{tenant}"
+        # SQL sees the session's user, as before; the OS user is below it.
+        assert tenant_sql(gateway.port, tenant, "select current_user()", user="sam") == [("sam",)]
+    # sparkgate's environment stays with sparkgate.
+    for pid in driver_pids(gateway.work):
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"AWS_SECRET_ACCESS_KEY" not in environ and SPARKGATE_CREDENTIAL.encode() not in environ
+        assert b"SPARKGATE_DRIVER_SECRET=" in environ, "the environment read is the driver's"
+
+
+def test_no_sql_reads_sparkgates_secrets(gateway):
+    work = gateway.work
+    driver_state = next((work / "drivers").glob("*/driver.json"))
+    secrets = [work / "jwt.secret", work / "cookie.key", work / "gw.toml", driver_state]
+    # The same reads of a file anyone may read work: what fails below is the permission.
+    public = work / "public.txt"
+    public.write_text("for everyone\n")
+    public.chmod(0o644)
+    assert tenant_sql(gateway.port, "pooled", f"select * from text.`file://{public}`") == [("for everyone",)]
+    assert tenant_sql(gateway.port, "pooled", f"select length(content) from binaryFile.`file://{public}`") == [(13,)]
+    for path in secrets:
+        for query in (f"select * from text.`file://{path}`",
+                      f"select content from binaryFile.`file://{path}`",
+                      f"select * from json.`file://{path}`"):
+            message = sql_error(gateway.port, "pooled", query)
+            assert "Permission denied" in message or "AccessDenied" in message, f"{query}: {message[:500]}"
+            for secret in (JWT_SECRET, COOKIE_KEY, json.loads(driver_state.read_text())["secret"]):
+                assert secret not in message
+    # Nor by listing the directories they are in.
+    message = sql_error(gateway.port, "pooled", f"select path from binaryFile.`file://{work}/drivers/*/driver.json`")
+    assert JWT_SECRET not in message
+
+
+def test_two_tenants_cannot_read_each_others_tables(gateway):
+    tenant_sql(gateway.port, "strict", "create table if not exists strict_only as select 'strict data' as v")
+    tenant_sql(gateway.port, "pooled", "create table if not exists pooled_only as select 'pooled data' as v")
+    theirs = gateway.work / "tenants" / "strict" / "warehouse" / "strict_only"
+    ours = gateway.work / "tenants" / "pooled" / "warehouse" / "pooled_only"
+    # Each reads its own table's files by path...
+    assert tenant_sql(gateway.port, "pooled", f"select v from parquet.`file://{ours}`") == [("pooled data",)]
+    assert tenant_sql(gateway.port, "strict", f"select v from parquet.`file://{theirs}`") == [("strict data",)]
+    # ...and neither the other's, nor its catalog, nor its drivers' temp files.
+    for tenant, path in (("pooled", theirs), ("strict", ours)):
+        message = sql_error(gateway.port, tenant, f"select v from parquet.`file://{path}`")
+        assert "Permission denied" in message or "AccessDenied" in message or "PATH_NOT_FOUND" in message, message[:500]
+        assert "strict data" not in message and "pooled data" not in message
+    other_catalog = gateway.work / "tenants" / "strict" / "catalog"
+    message = sql_error(gateway.port, "pooled", f"select count(*) from binaryFile.`file://{other_catalog}/*`")
+    assert "Permission denied" in message or "AccessDenied" in message or "PATH_NOT_FOUND" in message, message[:500]
+    for d in (gateway.work / "tenants" / "strict" / "warehouse", other_catalog):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700 and pwd.getpwuid(d.stat().st_uid).pw_name == "sparkgate-strict"
+
+
+def test_a_secret_a_tenants_os_user_could_read_stops_startup(workdir):
+    work = workdir / "readable-secret"
+    work.mkdir()
+    config = pool_toml(work, first_driver_port(), min_drivers=0, max_drivers=1) + secrets_toml(work)
+    (work / "jwt.secret").chmod(0o644)  # as an editor might leave it
+    gw = Sparkgate.with_config(work, config, "gw")
+    with pytest.raises(RuntimeError):
+        gw.start(timeout=60)
+    gw.stop()
+    log = gw.log_text()
+    assert f"{work / 'jwt.secret'}: readable by OS user \"sparkgate-pooled\"" in log, log[-2000:]
+    assert "chmod 600" in log
+    assert JWT_SECRET not in log
+
+
+def check_config(work: Path, toml: str) -> subprocess.CompletedProcess:
+    config = work / "check.toml"
+    config.write_text(toml.replace("{port}", "10009"))
+    return subprocess.run([str(sparkgate_binary()), "--config", str(config), "--check-config"],
+                          check=False, capture_output=True, text=True, timeout=60)
+
+
+def test_drivers_as_sparkgates_own_os_user_need_an_explicit_yes(workdir):
+    work = workdir / "shared-user"
+    work.mkdir()
+    config = pool_toml(work, first_driver_port(), min_drivers=0, max_drivers=1) + secrets_toml(work)
+    shared = config.replace("[local]\n", '[local]\ndriver_users = "sparkgate"\n', 1)
+    refused = check_config(work, shared)
+    assert refused.returncode != 0
+    out = refused.stdout + refused.stderr
+    assert f"the secret file {work / 'jwt.secret'}" in out and f"the secret file {work / 'cookie.key'}" in out, out
+    assert "local.allow_shared_os_user" in out, out
+    accepted = check_config(work, shared.replace("[local]\n", "[local]\nallow_shared_os_user = true\n", 1))
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    # One tenant without secrets (the embedded default) has nothing to expose.
+    plain = pool_toml(work, first_driver_port(), min_drivers=0, max_drivers=1).replace(
+        "[local]\n", '[local]\ndriver_users = "sparkgate"\n', 1)
+    assert check_config(work, plain).returncode == 0
+
+
+# The metastore's get_all_databases call (Thrift binary protocol, unframed, as Hive's client sends
+# it), sent with bash's /dev/tcp: what a tenant's SQL could do with `TRANSFORM ... USING 'bash ...'`.
+METASTORE_CALL = r"""
+exec 3<>/dev/tcp/127.0.0.1/$0 || exit 3
+printf '\200\001\000\001\000\000\000\021get_all_databases\000\000\000\001\000' >&3
+timeout 20 head -c 4 <&3 | od -An -tx1
+"""
+
+
+def metastore_reply(port: int, os_user: str | None) -> str:
+    """The first bytes of the catalog's answer to a call made as `os_user` (None: as the test)."""
+    as_user = {}
+    if os_user:
+        entry = pwd.getpwnam(os_user)
+        as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    out = subprocess.run(["/bin/bash", "-c", METASTORE_CALL, str(port)], capture_output=True, text=True,
+                         timeout=60, cwd="/", check=False, **as_user)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_a_tenants_catalog_answers_its_own_drivers_only(gateway):
+    tenant_sql(gateway.port, "strict", "select 1")
+    port = catalog_state(gateway.work, "strict")["port"]
+    # Its own tenant's user gets a reply (0x80010002: a REPLY message)...
+    assert metastore_reply(port, "sparkgate-strict") == "80 01 00 02"
+    # ...another tenant's user, or anyone else on the machine, a closed connection.
+    assert metastore_reply(port, "sparkgate-pooled") == ""
+    assert metastore_reply(port, "nobody") == ""
+    assert metastore_reply(port, None) == ""
+    assert tenant_sql(gateway.port, "strict", "show databases") == [("default",)]

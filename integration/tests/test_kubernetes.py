@@ -524,7 +524,12 @@ def test_chart_installs_into_the_api_server(cluster):
             assert deploy.spec.replicas == 2
             assert deploy.spec.template.spec.service_account_name == "sg-sparkgate"
             svc = core.read_namespaced_service("sg-sparkgate", release_ns)
-            assert {p.name: p.port for p in svc.spec.ports} == {"thrift-binary": 10009, "thrift-http": 10010, "admin": 10011}
+            # Clients' Service carries the Thrift ports only: the admin port (drain, sessions) stays
+            # off it unless service.exposeAdmin, and no ServiceMonitor asked for its own Service.
+            assert {p.name: p.port for p in svc.spec.ports} == {"thrift-binary": 10009, "thrift-http": 10010}
+            assert "sg-sparkgate-admin" not in {s.metadata.name for s in core.list_namespaced_service(release_ns).items}
+            container = deploy.spec.template.spec.containers[0]
+            assert {p.name: p.container_port for p in container.ports}["admin"] == 10011
             assert "sparkgate.toml" in core.read_namespaced_config_map("sg-sparkgate", release_ns).data
             core.read_namespaced_service_account("sg-sparkgate", release_ns)
             for tenant, arn in ARN.items():

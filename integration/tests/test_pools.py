@@ -96,7 +96,7 @@ def run_sql(port: int, *statements: str, user: str = "carl") -> list:
 
 
 def catalog_state(work: Path, tenant: str) -> dict:
-    return json.loads((work / "tenants" / tenant / "catalog" / "catalog.json").read_text())
+    return json.loads((work / "tenants" / tenant / "catalog.json").read_text())
 
 
 def catalog_pid(work: Path, tenant: str) -> int | None:

@@ -36,6 +36,8 @@ pub enum StartError {
     },
     #[error("invalid configuration: {0}")]
     Launcher(#[from] crate::launcher::LaunchError),
+    #[error("invalid configuration: local drivers would run as sparkgate's own OS user ({why}), so any SQL user could read, through Spark's file sources, {exposed}. Run sparkgate as root (each tenant's drivers then run as an OS user of its own), use the Kubernetes launcher, or set local.allow_shared_os_user = true to accept this")]
+    SharedDriverUser { why: &'static str, exposed: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -68,6 +70,37 @@ fn check_auth(config: &Config) -> Result<(), StartError> {
         }
     }
     Ok(())
+}
+
+/// Refuses local drivers that would run as sparkgate's own OS user and could read its secrets
+/// or each other's tables, unless that is explicitly accepted.
+fn check_local_drivers(config: &Config) -> Result<(), StartError> {
+    use crate::launcher::local::os_user;
+    let local = config
+        .effective_tenants()
+        .iter()
+        .filter(|t| t.launcher == crate::tenant::LauncherKind::Local)
+        .count();
+    if local == 0 || config.local.allow_shared_os_user {
+        return Ok(());
+    }
+    let per_tenant = os_user::per_tenant(config.local.driver_users)
+        .map_err(crate::launcher::LaunchError::from)?;
+    if per_tenant {
+        return Ok(());
+    }
+    let exposed = os_user::shared_user_exposure(&config.secret_files(), local);
+    if exposed.is_empty() {
+        return Ok(());
+    }
+    Err(StartError::SharedDriverUser {
+        why: if config.local.driver_users == os_user::DriverUsers::Sparkgate {
+            "local.driver_users = \"sparkgate\""
+        } else {
+            "sparkgate does not run as root"
+        },
+        exposed: exposed.join(", "),
+    })
 }
 
 /// The admin API's bearer token, if one is configured.
@@ -103,6 +136,7 @@ pub(super) struct Checked {
 pub(super) fn check_all(config: &Config) -> Result<Checked, StartError> {
     config.validate()?;
     check_auth(config)?;
+    check_local_drivers(config)?;
     let auth = Arc::new(AuthService::from_config(&config.auth)?);
     let tls = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(cert), Some(key)) => Some(TlsAcceptorCell::load(cert, key)?),
@@ -136,7 +170,8 @@ pub fn check_config(config: &Config, files: bool) -> Result<(), StartError> {
         check_all(config).map(|_| ())
     } else {
         config.validate()?;
-        check_auth(config)
+        check_auth(config)?;
+        check_local_drivers(config)
     }
 }
 

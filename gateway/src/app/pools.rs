@@ -62,9 +62,14 @@ pub(super) async fn start_pools(
         add_pools(metrics, &fixed, &fixed_limits, &launcher, &always, pools).await;
     }
     if !local.is_empty() {
+        let names: Vec<String> = local.iter().map(|t| t.name.clone()).collect();
+        let mut secrets = config.secret_files();
+        secrets.extend(config.source.clone());
         let launcher: Arc<dyn Launcher> = Arc::new(LocalLauncher::new(
             config.local.clone(),
             &config.backend.service_user,
+            &names,
+            &secrets,
         )?);
         // The local launcher's drivers belong to this process alone: it always decides.
         add_pools(metrics, &local, &limits, &launcher, &always, &mut set.pools).await;

@@ -92,6 +92,11 @@ impl ScalaJar {
                         .collect::<String>()
                 )));
             }
+            // Drivers running as tenants' OS users load it.
+            std::fs::set_permissions(
+                &partial,
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )?;
             std::fs::rename(&partial, &path)?;
             info!(jar = %path.display(), secs = started.elapsed().as_secs_f64(), "compiled sparkgate's {}", self.name);
         }

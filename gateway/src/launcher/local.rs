@@ -7,7 +7,9 @@
 //! [`catalog`]), shared by all of the tenant's drivers and kept across their restarts.
 
 mod catalog;
+pub mod os_user;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -48,6 +50,18 @@ pub struct LocalLauncherConfig {
     pub stop_grace: Duration,
     /// Heap of each tenant's catalog process (its Hive metastore service).
     pub catalog_memory: String,
+    /// Who the drivers run as: `auto` (each tenant's own OS user when sparkgate runs as root,
+    /// else sparkgate's own), `tenant` or `sparkgate`. See [`os_user`].
+    pub driver_users: os_user::DriverUsers,
+    /// A tenant's OS user is this prefix and its name in lowercase...
+    pub os_user_prefix: String,
+    /// ...unless named here (tenant -> user name).
+    pub os_users: BTreeMap<String, String>,
+    /// Create a tenant's OS user (a system user without login) when it does not exist.
+    pub create_os_users: bool,
+    /// With drivers running as sparkgate's own OS user, start even though they can read the
+    /// secret files sparkgate reads and each other's tables (refused otherwise).
+    pub allow_shared_os_user: bool,
 }
 
 impl Default for LocalLauncherConfig {
@@ -59,6 +73,11 @@ impl Default for LocalLauncherConfig {
             startup_timeout: Duration::from_secs(180),
             stop_grace: Duration::from_secs(20),
             catalog_memory: "256m".into(),
+            driver_users: os_user::DriverUsers::Auto,
+            os_user_prefix: "sparkgate-".into(),
+            os_users: BTreeMap::new(),
+            create_os_users: true,
+            allow_shared_os_user: false,
         }
     }
 }
@@ -77,6 +96,8 @@ struct Inner {
     /// The user sparkgate's driver connections log in as.
     service_user: String,
     spark_home: PathBuf,
+    /// Each tenant's OS user; empty when drivers run as sparkgate's own.
+    users: BTreeMap<String, os_user::RunAs>,
     /// Held from picking a port until the driver's state file records it: pools start drivers
     /// concurrently, and a port is free until the new JVM binds it, seconds later.
     spawning: std::sync::Mutex<()>,
@@ -144,8 +165,15 @@ fn signal(pid: u32, signal: nix::sys::signal::Signal) {
 }
 
 impl LocalLauncher {
-    /// `service_user`: the user sparkgate's connections to the drivers log in as.
-    pub fn new(mut config: LocalLauncherConfig, service_user: &str) -> Result<Self, LaunchError> {
+    /// `service_user`: the user sparkgate's connections to the drivers log in as. `tenants`:
+    /// the local tenants, whose OS users and directories are made ready now. `secrets`: files
+    /// of sparkgate's that no tenant's OS user may read (startup fails if one can).
+    pub fn new(
+        mut config: LocalLauncherConfig,
+        service_user: &str,
+        tenants: &[String],
+        secrets: &[PathBuf],
+    ) -> Result<Self, LaunchError> {
         let spark_home = config
             .spark_home
             .clone()
@@ -163,6 +191,30 @@ impl LocalLauncher {
         }
         std::fs::create_dir_all(config.work_dir.join("drivers"))?;
         config.work_dir = config.work_dir.canonicalize()?;
+        // Traversable, not listable: drivers reach their own directories only.
+        for dir in ["", "drivers", "tenants"] {
+            os_user::own_dir(&config.work_dir.join(dir), 0o711)?;
+        }
+        for dir in ["driver-auth", "catalog-server"] {
+            os_user::own_dir(&config.work_dir.join(dir), 0o755)?;
+        }
+        let users = tenant_users(&config, tenants)?;
+        let spark_home = if users.is_empty() {
+            spark_home
+        } else {
+            os_user::reachable_spark_home(&spark_home, &config.work_dir, &users)?
+        };
+        for (tenant, user) in &users {
+            let readable = os_user::readable_by(user, secrets)?;
+            if let Some(path) = readable.into_iter().next() {
+                return Err(os_user::OsUserError::SecretReadable {
+                    path,
+                    tenant: tenant.clone(),
+                    name: user.name.clone(),
+                }
+                .into());
+            }
+        }
         catalog::report_per_driver_tables(&config.work_dir.join("drivers"));
         warn_if_ephemeral(config.first_port);
         let config_first_port = config.first_port;
@@ -171,6 +223,7 @@ impl LocalLauncher {
             config.work_dir.clone(),
             config.catalog_memory.clone(),
             config.stop_grace,
+            users.clone(),
         );
         let driver_auth = ScalaJar::new(
             "driver-auth",
@@ -179,23 +232,76 @@ impl LocalLauncher {
             spark_home.clone(),
             config.work_dir.join("driver-auth"),
         );
+        let inner = Inner {
+            config,
+            catalogs,
+            driver_auth,
+            service_user: service_user.to_owned(),
+            spark_home,
+            users,
+            spawning: std::sync::Mutex::new(()),
+            next_port: std::sync::atomic::AtomicU16::new(config_first_port),
+        };
+        // Drivers and catalogs an earlier run started as another OS user go first: they hold
+        // files the tenant's own user is about to be given.
+        inner.list_alive();
+        for tenant in tenants {
+            inner.catalogs.stop_foreign(tenant);
+            inner.prepare_tenant(tenant)?;
+        }
         Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                catalogs,
-                driver_auth,
-                service_user: service_user.to_owned(),
-                spark_home,
-                spawning: std::sync::Mutex::new(()),
-                next_port: std::sync::atomic::AtomicU16::new(config_first_port),
-            }),
+            inner: Arc::new(inner),
         })
     }
+}
+
+/// Each local tenant's OS user, when drivers run as per-tenant users (empty otherwise: they run
+/// as sparkgate's own).
+fn tenant_users(
+    config: &LocalLauncherConfig,
+    tenants: &[String],
+) -> Result<BTreeMap<String, os_user::RunAs>, LaunchError> {
+    if !os_user::per_tenant(config.driver_users)? {
+        return Ok(BTreeMap::new());
+    }
+    let names = os_user::user_names(tenants, &config.os_user_prefix, &config.os_users)?;
+    let mut users = BTreeMap::new();
+    for (tenant, name) in names {
+        let user = os_user::ensure_user(&tenant, &name, config.create_os_users)?;
+        if !os_user::can_enter(&user, &config.work_dir.join("tenants"))? {
+            return Err(os_user::OsUserError::Unreachable {
+                tenant,
+                name,
+                path: config.work_dir.clone(),
+            }
+            .into());
+        }
+        users.insert(tenant, user);
+    }
+    Ok(users)
 }
 
 impl Inner {
     fn driver_dir(&self, id: &str) -> PathBuf {
         self.config.work_dir.join("drivers").join(id)
+    }
+
+    /// The tenant's directories (catalog, warehouse, home), its user's alone. Idempotent.
+    fn prepare_tenant(&self, tenant: &str) -> Result<(), LaunchError> {
+        let user = self.users.get(tenant);
+        let dir = self.catalogs.tenant_dir(tenant);
+        os_user::own_dir(&dir, 0o711)?;
+        for sub in ["catalog", "warehouse", "home"] {
+            os_user::private_dir(&dir.join(sub), user)?;
+        }
+        Ok(())
+    }
+
+    /// The OS user a tenant's processes must run as.
+    fn expected_uid(&self, tenant: &str) -> u32 {
+        self.users
+            .get(tenant)
+            .map_or_else(|| nix::unistd::geteuid().as_raw(), |u| u.uid)
     }
 
     /// The drivers a previous run (or this one) left, alive; dead ones' state is removed.
@@ -213,6 +319,17 @@ impl Inner {
                 Ok(driver) if alive(driver.pid) && driver.secret.is_empty() => {
                     // An older sparkgate started it open to anyone on the machine: replaced.
                     warn!(driver = %driver.id, "stopping a driver started without a secret (by an older sparkgate); it takes connections from anyone");
+                    signal(driver.pid, nix::sys::signal::Signal::SIGTERM);
+                    let _ = std::fs::remove_file(&state);
+                }
+                Ok(driver)
+                    if alive(driver.pid)
+                        && os_user::process_uid(driver.pid)
+                            .is_some_and(|uid| uid != self.expected_uid(&driver.tenant)) =>
+                {
+                    // Started by an earlier run as another OS user (as sparkgate's own, before
+                    // tenants had users): it could read what the tenant must not.
+                    warn!(driver = %driver.id, "stopping a driver that runs as another OS user than its tenant's");
                     signal(driver.pid, nix::sys::signal::Signal::SIGTERM);
                     let _ = std::fs::remove_file(&state);
                 }
@@ -288,8 +405,11 @@ impl Inner {
         // with the dead one's.
         let id = format!("{}-{port}-{:08x}", spec.tenant, rand::random::<u32>());
         let dir = self.driver_dir(&id);
-        for sub in ["tmp", "scratch", "ls"] {
-            std::fs::create_dir_all(dir.join(sub))?;
+        let user = self.users.get(&spec.tenant);
+        self.prepare_tenant(&spec.tenant)?;
+        os_user::own_dir(&dir, 0o711)?;
+        for sub in ["tmp", "scratch", "ls", "run"] {
+            os_user::private_dir(&dir.join(sub), user)?;
         }
         let w = dir.display().to_string();
         // Where the driver listens, how it is reached, which tenant and catalog it serves:
@@ -307,6 +427,9 @@ impl Inner {
             )
             .default_spark(super::RELATION_CACHE_SIZE.0, super::RELATION_CACHE_SIZE.1)
             .spark("spark.ui.enabled", "false")
+            // Its RPC and block-manager ports are on loopback, where every local user reaches
+            // them: Spark then takes only peers holding the secret it makes for itself.
+            .spark("spark.authenticate", "true")
             .spark("spark.local.dir", format!("{w}/tmp"))
             .spark("spark.driver.host", "127.0.0.1")
             .spark("spark.driver.bindAddress", "127.0.0.1")
@@ -328,13 +451,30 @@ impl Inner {
         let secret = DriverSecret::generate();
         let mut cmd = std::process::Command::new(self.spark_home.join("bin/spark-submit"));
         cmd.args(submit.args());
+        if let Some(user) = user {
+            os_user::run_as(
+                &mut cmd,
+                user,
+                &self.catalogs.tenant_dir(&spec.tenant).join("home"),
+            );
+        }
+        // Logs are sparkgate's (the driver writes them through the descriptors it is given):
+        // they hold the tenant's statements.
+        let log = |name: &str| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dir.join(name))
+        };
         cmd.env("SPARK_HOME", &self.spark_home)
             .env(DRIVER_SECRET_ENV, secret.expose())
-            .env("SPARK_LOG_DIR", &dir)
-            .current_dir(&dir)
+            .env("SPARK_LOG_DIR", dir.join("run"))
+            .current_dir(dir.join("run"))
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("driver.log"))?)
-            .stderr(std::fs::File::create(dir.join("driver.err.log"))?);
+            .stdout(log("driver.log")?)
+            .stderr(log("driver.err.log")?);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().map_err(|e| LaunchError::Start(e.to_string()))?;
         let driver = LaunchedDriver {

@@ -128,6 +128,8 @@ pub enum LaunchError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Identity(#[from] kubernetes::IdentityError),
+    #[error(transparent)]
+    OsUser(#[from] local::os_user::OsUserError),
 }
 
 /// Starts, stops and lists drivers. Every method may take time and fail; the pool calls them

@@ -13,6 +13,7 @@
 //! 127.0.0.1, compiled once with the Scala compiler that Spark's jars carry.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::os_user::{self, RunAs};
 use super::{alive, signal};
 use crate::launcher::jvm::{java, ScalaJar};
 use crate::launcher::LaunchError;
@@ -72,6 +74,8 @@ pub struct TenantCatalogs {
     server: ScalaJar,
     /// Held while a catalog process is started or stopped: one process per tenant at most.
     processes: std::sync::Mutex<()>,
+    /// Each tenant's OS user (empty: catalogs run as sparkgate's own).
+    users: BTreeMap<String, RunAs>,
 }
 
 impl TenantCatalogs {
@@ -80,6 +84,7 @@ impl TenantCatalogs {
         work_dir: PathBuf,
         memory: String,
         stop_grace: Duration,
+        users: BTreeMap<String, RunAs>,
     ) -> Self {
         Self {
             server: ScalaJar::new(
@@ -94,6 +99,7 @@ impl TenantCatalogs {
             memory,
             stop_grace,
             processes: std::sync::Mutex::new(()),
+            users,
         }
     }
 
@@ -111,12 +117,31 @@ impl TenantCatalogs {
         self.tenant_dir(tenant).join("catalog")
     }
 
+    /// In the tenant's directory, which is sparkgate's: the catalog directory is the tenant
+    /// user's, who must not choose the pid sparkgate signals.
     fn state_file(&self, tenant: &str) -> PathBuf {
+        self.tenant_dir(tenant).join("catalog.json")
+    }
+
+    /// Where sparkgate kept the state before tenants had OS users of their own.
+    fn earlier_state_file(&self, tenant: &str) -> PathBuf {
         self.catalog_dir(tenant).join("catalog.json")
     }
 
     fn read_state(&self, tenant: &str) -> Option<CatalogState> {
-        let text = std::fs::read_to_string(self.state_file(tenant)).ok()?;
+        let text = std::fs::read_to_string(self.state_file(tenant))
+            .or_else(|_| {
+                // Trusted only while the catalog directory is still sparkgate's.
+                let earlier = self.earlier_state_file(tenant);
+                let ours = std::fs::symlink_metadata(self.catalog_dir(tenant))
+                    .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw());
+                if ours {
+                    std::fs::read_to_string(earlier)
+                } else {
+                    Err(std::io::ErrorKind::NotFound.into())
+                }
+            })
+            .ok()?;
         serde_json::from_str(&text).ok()
     }
 
@@ -125,7 +150,31 @@ impl TenantCatalogs {
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_string(state).expect("serializable"))?;
         std::fs::rename(tmp, path)?;
+        let _ = std::fs::remove_file(self.earlier_state_file(tenant));
         Ok(())
+    }
+
+    /// Stops the tenant's catalog if it runs as another OS user than the tenant's (started by
+    /// an earlier sparkgate as its own): its database files are about to change owner.
+    /// Blocking, at startup.
+    pub fn stop_foreign(&self, tenant: &str) {
+        let _one_at_a_time = self.processes.lock().expect("catalog processes");
+        let Some(state) = self.read_state(tenant) else {
+            return;
+        };
+        let expected = self
+            .users
+            .get(tenant)
+            .map_or_else(|| nix::unistd::geteuid().as_raw(), |u| u.uid);
+        if !self.is_catalog_process(tenant, state.pid)
+            || os_user::process_uid(state.pid).is_none_or(|uid| uid == expected)
+        {
+            return;
+        }
+        warn!(%tenant, pid = state.pid, "stopping the tenant catalog: it runs as another OS user than the tenant's");
+        signal(state.pid, nix::sys::signal::Signal::SIGTERM);
+        self.wait_gone(tenant, state.pid);
+        self.mark_stopped(tenant, state.pid);
     }
 
     /// Whether `pid` is this tenant's catalog process (not a stranger that got its pid).
@@ -189,8 +238,9 @@ impl TenantCatalogs {
         let jar = self.server.path()?;
         let dir = self.catalog_dir(tenant);
         let warehouse = self.warehouse(tenant);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::create_dir_all(&warehouse)?;
+        std::fs::create_dir_all(self.tenant_dir(tenant))?;
+        os_user::private_dir(&dir, self.users.get(tenant))?;
+        os_user::private_dir(&warehouse, self.users.get(tenant))?;
         // The same port as before when it is free: drivers that outlived the previous process
         // have its address.
         let port = match state.map(|s| s.port) {
@@ -209,8 +259,12 @@ impl TenantCatalogs {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("catalog.log"))?;
+            .mode(0o600)
+            .open(self.tenant_dir(tenant).join("catalog.log"))?;
         let mut cmd = std::process::Command::new(java());
+        if let Some(user) = self.users.get(tenant) {
+            os_user::run_as(&mut cmd, user, &self.tenant_dir(tenant).join("home"));
+        }
         cmd.arg(format!("-Xmx{}", self.memory))
             .args(["-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-XX:+UseSerialGC"])
             .arg(format!("-Djava.io.tmpdir={d}"))
