@@ -359,3 +359,42 @@ def test_a_tenants_catalog_answers_its_own_drivers_only(gateway):
     assert metastore_reply(port, "nobody") == ""
     assert metastore_reply(port, None) == ""
     assert tenant_sql(gateway.port, "strict", "show databases") == [("default",)]
+
+
+def test_drivers_an_earlier_sparkgate_ran_as_itself_are_replaced_and_the_tables_kept(workdir):
+    """Upgrading: drivers and a catalog an earlier run started as sparkgate's own user (root) are
+    stopped, the tenant's files handed to its OS user, and its tables are all still there."""
+    work = workdir / "upgrade"
+    work.mkdir()
+    port = first_driver_port()
+    earlier = pool_toml(work, port, min_drivers=1, max_drivers=1, stop_on_exit=False).replace(
+        "[local]\n", '[local]\ndriver_users = "sparkgate"\n', 1)
+    gw = Sparkgate.with_config(work, earlier, "earlier")
+    gw.start()
+    try:
+        run_sql(gw.port, "create table kept as select 'before' as v")
+        old_pids = driver_pids(work)
+        assert old_pids and {process_user(p) for p in old_pids} == {"root"}
+        old_catalog = catalog_pid(work, "pooled")
+        assert old_catalog is not None and process_user(old_catalog) == "root"
+    finally:
+        gw.stop()
+    assert driver_pids(work) == old_pids, "left running for the next run (stop_drivers_on_exit = false)"
+    gw = Sparkgate.with_config(work, pool_toml(work, port, min_drivers=1, max_drivers=1), "now")
+    gw.start()
+    try:
+        assert run_sql(gw.port, "select v from kept") == [("before",)]
+        run_sql(gw.port, "insert into kept values ('after')")
+        assert sorted(run_sql(gw.port, "select v from kept")) == [("after",), ("before",)]
+        pids = driver_pids(work)
+        assert pids and not set(pids) & set(old_pids)
+        assert {process_user(p) for p in pids} == {"sparkgate-pooled"}
+        catalog = catalog_pid(work, "pooled")
+        assert catalog != old_catalog and process_user(catalog) == "sparkgate-pooled"
+        log = gw.log_text()
+        assert "stopping a driver that runs as another OS user than its tenant's" in log
+        assert "stopping the tenant catalog: it runs as another OS user than the tenant's" in log
+        warehouse = work / "tenants" / "pooled" / "warehouse" / "kept"
+        assert {pwd.getpwuid(f.stat().st_uid).pw_name for f in warehouse.iterdir()} == {"sparkgate-pooled"}
+    finally:
+        gw.stop()
