@@ -14,3 +14,7 @@ echo
 echo "== idle sessions: sparkgate memory and backend connections (gateway/benches/idle_sessions.rs) =="
 SPARKGATE_BIN="${SPARKGATE_BIN:-$repo/target/release/sparkgate}" \
   cargo bench -p sparkgate --bench idle_sessions -- --sessions "${BENCH_IDLE_SESSIONS:-10000}"
+echo
+echo "== login flood: memory under concurrent bad logins, unbounded vs bounded checks (gateway/benches/login_flood.rs) =="
+SPARKGATE_BIN="${SPARKGATE_BIN:-$repo/target/release/sparkgate}" \
+  cargo bench -p sparkgate --bench login_flood -- --logins "${BENCH_FLOOD_LOGINS:-200}"
