@@ -353,9 +353,21 @@ pub fn reachable_spark_home(
     if reachable {
         return Ok(spark_home.to_owned());
     }
+    // The path and the names of Spark's jars: an upgraded Spark in the same place gets a new
+    // copy, not the old one's.
     let key = {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(spark_home.as_os_str().as_encoded_bytes());
+        let mut digest = sha2::Sha256::new();
+        digest.update(spark_home.as_os_str().as_encoded_bytes());
+        let mut jars: Vec<_> = std::fs::read_dir(spark_home.join("jars"))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        jars.sort();
+        for jar in jars {
+            digest.update(jar.as_encoded_bytes());
+        }
+        let digest = digest.finalize();
         digest[..8]
             .iter()
             .map(|b| format!("{b:02x}"))

@@ -171,6 +171,11 @@ fn a_spark_home_a_tenant_user_cannot_reach_is_mirrored_where_it_can() {
         reachable_spark_home(&home, work.path(), &users).unwrap(),
         mirror
     );
+    // An upgraded Spark in the same place gets a copy of its own.
+    std::fs::write(home.join("jars/b.jar"), "jar").unwrap();
+    let upgraded = reachable_spark_home(&home, work.path(), &users).unwrap();
+    assert_ne!(upgraded, mirror);
+    assert!(upgraded.join("jars/b.jar").exists());
     // A Spark home it can reach is used as it is.
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(
