@@ -4,8 +4,12 @@ use super::*;
 fn example_file_loads_and_equals_the_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sparkgate.example.toml");
     let config = Config::from_file(&path).expect("example config loads");
+    assert_eq!(config.source.as_deref(), Some(path.as_path()));
     assert_eq!(
-        config,
+        Config {
+            source: None,
+            ..config
+        },
         Config::default(),
         "the example documents the defaults"
     );

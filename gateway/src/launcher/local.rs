@@ -7,19 +7,20 @@
 //! [`catalog`]), shared by all of the tenant's drivers and kept across their restarts.
 
 mod catalog;
+mod config;
 pub mod os_user;
+mod process;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::jvm::ScalaJar;
@@ -30,57 +31,10 @@ use super::{
 };
 pub use catalog::own_catalog;
 use catalog::TenantCatalogs;
-
-/// Settings of the local launcher.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct LocalLauncherConfig {
-    /// Spark home (with `bin/spark-submit`); default: `$SPARK_HOME`, else the pyspark package
-    /// of the repo's venv.
-    pub spark_home: Option<PathBuf>,
-    /// Where drivers keep their work dirs, logs and state files.
-    pub work_dir: PathBuf,
-    /// Loopback ports handed to drivers, from this one up.
-    pub first_port: u16,
-    /// A driver not answering an HS2 OpenSession within this time has failed to start.
-    #[serde(with = "humantime_serde")]
-    pub startup_timeout: Duration,
-    /// After SIGTERM, a driver gets this long before SIGKILL.
-    #[serde(with = "humantime_serde")]
-    pub stop_grace: Duration,
-    /// Heap of each tenant's catalog process (its Hive metastore service).
-    pub catalog_memory: String,
-    /// Who the drivers run as: `auto` (each tenant's own OS user when sparkgate runs as root,
-    /// else sparkgate's own), `tenant` or `sparkgate`. See [`os_user`].
-    pub driver_users: os_user::DriverUsers,
-    /// A tenant's OS user is this prefix and its name in lowercase...
-    pub os_user_prefix: String,
-    /// ...unless named here (tenant -> user name).
-    pub os_users: BTreeMap<String, String>,
-    /// Create a tenant's OS user (a system user without login) when it does not exist.
-    pub create_os_users: bool,
-    /// With drivers running as sparkgate's own OS user, start even though they can read the
-    /// secret files sparkgate reads and each other's tables (refused otherwise).
-    pub allow_shared_os_user: bool,
-}
-
-impl Default for LocalLauncherConfig {
-    fn default() -> Self {
-        Self {
-            spark_home: None,
-            work_dir: PathBuf::from("sparkgate-work"),
-            first_port: 20_100,
-            startup_timeout: Duration::from_secs(180),
-            stop_grace: Duration::from_secs(20),
-            catalog_memory: "256m".into(),
-            driver_users: os_user::DriverUsers::Auto,
-            os_user_prefix: "sparkgate-".into(),
-            os_users: BTreeMap::new(),
-            create_os_users: true,
-            allow_shared_os_user: false,
-        }
-    }
-}
+pub(crate) use config::default_spark_home;
+use config::warn_if_ephemeral;
+pub use config::LocalLauncherConfig;
+use process::{alive, signal};
 
 /// Child processes of Spark's HiveThriftServer2 on loopback ports.
 pub struct LocalLauncher {
@@ -103,65 +57,6 @@ struct Inner {
     spawning: std::sync::Mutex<()>,
     /// Where the search for a free port starts next.
     next_port: std::sync::atomic::AtomicU16,
-}
-
-/// `$SPARK_HOME`, else the pyspark package of the repo's venv.
-pub(crate) fn default_spark_home() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("SPARK_HOME") {
-        return Some(PathBuf::from(home));
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv_lib = repo.join(".venv/lib");
-    std::fs::read_dir(venv_lib)
-        .ok()?
-        .flatten()
-        .find_map(|python| {
-            let home = python.path().join("site-packages/pyspark");
-            home.join("bin/spark-submit").exists().then_some(home)
-        })
-}
-
-/// Ports the kernel hands to outgoing connections (and to Spark's own random ports) can be
-/// taken between sparkgate picking one for a driver and the driver binding it, seconds later.
-fn warn_if_ephemeral(first_port: u16) {
-    let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
-        return;
-    };
-    let mut bounds = range
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u16>().ok());
-    if let (Some(low), Some(high)) = (bounds.next(), bounds.next()) {
-        if (low..=high).contains(&first_port) {
-            warn!(
-                first_port,
-                ephemeral = %format!("{low}-{high}"),
-                "local.first_port is inside the kernel's ephemeral port range: a driver's port may be taken before it starts (the driver is then replaced); choose a port below {low}"
-            );
-        }
-    }
-}
-
-/// Whether a process is alive (it may be a zombie child; `/proc` says so).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// Signals the driver's whole process group: it leads its own (spark-submit becomes the JVM,
-/// which may have children of its own).
-fn signal(pid: u32, signal: nix::sys::signal::Signal) {
-    let Ok(pid) = i32::try_from(pid) else {
-        return;
-    };
-    if let Err(e) = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal) {
-        if e != nix::errno::Errno::ESRCH {
-            warn!(pid, ?signal, error = %e, "cannot signal driver");
-        }
-    }
 }
 
 impl LocalLauncher {
@@ -198,7 +93,7 @@ impl LocalLauncher {
         for dir in ["driver-auth", "catalog-server"] {
             os_user::own_dir(&config.work_dir.join(dir), 0o755)?;
         }
-        let users = tenant_users(&config, tenants)?;
+        let users = os_user::tenant_users(&config, tenants)?;
         let spark_home = if users.is_empty() {
             spark_home
         } else {
@@ -253,32 +148,6 @@ impl LocalLauncher {
             inner: Arc::new(inner),
         })
     }
-}
-
-/// Each local tenant's OS user, when drivers run as per-tenant users (empty otherwise: they run
-/// as sparkgate's own).
-fn tenant_users(
-    config: &LocalLauncherConfig,
-    tenants: &[String],
-) -> Result<BTreeMap<String, os_user::RunAs>, LaunchError> {
-    if !os_user::per_tenant(config.driver_users)? {
-        return Ok(BTreeMap::new());
-    }
-    let names = os_user::user_names(tenants, &config.os_user_prefix, &config.os_users)?;
-    let mut users = BTreeMap::new();
-    for (tenant, name) in names {
-        let user = os_user::ensure_user(&tenant, &name, config.create_os_users)?;
-        if !os_user::can_enter(&user, &config.work_dir.join("tenants"))? {
-            return Err(os_user::OsUserError::Unreachable {
-                tenant,
-                name,
-                path: config.work_dir.clone(),
-            }
-            .into());
-        }
-        users.insert(tenant, user);
-    }
-    Ok(users)
 }
 
 impl Inner {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::os_user::{self, RunAs};
-use super::{alive, signal};
+use super::process::{alive, signal};
 use crate::launcher::jvm::{java, ScalaJar};
 use crate::launcher::LaunchError;
 

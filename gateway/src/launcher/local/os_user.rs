@@ -204,6 +204,31 @@ pub fn ensure_user(tenant: &str, name: &str, create: bool) -> Result<RunAs, OsUs
     })
 }
 
+/// Each local tenant's OS user, when drivers run as per-tenant users (empty otherwise: they run
+/// as sparkgate's own).
+pub fn tenant_users(
+    config: &super::LocalLauncherConfig,
+    tenants: &[String],
+) -> Result<BTreeMap<String, RunAs>, OsUserError> {
+    if !per_tenant(config.driver_users)? {
+        return Ok(BTreeMap::new());
+    }
+    let names = user_names(tenants, &config.os_user_prefix, &config.os_users)?;
+    let mut users = BTreeMap::new();
+    for (tenant, name) in names {
+        let user = ensure_user(&tenant, &name, config.create_os_users)?;
+        if !can_enter(&user, &config.work_dir.join("tenants"))? {
+            return Err(OsUserError::Unreachable {
+                tenant,
+                name,
+                path: config.work_dir.clone(),
+            });
+        }
+        users.insert(tenant, user);
+    }
+    Ok(users)
+}
+
 /// A directory of sparkgate's with `mode` (created if missing).
 pub fn own_dir(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::create_dir_all(path)?;
