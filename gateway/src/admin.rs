@@ -33,6 +33,9 @@ pub struct AdminView {
     pub token: Option<Arc<[u8]>>,
     /// `false`: health, readiness and metrics only.
     pub api: bool,
+    /// OS users whose processes run tenants' SQL (local drivers; SQL can run commands there):
+    /// without a token, the API does not count them as local tools.
+    pub untrusted_uids: Arc<[u32]>,
 }
 
 /// Serves the admin port until shutdown.
@@ -51,11 +54,18 @@ pub async fn serve(listener: TcpListener, view: AdminView) {
         };
         let view = view.clone();
         let tasks = view.shutdown.clone();
+        // Asked once, while the connection is open: its peer's socket is in the kernel's table.
+        let local_tool = view.untrusted_uids.is_empty()
+            || stream
+                .local_addr()
+                .ok()
+                .and_then(|local| crate::launcher::local::os_user::loopback_peer_uid(peer, local))
+                .is_some_and(|uid| !view.untrusted_uids.contains(&uid));
         tasks.spawn("admin connection", async move {
             let force_close = view.shutdown.force_close.clone();
             let service = hyper::service::service_fn(move |request| {
                 let view = view.clone();
-                async move { Ok::<_, Infallible>(handle(request, &view)) }
+                async move { Ok::<_, Infallible>(handle(request, &view, local_tool)) }
             });
             let result = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -109,7 +119,11 @@ struct SessionView {
 }
 
 /// Why a request to the API (not health or metrics) is refused, if it is.
-fn refusal(request: &Request<Incoming>, token: Option<&[u8]>) -> Option<Response<Full<Bytes>>> {
+fn refusal(
+    request: &Request<Incoming>,
+    token: Option<&[u8]>,
+    local_tool: bool,
+) -> Option<Response<Full<Bytes>>> {
     let headers = request.headers();
     match token {
         Some(token) => {
@@ -140,13 +154,13 @@ fn refusal(request: &Request<Incoming>, token: Option<&[u8]>) -> Option<Response
                 .get(hyper::header::HOST)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            if loopback_host(host) && !headers.contains_key(hyper::header::ORIGIN) {
+            if local_tool && loopback_host(host) && !headers.contains_key(hyper::header::ORIGIN) {
                 None
             } else {
                 Some(respond(
                     StatusCode::FORBIDDEN,
                     "text/plain",
-                    "without admin.token_file the admin API answers local tools only (Host 127.0.0.1 or localhost, no Origin)\n",
+                    "without admin.token_file the admin API answers local tools only (Host 127.0.0.1 or localhost, no Origin, not a process of a local driver's OS user)\n",
                 ))
             }
         }
@@ -166,7 +180,9 @@ fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn handle(request: Request<Incoming>, view: &AdminView) -> Response<Full<Bytes>> {
+/// `local_tool`: the connection comes from a process that is not a local driver's (see
+/// [`AdminView::untrusted_uids`]).
+fn handle(request: Request<Incoming>, view: &AdminView, local_tool: bool) -> Response<Full<Bytes>> {
     let handler = &view.handler;
     let path = request.uri().path().trim_end_matches('/');
     let open = matches!(path, "/healthz" | "/readyz" | "/metrics");
@@ -178,7 +194,7 @@ fn handle(request: Request<Incoming>, view: &AdminView) -> Response<Full<Bytes>>
         );
     }
     if !open {
-        if let Some(refused) = refusal(&request, view.token.as_deref()) {
+        if let Some(refused) = refusal(&request, view.token.as_deref(), local_tool) {
             warn!(%path, status = refused.status().as_u16(), "admin API request refused");
             return refused;
         }

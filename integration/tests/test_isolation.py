@@ -337,16 +337,39 @@ timeout 20 head -c 4 <&3 | od -An -tx1
 """
 
 
-def metastore_reply(port: int, os_user: str | None) -> str:
-    """The first bytes of the catalog's answer to a call made as `os_user` (None: as the test)."""
+def bash_as(os_user: str | None, script: str, *args: str) -> str:
+    """Runs a bash script as `os_user` (None: as the test), as a tenant's SQL could with
+    `TRANSFORM ... USING`; returns its output."""
     as_user = {}
     if os_user:
         entry = pwd.getpwnam(os_user)
         as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-    out = subprocess.run(["/bin/bash", "-c", METASTORE_CALL, str(port)], capture_output=True, text=True,
+    out = subprocess.run(["/bin/bash", "-c", script, *args], capture_output=True, text=True,
                          timeout=60, cwd="/", check=False, **as_user)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+def metastore_reply(port: int, os_user: str | None) -> str:
+    """The first bytes of the catalog's answer to a call made as `os_user` (None: as the test)."""
+    return bash_as(os_user, METASTORE_CALL, str(port))
+
+
+ADMIN_GET = r"""
+exec 3<>/dev/tcp/127.0.0.1/$0 || exit 3
+printf 'GET /api/v1/drivers HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+timeout 20 head -n 1 <&3
+"""
+
+
+def test_the_tokenless_admin_api_is_not_for_a_local_drivers_os_user(gateway):
+    """Without admin.token_file the API answers local tools; SQL on a local driver can run commands
+    (TRANSFORM ... USING) as the tenant's OS user, which must not list sessions or drain drivers."""
+    port = gateway.admin.rsplit(":", 1)[1]
+    assert bash_as("sparkgate-pooled", ADMIN_GET, port).startswith("HTTP/1.1 403")
+    assert bash_as("sparkgate-strict", ADMIN_GET, port).startswith("HTTP/1.1 403")
+    assert bash_as("nobody", ADMIN_GET, port).startswith("HTTP/1.1 200")
+    assert bash_as(None, ADMIN_GET, port).startswith("HTTP/1.1 200")
 
 
 def test_a_tenants_catalog_answers_its_own_drivers_only(gateway):

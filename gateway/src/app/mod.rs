@@ -63,7 +63,11 @@ impl Gateway {
         } = check_all(&config)?;
         let mut metrics = Metrics::default();
         let pool_metrics = PoolFamilies::register(metrics.registry_mut());
-        let PoolSet { pools, election } = start_pools(&config, &pool_metrics).await?;
+        let PoolSet {
+            pools,
+            election,
+            local_driver_uids,
+        } = start_pools(&config, &pool_metrics).await?;
         let config = Arc::new(config);
         let listener = bind(config.server.bind).await?;
         let http_listener = match config.http.bind {
@@ -127,6 +131,7 @@ impl Gateway {
                 shutdown: shared.shutdown.clone(),
                 token: admin_token,
                 api: config.admin.api,
+                untrusted_uids: local_driver_uids.into(),
             };
             tasks.spawn("admin port", crate::admin::serve(admin_listener, view));
         }

@@ -21,6 +21,8 @@ use crate::tenant::{LauncherKind, TenantConfig};
 pub(super) struct PoolSet {
     pub pools: HashMap<String, Arc<DriverPool>>,
     pub election: Option<(kube::Client, crate::pool::leader::Election, Arc<AtomicBool>)>,
+    /// The OS users local drivers run as: local processes that run tenants' SQL.
+    pub local_driver_uids: Vec<u32>,
 }
 
 /// A pool per tenant, each with its tenant's launcher; drivers a previous run left are adopted.
@@ -37,6 +39,7 @@ pub(super) async fn start_pools(
     let mut set = PoolSet {
         pools: HashMap::new(),
         election: None,
+        local_driver_uids: Vec::new(),
     };
     let limits = PoolLimits {
         max_sessions_per_driver: config.pools.max_sessions_per_driver,
@@ -65,12 +68,14 @@ pub(super) async fn start_pools(
         let names: Vec<String> = local.iter().map(|t| t.name.clone()).collect();
         let mut secrets = config.secret_files();
         secrets.extend(config.source.clone());
-        let launcher: Arc<dyn Launcher> = Arc::new(LocalLauncher::new(
+        let local_launcher = LocalLauncher::new(
             config.local.clone(),
             &config.backend.service_user,
             &names,
             &secrets,
-        )?);
+        )?;
+        set.local_driver_uids = local_launcher.driver_uids();
+        let launcher: Arc<dyn Launcher> = Arc::new(local_launcher);
         // The local launcher's drivers belong to this process alone: it always decides.
         add_pools(metrics, &local, &limits, &launcher, &always, &mut set.pools).await;
         // Drivers of tenants no longer configured are not adopted by anyone: stop them.

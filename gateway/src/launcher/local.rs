@@ -150,6 +150,14 @@ impl LocalLauncher {
     }
 }
 
+impl LocalLauncher {
+    /// The OS users the drivers run as (none when they run as sparkgate's own): their processes
+    /// run tenants' SQL, which can run commands.
+    pub fn driver_uids(&self) -> Vec<u32> {
+        self.inner.users.values().map(|u| u.uid).collect()
+    }
+}
+
 impl Inner {
     fn driver_dir(&self, id: &str) -> PathBuf {
         self.config.work_dir.join("drivers").join(id)

@@ -277,6 +277,29 @@ pub fn process_uid(pid: u32) -> Option<u32> {
         .map(|m| m.uid())
 }
 
+/// The OS user of the process at the other end of a loopback TCP connection, from the kernel's
+/// socket tables: the socket whose local port is the peer's and whose remote port is ours.
+pub fn loopback_peer_uid(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<u32> {
+    if !peer.ip().is_loopback() && !peer.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    let (theirs, ours) = (
+        format!(":{:04X}", peer.port()),
+        format!(":{:04X}", local.port()),
+    );
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let matches =
+                    fields.len() > 7 && fields[1].ends_with(&theirs) && fields[2].ends_with(&ours);
+                matches.then(|| fields[7].parse().ok()).flatten()
+            })
+        })
+}
+
 /// Runs a driver or catalog process as `user`, with an environment of its own: sparkgate's may
 /// carry credentials (cloud keys, tokens) that are not the tenant's.
 pub fn run_as(cmd: &mut Command, user: &RunAs, home: &Path) {

@@ -183,3 +183,19 @@ fn a_spark_home_a_tenant_user_cannot_reach_is_mirrored_where_it_can() {
         home
     );
 }
+
+#[test]
+fn the_peer_of_a_loopback_connection_is_found_with_its_os_user() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (accepted, peer) = listener.accept().unwrap();
+    assert_eq!(peer, client.local_addr().unwrap());
+    let uid = loopback_peer_uid(peer, accepted.local_addr().unwrap());
+    assert_eq!(uid, Some(nix::unistd::geteuid().as_raw()));
+    // A port pair no connection has: nobody, not a guess.
+    let unrelated = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    assert_eq!(loopback_peer_uid(unrelated, accepted.local_addr().unwrap()), None);
+    // Only loopback peers are looked up.
+    let remote = std::net::SocketAddr::from(([10, 0, 0, 1], peer.port()));
+    assert_eq!(loopback_peer_uid(remote, accepted.local_addr().unwrap()), None);
+}
