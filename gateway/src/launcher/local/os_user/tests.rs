@@ -194,8 +194,14 @@ fn the_peer_of_a_loopback_connection_is_found_with_its_os_user() {
     assert_eq!(uid, Some(nix::unistd::geteuid().as_raw()));
     // A port pair no connection has: nobody, not a guess.
     let unrelated = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-    assert_eq!(loopback_peer_uid(unrelated, accepted.local_addr().unwrap()), None);
+    assert_eq!(
+        loopback_peer_uid(unrelated, accepted.local_addr().unwrap()),
+        None
+    );
     // Only loopback peers are looked up.
     let remote = std::net::SocketAddr::from(([10, 0, 0, 1], peer.port()));
-    assert_eq!(loopback_peer_uid(remote, accepted.local_addr().unwrap()), None);
+    assert_eq!(
+        loopback_peer_uid(remote, accepted.local_addr().unwrap()),
+        None
+    );
 }
