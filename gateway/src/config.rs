@@ -146,6 +146,12 @@ pub struct ServerConfig {
     /// The `none` authentication method accepts anyone: refused with a non-loopback listener
     /// unless this is set.
     pub allow_none_auth_on_network: bool,
+    /// How long a JDBC client's status call (GetOperationStatus) waits for a running statement
+    /// to end before answering, as HiveServer2's long polling does (beeline and JDBC poll again
+    /// at once). Python clients (Superset) sleep between polls themselves and are answered at
+    /// once, so a Stop pressed meanwhile is seen at their next poll.
+    #[serde(with = "humantime_serde")]
+    pub status_wait: Duration,
 }
 
 impl Default for ServerConfig {
@@ -169,6 +175,7 @@ impl Default for ServerConfig {
             admin_users: Vec::new(),
             admin_groups: Vec::new(),
             allow_none_auth_on_network: false,
+            status_wait: Duration::from_secs(5),
         }
     }
 }
@@ -256,6 +263,11 @@ pub struct BackendConfig {
     /// The user sparkgate's driver connections authenticate as; each session still runs as its
     /// own user (OpenSession passes it as `hive.server2.proxy.user`).
     pub service_user: String,
+    /// How long one status call waits on the driver (each session's
+    /// `hive.server2.long.polling.timeout`): sparkgate sees a statement end, a client go away or
+    /// a limit pass within this, at about one driver call per this per waiting client.
+    #[serde(with = "humantime_serde")]
+    pub status_poll: Duration,
 }
 
 impl Default for BackendConfig {
@@ -270,6 +282,7 @@ impl Default for BackendConfig {
             execute_timeout: Duration::from_secs(6 * 3600),
             max_connections_per_driver: 64,
             service_user: "sparkgate".into(),
+            status_poll: Duration::from_millis(500),
         }
     }
 }

@@ -58,6 +58,10 @@ pub enum GatewayError {
         method: &'static str,
         detail: String,
     },
+    #[error("{0}")]
+    BadSessionSetting(String),
+    #[error("the driver at {addr} did not finish the statement within {secs} s (backend.execute_timeout); sparkgate cancelled it")]
+    StatementTimeout { addr: String, secs: u64 },
     #[error("internal error: tenant {tenant:?} has no driver pool")]
     NoPool { tenant: String },
 }
@@ -79,13 +83,15 @@ impl GatewayError {
             | Self::TooManyOperations { .. }
             | Self::Refused { .. }
             | Self::Tenant(_)
-            | Self::ProxyUserRefused { .. } => Fault::Client,
+            | Self::ProxyUserRefused { .. }
+            | Self::BadSessionSetting(_) => Fault::Client,
             Self::Auth(AuthError::Unavailable(_) | AuthError::Busy) => Fault::Backend,
             Self::Auth(_) => Fault::Client,
             Self::BackendUnreachable { .. }
             | Self::BackendTimeout { .. }
             | Self::BackendLost { .. }
             | Self::BackendBusy { .. }
+            | Self::StatementTimeout { .. }
             | Self::Pool(_) => Fault::Backend,
             Self::NoPool { .. } => Fault::Internal,
         }
@@ -125,6 +131,8 @@ impl GatewayError {
         match self {
             Self::BackendUnreachable { .. } | Self::Pool(_) | Self::BackendBusy { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
+            Self::StatementTimeout { .. } => "HYT00",
+            Self::BadSessionSetting(_) => "42000",
             Self::UnknownHandle { .. }
             | Self::TooManySessions { .. }
             | Self::TooManyOperations { .. }

@@ -71,6 +71,15 @@ pub struct TenantConfig {
     /// `spark.sql.globalTempDatabase`), which every session on a driver sees.
     #[serde(default)]
     pub refuse_global_temp: bool,
+    /// A statement running longer than this is cancelled on the driver, and its client gets an
+    /// error naming the limit (e.g. `"30m"`). Off by default.
+    #[serde(default, with = "humantime_serde")]
+    pub max_query_time: Option<std::time::Duration>,
+    /// How much of a driver's error message clients get: `auto` (default: concise for Python
+    /// DB-API clients such as Superset, full for JDBC), `full` (stack frames included) or
+    /// `concise` (Spark's error class and message only).
+    #[serde(default)]
+    pub error_detail: crate::session::client::ErrorDetail,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -109,6 +118,8 @@ impl TenantConfig {
             service_account_annotations: BTreeMap::new(),
             refuse_add_resources: false,
             refuse_global_temp: false,
+            max_query_time: None,
+            error_detail: Default::default(),
         }
     }
 

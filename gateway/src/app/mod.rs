@@ -267,7 +267,7 @@ pub const POOL_LOOP_JOIN: Duration = Duration::from_secs(30);
 /// How long shutdown waits to give the leader Lease up.
 pub const LEASE_RELEASE: Duration = Duration::from_secs(10);
 
-/// Idle-session expiry and TLS certificate reloads, until shutdown.
+/// Idle-session expiry, tenants' query time limits and TLS certificate reloads, until shutdown.
 fn spawn_housekeeping(shared: Arc<Shared>) {
     let tasks = shared.shutdown.clone();
     let every = Duration::from_secs(5)
@@ -282,6 +282,7 @@ fn spawn_housekeeping(shared: Arc<Shared>) {
                 _ = shared.shutdown.stop_accepting.cancelled() => return,
             }
             shared.handler.expire_idle_sessions().await;
+            shared.handler.cancel_overdue_statements().await;
             shared.handler.forget_gone_drivers();
             if let Some(tls) = &shared.tls {
                 tls.reload_if_changed();

@@ -104,6 +104,7 @@ impl Connection {
             owner: Owner::Connection(self.id),
             principal,
             peer: self.peer,
+            client_gone: Default::default(),
         };
         let end = self.serve_messages(stream, read_buf, framing, &ctx).await;
         // Driver sessions must be closed even though the client is gone: this runs to the end
@@ -216,11 +217,17 @@ impl Connection {
             deadline: None,
         };
         let mut writer = FramedWrite::new(writer, ReplyEncoder(MessageCodec::new(framing, max)));
+        // A message that came while a call was in flight (clients wait for each reply, so
+        // rarely), served next.
+        let mut early: Option<Bytes> = None;
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = self.shared.shutdown.force_close.cancelled() => return "shutdown",
-                next = reader.next_message() => next,
+            let next = match early.take() {
+                Some(message) => Ok(Some(message)),
+                None => tokio::select! {
+                    biased;
+                    _ = self.shared.shutdown.force_close.cancelled() => return "shutdown",
+                    next = reader.next_message() => next,
+                },
             };
             let message = match next {
                 Ok(Some(message)) => message,
@@ -238,12 +245,34 @@ impl Connection {
                 }
             };
             // Shutdown cuts a call in flight too (a synchronous ExecuteStatement may run for
-            // hours); the driver connection it used is discarded, not reused.
-            let reply = tokio::select! {
-                biased;
-                _ = self.shared.shutdown.force_close.cancelled() => return "shutdown (a call in flight was cut)",
-                reply = self.shared.handler.handle(ctx, &header, &message) => reply,
+            // hours); the driver connection it used is discarded, not reused. A client that
+            // goes away mid-call is told to the call, which cancels the statement it runs on the
+            // driver and ends soon; the call is not dropped, so no driver connection is cut.
+            let call = self.shared.handler.handle(ctx, &header, &message);
+            tokio::pin!(call);
+            let mut gone = None;
+            let reply = loop {
+                tokio::select! {
+                    biased;
+                    _ = self.shared.shutdown.force_close.cancelled() => return "shutdown (a call in flight was cut)",
+                    reply = &mut call => break reply,
+                    next = reader.next_message(), if early.is_none() && gone.is_none() => match next {
+                        Ok(Some(message)) => early = Some(message),
+                        Ok(None) => {
+                            gone = Some("client closed the connection mid-call");
+                            ctx.client_gone.cancel();
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "client connection failed mid-call");
+                            gone = Some("client connection failed mid-call");
+                            ctx.client_gone.cancel();
+                        }
+                    },
+                }
             };
+            if let Some(reason) = gone {
+                return reason;
+            }
             if let Err(e) = writer.send(reply).await {
                 debug!(error = %e, "write to client failed");
                 return "client write failed";

@@ -301,6 +301,8 @@ async fn handle(
         owner: Owner::User(principal.user.clone()),
         principal: Some(principal),
         peer: SocketAddr::new(client, peer.port()),
+        // Each HTTP request may come on a new connection: a closed one says nothing.
+        client_gone: Default::default(),
     };
     let reply = shared.handler.handle(&ctx, &header, &body).await;
     let mut out = BytesMut::new();

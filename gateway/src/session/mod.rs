@@ -2,12 +2,14 @@
 //! the caller owns the handles it names, swaps them for the driver's, forwards, and answers what
 //! it can itself.
 //!
+//! * [`client`]: which family of client a session serves, and answers shaped for it.
 //! * [`open`]: OpenSession: the user, the tenant, and a place on one of the tenant's drivers.
 //! * [`operations`]: calls that start, poll and end operations and sessions.
 //! * [`reply`]: framing replies, and error replies of each method's type.
 //! * [`housekeeping`]: idle sessions, finished connections, gone drivers, shutdown.
 //! * [`table`]: the session table (client handle → owner, tenant, driver handle).
 
+pub mod client;
 mod housekeeping;
 pub mod metrics;
 mod open;
@@ -45,6 +47,9 @@ pub struct CallContext {
     pub owner: Owner,
     pub principal: Option<Principal>,
     pub peer: SocketAddr,
+    /// Cancelled when the client goes away mid-call: a statement sparkgate runs for it is
+    /// cancelled on the driver.
+    pub client_gone: tokio_util::sync::CancellationToken,
 }
 
 /// What sparkgate does with HS2 calls, shared by every connection and transport.
@@ -141,17 +146,47 @@ impl CallHandler {
         match request {
             R::OpenSession(req) => self.open_session(ctx, req, seqid).await,
             R::CloseSession(req) => self.close_session(owner, req, seqid).await,
-            R::GetOperationStatus(_) => self.operation_status(owner, request, seqid).await,
+            R::GetOperationStatus(req) => self.operation_status(ctx, req, seqid).await,
             R::FetchResults(req) => {
                 let op = self.operation(&req.operation_handle, owner)?;
-                req.operation_handle = op.backend_handle;
+                req.operation_handle = op.backend_handle.clone();
                 req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
+                let results = req.fetch_type.unwrap_or(0) == 0;
                 let (message, header) = self.session_call_raw(&op.session, request).await?;
-                Ok(Reply::Passthrough {
-                    message,
-                    header,
-                    seqid,
-                })
+                match (results, op.name_column) {
+                    (true, Some(keep)) => {
+                        let mut response = self.decode_reply(&op.session, request, &message)?;
+                        if let Hs2Response::FetchResults(t::TFetchResultsResp {
+                            results: Some(rows),
+                            ..
+                        }) = &mut response
+                        {
+                            client::keep_column(rows, keep);
+                        }
+                        Ok(encoded(response, seqid))
+                    }
+                    _ => Ok(Reply::Passthrough {
+                        message,
+                        header,
+                        seqid,
+                    }),
+                }
+            }
+            R::GetResultSetMetadata(req) => {
+                let op = self.operation(&req.operation_handle, owner)?;
+                req.operation_handle = op.backend_handle.clone();
+                let mut response = self.session_call(&op.session, request).await?;
+                if let (
+                    Some(keep),
+                    Hs2Response::GetResultSetMetadata(t::TGetResultSetMetadataResp {
+                        schema: Some(schema),
+                        ..
+                    }),
+                ) = (op.name_column, &mut response)
+                {
+                    client::keep_column_desc(schema, keep);
+                }
+                Ok(encoded(response, seqid))
             }
             R::CloseOperation(req) => {
                 let client_handle = req.operation_handle.clone();
@@ -170,7 +205,7 @@ impl CallHandler {
                 self.table.set_final_status(&client_handle, None);
                 Ok(reply)
             }
-            _ if request.starts_operation() => self.start_operation(owner, request, seqid).await,
+            _ if request.starts_operation() => self.start_operation(ctx, request, seqid).await,
             _ => {
                 // Any other call on an operation or a session: swap the handle, forward.
                 if let Some(handle) = request.operation_handle_mut() {
@@ -240,7 +275,17 @@ impl CallHandler {
         request: &Hs2Request,
     ) -> Result<Hs2Response, GatewayError> {
         let (reply, _) = self.session_call_raw(session, request).await?;
-        Hs2Response::decode_for(request, &reply).map_err(|e| {
+        self.decode_reply(session, request, &reply)
+    }
+
+    /// Decodes a driver's reply to `request`; one that cannot be read loses the session.
+    fn decode_reply(
+        &self,
+        session: &Session,
+        request: &Hs2Request,
+        reply: &[u8],
+    ) -> Result<Hs2Response, GatewayError> {
+        Hs2Response::decode_for(request, reply).map_err(|e| {
             session.mark_lost(&e.to_string());
             GatewayError::BackendLost {
                 addr: session.backend_addr.clone(),

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use sparkgate_auth::{Credential, Principal};
 
+use super::client::ClientFamily;
 use super::table::{mint_identifier, Session};
 use super::{encoded, CallContext, CallHandler, Reply};
 use crate::error::{GatewayError, OpenSessionRetry};
@@ -21,6 +22,13 @@ pub const MAX_PROTOCOL: t::TProtocolVersion = hive_thrift::message::NEWEST_PROTO
 pub const FETCH_SIZE_KEY: &str = "hive.server2.thrift.resultset.default.fetch.size";
 /// The OpenSession configuration key that asks to run the session as another user.
 pub const PROXY_USER_KEY: &str = "hive.server2.proxy.user";
+/// How long the driver holds a status call of the session for a running operation.
+const LONG_POLL_KEY: &str = "hive.server2.long.polling.timeout";
+/// Spark's datetime pattern rules. Superset writes Hive SQL, whose patterns are Java's
+/// SimpleDateFormat (its weekly grains use `'u'`, which Spark 3+ refuses under its own rules):
+/// Python clients' sessions start with Spark's legacy (SimpleDateFormat) rules, unless they set
+/// their own.
+const TIME_PARSER_KEY: &str = "spark.sql.legacy.timeParserPolicy";
 
 impl CallHandler {
     fn is_admin(&self, principal: &Principal) -> bool {
@@ -53,6 +61,7 @@ impl CallHandler {
         if self.table.count_owned_by(&ctx.owner) >= max {
             return Err(GatewayError::TooManySessions { max });
         }
+        let family = ClientFamily::of(req).map_err(GatewayError::BadSessionSetting)?;
         let configuration = req.configuration.get_or_insert_with(Default::default);
         let mut requested = None;
         for key in TENANT_KEYS {
@@ -81,9 +90,17 @@ impl CallHandler {
         req.username = Some(user.clone());
         req.password = None;
         // The driver connection is sparkgate's own; this names the session's user.
-        req.configuration
-            .get_or_insert_with(Default::default)
-            .insert(PROXY_USER_KEY.to_owned(), user.clone());
+        let configuration = req.configuration.get_or_insert_with(Default::default);
+        configuration.insert(PROXY_USER_KEY.to_owned(), user.clone());
+        configuration.insert(
+            LONG_POLL_KEY.to_owned(),
+            format!("{}ms", self.config.backend.status_poll.as_millis()),
+        );
+        if family == ClientFamily::Python
+            && !configuration.keys().any(|k| k.ends_with(TIME_PARSER_KEY))
+        {
+            configuration.insert(format!("set:hiveconf:{TIME_PARSER_KEY}"), "LEGACY".into());
+        }
         let request = Hs2Request::OpenSession(req.clone());
         let (reply, addr, lease) = self.place_session(tenant, &user, &request).await?;
         let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply)
@@ -113,6 +130,9 @@ impl CallHandler {
             );
             session.lease = lease;
             session.rules = tenant.statement_rules();
+            session.family = family;
+            session.concise_errors = tenant.error_detail.concise_for(family);
+            session.max_query_time = tenant.max_query_time;
             let session = self.table.insert(session);
             info!(
                 session.id = %session.id(),
@@ -121,6 +141,7 @@ impl CallHandler {
                 tenant = %tenant.name,
                 driver = %addr,
                 client_protocol = client_protocol.0,
+                client = family.name(),
                 server_protocol = resp.server_protocol_version.0,
                 "session opened"
             );

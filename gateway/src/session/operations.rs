@@ -5,8 +5,11 @@ use hive_thrift::generated::tcliservice as t;
 use hive_thrift::message::{self, Hs2Request, Hs2Response, MessageHeader};
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::table::{display_id, is_final, Owner};
-use super::{encoded, CallHandler, Reply};
+use std::time::{Duration, Instant};
+
+use super::client::{self, ClientFamily};
+use super::table::{display_id, is_final, OperationEntry, Owner};
+use super::{encoded, CallContext, CallHandler, Reply};
 use crate::error::GatewayError;
 use crate::pool::DriverLease;
 
@@ -56,24 +59,38 @@ impl CallHandler {
             .await
     }
     /// ExecuteStatement and the metadata calls: each starts an operation in a session.
+    ///
+    /// A synchronous ExecuteStatement (every Superset chart query) runs asynchronously on the
+    /// driver: sparkgate waits for it, polling, and answers as the driver would have. The shared
+    /// driver connection is free meanwhile, and the statement can be cancelled (a client gone,
+    /// the tenant's `max_query_time`).
     pub(super) async fn start_operation(
         &self,
-        owner: &Owner,
+        ctx: &CallContext,
         request: &mut Hs2Request,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
         let handle = request
             .session_handle_mut()
             .expect("an operation starts in a session");
-        let session = self.session(handle, owner)?;
+        let session = self.session(handle, &ctx.owner)?;
         *handle = session.backend_handle.clone();
-        if let Hs2Request::ExecuteStatement(statement) = &*request {
+        let mut name_column = None;
+        let mut wait_for_client = false;
+        if let Hs2Request::ExecuteStatement(statement) = request {
             if let Err(refusal) = session.rules.check(&statement.statement) {
                 warn!(session.id = %session.id(), tenant = %session.tenant, %refusal, "statement refused by the tenant's rules");
                 return Err(GatewayError::Refused {
                     tenant: session.tenant.clone(),
                     refusal,
                 });
+            }
+            if session.family == ClientFamily::Python {
+                name_column = client::name_column_for_python(&statement.statement);
+            }
+            if statement.run_async != Some(true) {
+                statement.run_async = Some(true);
+                wait_for_client = true;
             }
         }
         let span = info_span!(
@@ -83,11 +100,9 @@ impl CallHandler {
             tenant = %session.tenant,
             op.id = tracing::field::Empty
         );
-        // The call itself is a running operation while it lasts (a synchronous
-        // ExecuteStatement runs the whole query); an asynchronous statement goes on running
+        // The call itself is a running operation while it lasts; a statement goes on running
         // after it, until a final state is seen.
-        let runs_on =
-            matches!(&request, Hs2Request::ExecuteStatement(r) if r.run_async == Some(true));
+        let runs_on = matches!(&request, Hs2Request::ExecuteStatement(_));
         let max = self.config.server.max_operations_per_session;
         let place = session
             .reserve_operation(max)
@@ -99,30 +114,192 @@ impl CallHandler {
             .await;
         drop(in_flight);
         let mut response = response?;
-        if let Some(handle) = response.new_operation_mut() {
-            if let Some(backend_handle) = handle.take() {
-                let client_handle = self.table.add_operation(&session, backend_handle, runs_on);
-                place.keep();
-                span.record("op.id", display_id(&client_handle.operation_id));
-                let _enter = span.enter();
-                debug!("operation started");
-                *handle = Some(client_handle);
+        if session.concise_errors && !succeeded(response.status()) {
+            let status = concise_status(response.status().clone());
+            response = Hs2Response::error_for(request, status);
+        }
+        let Some(backend_handle) = response.new_operation_mut().and_then(Option::take) else {
+            return Ok(encoded(response, seqid));
+        };
+        let client_handle =
+            self.table
+                .add_operation(&session, backend_handle, runs_on, name_column);
+        place.keep();
+        span.record("op.id", display_id(&client_handle.operation_id));
+        if let Some(slot) = response.new_operation_mut() {
+            *slot = Some(client_handle.clone());
+        }
+        if wait_for_client {
+            let outcome = self
+                .wait_for_statement(ctx, &client_handle)
+                .instrument(span.clone())
+                .await?;
+            if let Err(status) = outcome {
+                let failed = t::TExecuteStatementResp {
+                    status,
+                    operation_handle: None,
+                };
+                return Ok(encoded(Hs2Response::ExecuteStatement(failed), seqid));
             }
         }
+        let _enter = span.enter();
+        debug!("operation started");
         Ok(encoded(response, seqid))
     }
-    /// GetOperationStatus: from sparkgate's memory once the operation is final, else the driver.
+
+    /// Waits, polling the driver, until the statement behind `client_handle` is final.
+    /// `Ok(Err(status))`: it failed, and is closed (the reply a synchronous statement gets).
+    async fn wait_for_statement(
+        &self,
+        ctx: &CallContext,
+        client_handle: &t::TOperationHandle,
+    ) -> Result<Result<(), t::TStatus>, GatewayError> {
+        let deadline = Instant::now() + self.config.backend.execute_timeout;
+        let status = loop {
+            let op = self
+                .table
+                .operation_for_gateway(client_handle)
+                .ok_or(GatewayError::UnknownHandle { kind: "operation" })?;
+            if ctx.client_gone.is_cancelled() || Instant::now() >= deadline {
+                let timed_out = !ctx.client_gone.is_cancelled();
+                if timed_out {
+                    warn!("the statement ran past backend.execute_timeout; cancelling it on the driver");
+                } else {
+                    info!("client went away mid-statement; cancelling it on the driver");
+                }
+                self.cancel_and_close(&op).await;
+                let addr = op.session.backend_addr.clone();
+                let secs = self.config.backend.execute_timeout.as_secs();
+                return Err(GatewayError::StatementTimeout { addr, secs });
+            }
+            let status = self.poll_driver(&op).await?;
+            if !succeeded(&status.status) || status.operation_state.is_some_and(is_final) {
+                break status;
+            }
+        };
+        if status.operation_state == Some(t::TOperationState::FINISHED_STATE) {
+            return Ok(Ok(()));
+        }
+        if let Some(op) = self.table.operation_for_gateway(client_handle) {
+            self.cancel_and_close(&op).await;
+        }
+        let failed = if succeeded(&status.status) {
+            t::TStatus {
+                status_code: t::TStatusCode::ERROR_STATUS,
+                info_messages: None,
+                sql_state: status.sql_state.clone(),
+                error_code: status.error_code,
+                error_message: Some(client::statement_error_text(
+                    status
+                        .error_message
+                        .as_deref()
+                        .unwrap_or("the statement was cancelled"),
+                )),
+            }
+        } else {
+            status.status
+        };
+        Ok(Err(failed))
+    }
+
+    /// Cancels an operation on its driver and closes it there and here (sparkgate's own
+    /// decision, or its client is gone). Failures are logged: the session's end closes it too.
+    async fn cancel_and_close(&self, op: &OperationEntry) {
+        let cancel = Hs2Request::CancelOperation(t::TCancelOperationReq {
+            operation_handle: op.backend_handle.clone(),
+        });
+        let close = Hs2Request::CloseOperation(t::TCloseOperationReq {
+            operation_handle: op.backend_handle.clone(),
+        });
+        for request in [cancel, close] {
+            if let Err(e) = self.session_call(&op.session, &request).await {
+                debug!(method = request.method(), error = %e, "driver call failed");
+            }
+        }
+        self.table
+            .remove_operation(&op.client_handle, &op.session.owner);
+    }
+
+    /// One status call to the driver (it holds it up to `backend.status_poll` while the
+    /// operation runs), shaped for the session's client: a limit's cancel named, errors concise.
+    /// A final status is remembered, and answered from memory from then on.
+    async fn poll_driver(
+        &self,
+        op: &OperationEntry,
+    ) -> Result<t::TGetOperationStatusResp, GatewayError> {
+        let asked = Instant::now();
+        let request = Hs2Request::GetOperationStatus(t::TGetOperationStatusReq {
+            operation_handle: op.backend_handle.clone(),
+            get_progress_update: None,
+        });
+        let Hs2Response::GetOperationStatus(mut status) =
+            self.session_call(&op.session, &request).await?
+        else {
+            unreachable!("decoded for GetOperationStatus");
+        };
+        // A driver that does not hold status calls must not be asked in a tight loop.
+        let floor = self.config.backend.status_poll / 5;
+        if !status.operation_state.is_some_and(is_final) && asked.elapsed() < floor {
+            tokio::time::sleep(floor - asked.elapsed()).await;
+        }
+        if status.operation_state == Some(t::TOperationState::CANCELED_STATE) {
+            if let Some(why) = self
+                .table
+                .operation_for_gateway(&op.client_handle)
+                .and_then(|op| op.cancelled_by_limit)
+            {
+                status.operation_state = Some(t::TOperationState::ERROR_STATE);
+                status.error_message = Some(why);
+                status.sql_state = Some("HYT00".into());
+            }
+        }
+        if op.session.concise_errors {
+            status.status = concise_status(status.status);
+            if let Some(message) = status.error_message.take() {
+                status.error_message = Some(client::concise_error(&message));
+            }
+        }
+        if succeeded(&status.status) && status.operation_state.is_some_and(is_final) {
+            let mut out = Vec::new();
+            Hs2Response::GetOperationStatus(status.clone()).encode_reply(0, &mut out);
+            self.table
+                .set_final_status(&op.client_handle, Some(Bytes::from(out)));
+        }
+        Ok(status)
+    }
+
+    /// Cancels, on their drivers, the statements that have run longer than their tenant's
+    /// `max_query_time` (housekeeping calls this every few seconds). The client's next status
+    /// call (or sparkgate's own wait) then reports an error naming the limit.
+    pub async fn cancel_overdue_statements(&self) {
+        let overdue = self.table.take_overdue(|tenant, limit| {
+            format!(
+                "sparkgate cancelled the statement: it ran longer than the max_query_time of tenant {tenant:?} ({})",
+                humantime_serde::re::humantime::format_duration(limit)
+            )
+        });
+        let cancels = overdue.iter().map(|op| async move {
+            warn!(session.id = %op.session.id(), op.id = %display_id(&op.client_handle.operation_id), tenant = %op.session.tenant, "statement ran past the tenant's max_query_time; cancelling it on the driver");
+            let cancel = Hs2Request::CancelOperation(t::TCancelOperationReq {
+                operation_handle: op.backend_handle.clone(),
+            });
+            if let Err(e) = self.session_call(&op.session, &cancel).await {
+                warn!(error = %e, "could not cancel the statement on its driver");
+            }
+        });
+        futures::future::join_all(cancels).await;
+    }
+
+    /// GetOperationStatus: from sparkgate's memory once the operation is final, else the
+    /// driver. A JDBC client's call waits (up to `server.status_wait`) for the statement to end,
+    /// as HiveServer2 does; a Python client's is answered at once.
     pub(super) async fn operation_status(
         &self,
-        owner: &Owner,
-        request: &mut Hs2Request,
+        ctx: &CallContext,
+        req: &t::TGetOperationStatusReq,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
-        let handle = request
-            .operation_handle_mut()
-            .expect("GetOperationStatus names an operation");
-        let client_handle = handle.clone();
-        let op = self.operation(&client_handle, owner)?;
+        let op = self.operation(&req.operation_handle, &ctx.owner)?;
         if let Some(cached) = op.final_status {
             let header = MessageHeader::parse(&cached).expect("sparkgate encoded it");
             return Ok(Reply::Passthrough {
@@ -131,18 +308,40 @@ impl CallHandler {
                 seqid,
             });
         }
-        *handle = op.backend_handle;
-        let response = self.session_call(&op.session, request).await?;
-        let mut out = Vec::new();
-        response.encode_reply(seqid, &mut out);
-        if let Hs2Response::GetOperationStatus(status) = &response {
-            let done = status.status.status_code == t::TStatusCode::SUCCESS_STATUS
-                && status.operation_state.is_some_and(is_final);
-            if done {
-                self.table
-                    .set_final_status(&client_handle, Some(Bytes::from(out.clone())));
+        let wait = match op.session.family {
+            ClientFamily::Python => Duration::ZERO,
+            ClientFamily::Jdbc => self.config.server.status_wait,
+        };
+        let asked = Instant::now();
+        let status = loop {
+            let op = self
+                .table
+                .operation_for_gateway(&op.client_handle)
+                .ok_or(GatewayError::UnknownHandle { kind: "operation" })?;
+            let status = self.poll_driver(&op).await?;
+            let done = !succeeded(&status.status) || status.operation_state.is_some_and(is_final);
+            if done || asked.elapsed() >= wait || ctx.client_gone.is_cancelled() {
+                break status;
             }
-        }
-        Ok(Reply::Encoded(out))
+        };
+        Ok(encoded(Hs2Response::GetOperationStatus(status), seqid))
     }
+}
+
+fn succeeded(status: &t::TStatus) -> bool {
+    matches!(
+        status.status_code,
+        t::TStatusCode::SUCCESS_STATUS | t::TStatusCode::SUCCESS_WITH_INFO_STATUS
+    )
+}
+
+/// An error status without Java stack frames (`infoMessages`) and with a concise message.
+fn concise_status(mut status: t::TStatus) -> t::TStatus {
+    if !succeeded(&status) {
+        status.info_messages = None;
+        if let Some(message) = status.error_message.take() {
+            status.error_message = Some(client::concise_error(&message));
+        }
+    }
+    status
 }

@@ -64,6 +64,12 @@ pub struct Session {
     pub backend_handle: TSessionHandle,
     /// Its place on a pooled driver, given back when the session ends.
     pub lease: Option<crate::pool::DriverLease>,
+    /// The client's family: which answers it reads in which shape.
+    pub family: super::client::ClientFamily,
+    /// Errors go to this session's client without Java stack frames or plans.
+    pub concise_errors: bool,
+    /// The tenant's `max_query_time`: a statement running longer is cancelled.
+    pub max_query_time: Option<std::time::Duration>,
     /// Operations it holds open, and those being started (counted before the driver is asked,
     /// so concurrent starts cannot pass `server.max_operations_per_session` together).
     open_operations: AtomicUsize,
@@ -119,6 +125,9 @@ impl Session {
             backend_addr,
             backend_handle,
             lease: None,
+            family: super::client::ClientFamily::Jdbc,
+            concise_errors: false,
+            max_query_time: None,
             open_operations: AtomicUsize::new(0),
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
@@ -185,6 +194,11 @@ pub struct OperationEntry {
     pub final_status: Option<Bytes>,
     /// Counted as running on its driver (until a final state, or its end, is seen).
     running: bool,
+    /// Python clients read this column alone of the results (see [`super::client`]).
+    pub name_column: Option<usize>,
+    /// Why sparkgate cancelled it (a tenant limit), shown instead of the driver's "cancelled".
+    pub cancelled_by_limit: Option<String>,
+    started: Instant,
 }
 
 impl OperationEntry {
@@ -343,6 +357,7 @@ impl SessionTable {
         session: &Arc<Session>,
         backend_handle: TOperationHandle,
         runs_on: bool,
+        name_column: Option<usize>,
     ) -> TOperationHandle {
         let client_handle = TOperationHandle {
             operation_id: mint_identifier(),
@@ -360,6 +375,9 @@ impl SessionTable {
                 session: session.clone(),
                 final_status: None,
                 running: runs_on,
+                name_column,
+                cancelled_by_limit: None,
+                started: Instant::now(),
             },
         );
         client_handle
@@ -379,6 +397,40 @@ impl SessionTable {
         drop(operations);
         op.session.touch();
         Some(op)
+    }
+
+    /// The operation behind a client handle sparkgate itself holds (no owner check: for its
+    /// own timers, never for a client's call).
+    pub fn operation_for_gateway(&self, handle: &TOperationHandle) -> Option<OperationEntry> {
+        let key = key_of(&handle.operation_id)?;
+        self.operations
+            .lock()
+            .expect("operations")
+            .get(&key)
+            .cloned()
+    }
+
+    /// Statements still running past their session's `max_query_time`, each noted as
+    /// cancelled for it (with `why(tenant, limit)`) and returned once, for sparkgate to cancel.
+    pub fn take_overdue(
+        &self,
+        why: impl Fn(&str, std::time::Duration) -> String,
+    ) -> Vec<OperationEntry> {
+        let mut operations = self.operations.lock().expect("operations");
+        operations
+            .values_mut()
+            .filter_map(|op| {
+                let limit = op.session.max_query_time?;
+                let overdue = op.running
+                    && op.final_status.is_none()
+                    && op.cancelled_by_limit.is_none()
+                    && op.started.elapsed() > limit;
+                overdue.then(|| {
+                    op.cancelled_by_limit = Some(why(&op.session.tenant, limit));
+                    op.clone()
+                })
+            })
+            .collect()
     }
 
     /// Remembers (or, with `None`, forgets) the final status reply of an operation.
