@@ -127,8 +127,8 @@ def sts_command(port: int, *, host: str = "127.0.0.1", workdir: Path | None = No
     """The spark-submit argv of a Spark Thrift Server listening on `host`:`port`.
 
     With `workdir`, a local server: everything it writes lives under `workdir` (tmp, warehouse,
-    Derby metastore, scratch dirs), its driver binds to `host`, the UI is off and the JIT is kept
-    cheap. These settings win over the same keys in `conf`/`hiveconf`. Without `workdir`, only
+    Derby metastore, scratch dirs), its driver binds to `host`, the UI is off unless `conf` turns it
+    on, and the JIT is kept cheap. These settings win over the same keys in `conf`/`hiveconf`. Without `workdir`, only
     what is given (e.g. the args of a driver Pod). `spark_submit` defaults to pyspark's."""
     conf = dict(conf or {})
     hiveconf = dict(hiveconf or {})
@@ -136,8 +136,8 @@ def sts_command(port: int, *, host: str = "127.0.0.1", workdir: Path | None = No
     if workdir is not None:
         w = workdir
         java_options = f"-Djava.io.tmpdir={w}/tmp -XX:TieredStopAtLevel=1 -XX:-UsePerfData"
+        conf.setdefault("spark.ui.enabled", "false")
         conf.update({
-            "spark.ui.enabled": "false",
             "spark.local.dir": f"{w}/tmp",
             "spark.sql.warehouse.dir": f"{w}/warehouse",
             "spark.driver.host": host,

@@ -268,6 +268,9 @@ pub struct BackendConfig {
     /// a limit pass within this, at about one driver call per this per waiting client.
     #[serde(with = "humantime_serde")]
     pub status_poll: Duration,
+    /// The backend's Spark UI (`http://host:4040`), which sparkgate reads statements' progress
+    /// from (without tenants: the one backend's).
+    pub spark_ui: Option<String>,
 }
 
 impl Default for BackendConfig {
@@ -283,6 +286,7 @@ impl Default for BackendConfig {
             max_connections_per_driver: 64,
             service_user: "sparkgate".into(),
             status_poll: Duration::from_millis(500),
+            spark_ui: None,
         }
     }
 }
@@ -334,12 +338,18 @@ impl Config {
     /// The tenants sessions are routed to; without configured ones, `default` admits everyone.
     pub fn effective_tenants(&self) -> Vec<TenantConfig> {
         if self.tenants.is_empty() {
-            vec![TenantConfig::new_static(
+            let mut tenant = TenantConfig::new_static(
                 "default",
                 Vec::new(),
                 vec![ANYONE.into()],
                 vec![self.backend.address.clone()],
-            )]
+            );
+            if let Some(ui) = &self.backend.spark_ui {
+                tenant
+                    .spark_ui
+                    .insert(self.backend.address.clone(), ui.clone());
+            }
+            vec![tenant]
         } else {
             self.tenants.clone()
         }

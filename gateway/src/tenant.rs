@@ -31,6 +31,10 @@ pub struct TenantConfig {
     /// to the least busy one that accepts connections.
     #[serde(default)]
     pub backends: Vec<String>,
+    /// With the static launcher: each backend's Spark UI (`"host:port" = "http://host:4040"`),
+    /// which sparkgate reads statements' progress from. Drivers sparkgate starts get theirs.
+    #[serde(default)]
+    pub spark_ui: BTreeMap<String, String>,
     /// `static` (the `backends` above), `local` (sparkgate starts the tenant's drivers as
     /// processes) or `kubernetes` (as Pods).
     #[serde(default)]
@@ -118,6 +122,7 @@ impl TenantConfig {
             service_account_annotations: BTreeMap::new(),
             refuse_add_resources: false,
             refuse_global_temp: false,
+            spark_ui: BTreeMap::new(),
             max_query_time: None,
             error_detail: Default::default(),
         }

@@ -147,6 +147,7 @@ impl Launcher for FakeLauncher {
             address: String::new(),
             pid: 0,
             secret: crate::launcher::DriverSecret::generate(),
+            ui: None,
         };
         drivers.live.push(FakeDriver {
             launched: launched.clone(),

@@ -51,11 +51,7 @@ pub(super) async fn start_pools(
     // Neither started nor stopped by sparkgate, so nothing here to decide or to keep.
     let always = Arc::new(AtomicBool::new(true));
     if !fixed.is_empty() {
-        let launcher: Arc<dyn Launcher> = Arc::new(FixedLauncher::new(
-            fixed
-                .iter()
-                .map(|t| (t.name.as_str(), t.backends.as_slice())),
-        ));
+        let launcher: Arc<dyn Launcher> = Arc::new(FixedLauncher::new(fixed.iter().copied()));
         // Someone else's servers: sparkgate does not bound their sessions.
         let fixed_limits = PoolLimits {
             max_sessions_per_driver: u32::MAX,

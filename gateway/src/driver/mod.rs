@@ -30,6 +30,7 @@ use crate::error::GatewayError;
 use crate::launcher::DriverSecret;
 
 pub mod metrics;
+pub mod progress;
 
 /// One pooled connection.
 struct Link {

@@ -24,20 +24,22 @@ pub struct FixedLauncher {
 }
 
 impl FixedLauncher {
-    /// From each static tenant's name and `backends`.
-    pub fn new<'a>(tenants: impl IntoIterator<Item = (&'a str, &'a [String])>) -> Self {
+    /// From each static tenant's `backends` (and their `spark_ui`).
+    pub fn new<'a>(tenants: impl IntoIterator<Item = &'a crate::tenant::TenantConfig>) -> Self {
         let drivers = tenants
             .into_iter()
-            .flat_map(|(tenant, addresses)| {
-                addresses
+            .flat_map(|tenant| {
+                tenant
+                    .backends
                     .iter()
                     .enumerate()
                     .map(move |(i, address)| LaunchedDriver {
-                        id: format!("{tenant}-static-{i}"),
-                        tenant: tenant.to_owned(),
+                        id: format!("{}-static-{i}", tenant.name),
+                        tenant: tenant.name.clone(),
                         address: address.clone(),
                         pid: 0,
                         secret: Default::default(),
+                        ui: tenant.spark_ui.get(address).cloned(),
                     })
             })
             .collect();

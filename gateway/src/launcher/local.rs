@@ -10,13 +10,12 @@ mod catalog;
 mod config;
 pub mod os_user;
 mod process;
+mod spawn;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -24,11 +23,7 @@ use futures::FutureExt;
 use tracing::{info, warn};
 
 use super::jvm::ScalaJar;
-use super::submit::DriverCommand;
-use super::{
-    probe, DriverSecret, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher,
-    DRIVER_AUTH_SOURCE, DRIVER_SECRET_ENV,
-};
+use super::{probe, DriverSpec, Health, LaunchError, LaunchedDriver, Launcher, DRIVER_AUTH_SOURCE};
 pub use catalog::own_catalog;
 use catalog::TenantCatalogs;
 pub(crate) use config::default_spark_home;
@@ -47,6 +42,9 @@ struct Inner {
     catalogs: TenantCatalogs,
     /// sparkgate's password provider on the drivers' class path.
     driver_auth: ScalaJar,
+    /// The guard of the drivers' Spark UI; drivers go without a UI (and progress) if this
+    /// Spark cannot compile it.
+    ui_auth: ScalaJar,
     /// The user sparkgate's driver connections log in as.
     service_user: String,
     spark_home: PathBuf,
@@ -127,10 +125,18 @@ impl LocalLauncher {
             spark_home.clone(),
             config.work_dir.join("driver-auth"),
         );
+        let ui_auth = ScalaJar::new(
+            "ui-auth",
+            "UiAuth.scala",
+            super::ui::UI_AUTH_SOURCE,
+            spark_home.clone(),
+            config.work_dir.join("driver-auth"),
+        );
         let inner = Inner {
             config,
             catalogs,
             driver_auth,
+            ui_auth,
             service_user: service_user.to_owned(),
             spark_home,
             users,
@@ -217,170 +223,6 @@ impl Inner {
             }
         }
         found
-    }
-
-    fn free_port(&self) -> Result<u16, LaunchError> {
-        let mut taken: Vec<u16> = self
-            .list_alive()
-            .iter()
-            .filter_map(|d| d.address.rsplit_once(':')?.1.parse().ok())
-            .collect();
-        // A catalog's port is its tenant's for good (drivers that outlive the catalog process
-        // have it), and the process binds it seconds after the port is picked.
-        taken.extend(self.catalogs.reserved_ports());
-        // Round robin from the last port handed out, so a driver that just died does not leave
-        // its port to its replacement while sparkgate may still hold the dead one's address.
-        let first = self.config.first_port;
-        let span = u16::MAX - first;
-        let start = self.next_port.load(std::sync::atomic::Ordering::Relaxed);
-        let port = (0..span)
-            .map(|i| first + (start.wrapping_sub(first).wrapping_add(i)) % span)
-            .find(|p| !taken.contains(p) && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-            .ok_or_else(|| LaunchError::Start("no free loopback port".into()))?;
-        self.next_port.store(
-            port.wrapping_add(1).max(first),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        Ok(port)
-    }
-
-    /// The tenant's catalog, started if need be. Its old port taken by another process: the
-    /// tenant's drivers (which would reach that process) are killed and the catalog moves.
-    /// Called with the spawn lock held.
-    fn catalog_uri(&self, tenant: &str) -> Result<String, LaunchError> {
-        match self.catalogs.ensure_running(tenant, &|| self.free_port()) {
-            Err(e @ LaunchError::PortTaken { .. }) => {
-                tracing::error!(%tenant, error = %e, "moving the tenant catalog to a new port");
-                self.abandon_catalog_port(tenant);
-                self.catalogs.ensure_running(tenant, &|| self.free_port())
-            }
-            other => other,
-        }
-    }
-
-    fn abandon_catalog_port(&self, tenant: &str) {
-        self.catalogs.forget_port(tenant);
-        for d in self.list_alive().iter().filter(|d| d.tenant == tenant) {
-            signal(d.pid, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-
-    /// Starts a driver process, and its tenant's catalog if it does not run; neither is ready
-    /// yet (see [`Launcher::wait_ready`]). Blocking: call it off the async runtime.
-    fn spawn(&self, spec: &DriverSpec) -> Result<LaunchedDriver, LaunchError> {
-        // Held through the catalog check and the driver's state file, so a tenant's last driver
-        // stopping (which stops the catalog) never misses a driver starting.
-        let _one_at_a_time = self.spawning.lock().expect("spawn lock");
-        let metastore = if own_catalog(&spec.hive_conf, &spec.spark_conf) {
-            None
-        } else {
-            Some(self.catalog_uri(&spec.tenant)?)
-        };
-        let driver_auth = self.driver_auth.path()?;
-        let port = self.free_port()?;
-        // Unique even when a port is reused after a driver died: its state must not be confused
-        // with the dead one's.
-        let id = format!("{}-{port}-{:08x}", spec.tenant, rand::random::<u32>());
-        let dir = self.driver_dir(&id);
-        let user = self.users.get(&spec.tenant);
-        self.prepare_tenant(&spec.tenant)?;
-        os_user::own_dir(&dir, 0o711)?;
-        for sub in ["tmp", "scratch", "ls", "run"] {
-            os_user::private_dir(&dir.join(sub), user)?;
-        }
-        let w = dir.display().to_string();
-        // Where the driver listens, how it is reached, which tenant and catalog it serves:
-        // sparkgate's decisions, over any tenant setting.
-        let mut submit = DriverCommand::new(spec);
-        submit
-            .option("--master", "local[2]")
-            .option(
-                "--driver-java-options",
-                format!("-Djava.io.tmpdir={w}/tmp -XX:TieredStopAtLevel=1 -XX:-UsePerfData"),
-            )
-            .default_spark(
-                "spark.sql.warehouse.dir",
-                self.catalogs.warehouse(&spec.tenant).display().to_string(),
-            )
-            .default_spark(super::RELATION_CACHE_SIZE.0, super::RELATION_CACHE_SIZE.1)
-            .spark("spark.ui.enabled", "false")
-            // Its RPC and block-manager ports are on loopback, where every local user reaches
-            // them: Spark then takes only peers holding the secret it makes for itself.
-            .spark("spark.authenticate", "true")
-            .spark("spark.local.dir", format!("{w}/tmp"))
-            .spark("spark.driver.host", "127.0.0.1")
-            .spark("spark.driver.bindAddress", "127.0.0.1")
-            .spark("spark.sparkgate.tenant", spec.tenant.clone())
-            .hive("hive.server2.thrift.bind.host", "127.0.0.1")
-            .hive("hive.server2.thrift.port", port.to_string())
-            .hive("hive.server2.transport.mode", "binary")
-            .hive("hive.exec.scratchdir", format!("{w}/scratch"))
-            .hive("hive.exec.local.scratchdir", format!("{w}/ls"));
-        submit.sparkgate_only(&driver_auth.display().to_string(), &self.service_user);
-        if let Some(uri) = &metastore {
-            // A cold start runs the catalog and the driver at once; the driver waits for the
-            // catalog (and rides out a restart of it) instead of failing.
-            submit
-                .hive("hive.metastore.uris", uri.clone())
-                .hive("hive.metastore.connect.retries", "120")
-                .hive("hive.metastore.client.connect.retry.delay", "1s");
-        }
-        let secret = DriverSecret::generate();
-        let mut cmd = std::process::Command::new(self.spark_home.join("bin/spark-submit"));
-        cmd.args(submit.args());
-        if let Some(user) = user {
-            os_user::run_as(
-                &mut cmd,
-                user,
-                &self.catalogs.tenant_dir(&spec.tenant).join("home"),
-            );
-        }
-        // Logs are sparkgate's (the driver writes them through the descriptors it is given):
-        // they hold the tenant's statements.
-        let log = |name: &str| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(dir.join(name))
-        };
-        cmd.env("SPARK_HOME", &self.spark_home)
-            .env(DRIVER_SECRET_ENV, secret.expose())
-            .env("SPARK_LOG_DIR", dir.join("run"))
-            .current_dir(dir.join("run"))
-            .stdin(Stdio::null())
-            .stdout(log("driver.log")?)
-            .stderr(log("driver.err.log")?);
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|e| LaunchError::Start(e.to_string()))?;
-        let driver = LaunchedDriver {
-            id,
-            tenant: spec.tenant.clone(),
-            address: format!("127.0.0.1:{port}"),
-            pid: child.id(),
-            secret,
-        };
-        // The child is reaped by a thread, so it never lingers as a zombie.
-        std::thread::spawn(move || {
-            let mut child = child;
-            let _ = child.wait();
-        });
-        // It holds the driver's secret: sparkgate's alone.
-        let mut state = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(dir.join("driver.json"))?;
-        std::io::Write::write_all(
-            &mut state,
-            serde_json::to_string(&driver)
-                .expect("serializable")
-                .as_bytes(),
-        )?;
-        info!(driver = %driver.id, address = %driver.address, "driver process started");
-        Ok(driver)
     }
 
     /// Waits until the driver answers an HS2 OpenSession (its port opens well before that).

@@ -21,6 +21,7 @@ pub mod jvm;
 pub mod kubernetes;
 pub mod local;
 pub mod submit;
+pub mod ui;
 
 pub use local::{LocalLauncher, LocalLauncherConfig};
 
@@ -56,6 +57,10 @@ pub struct LaunchedDriver {
     /// for servers sparkgate does not run (static backends).
     #[serde(default)]
     pub secret: DriverSecret,
+    /// Base URL of its Spark UI (`http://host:port`), which sparkgate reads progress from;
+    /// `None` when it has none sparkgate may read.
+    #[serde(default)]
+    pub ui: Option<String>,
 }
 
 /// A driver's own password: the Spark Thrift Server runs `hive.server2.authentication=CUSTOM`

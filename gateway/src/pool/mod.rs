@@ -109,6 +109,8 @@ pub struct DriverLease {
     pub address: String,
     /// What sparkgate's connections to the driver log in with.
     pub secret: crate::launcher::DriverSecret,
+    /// The driver's Spark UI, if sparkgate may read it.
+    pub ui: Option<String>,
     load: Arc<DriverLoad>,
 }
 
@@ -322,6 +324,7 @@ impl DriverPool {
             driver_id: best.launched.id.clone(),
             address: best.launched.address.clone(),
             secret: best.launched.secret.clone(),
+            ui: best.launched.ui.clone(),
             load: best.load.clone(),
         })
     }

@@ -136,6 +136,28 @@ pub fn keep_column_desc(schema: &mut t::TTableSchema, keep: usize) {
     }
 }
 
+/// Appends lines to an operation log batch (its one string column, or rows before V6).
+pub fn append_log_lines(results: &mut Option<t::TRowSet>, lines: Vec<String>) {
+    let rows = results.get_or_insert_with(|| t::TRowSet {
+        start_row_offset: 0,
+        rows: Vec::new(),
+        columns: Some(vec![t::TColumn::StringVal(t::TStringColumn {
+            values: Vec::new(),
+            nulls: Vec::new(),
+        })]),
+        binary_columns: None,
+        column_count: None,
+    });
+    match rows.columns.as_mut().and_then(|c| c.first_mut()) {
+        Some(t::TColumn::StringVal(column)) => column.values.extend(lines),
+        _ => rows.rows.extend(lines.into_iter().map(|line| t::TRow {
+            col_vals: vec![t::TColumnValue::StringVal(t::TStringValue {
+                value: Some(line),
+            })],
+        })),
+    }
+}
+
 /// The longest concise error message; the rest is cut with a note.
 const CONCISE_MAX: usize = 1000;
 

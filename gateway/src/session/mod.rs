@@ -62,6 +62,8 @@ pub struct CallHandler {
     pub pools: HashMap<String, Arc<DriverPool>>,
     /// Connections to drivers, shared by their sessions.
     pub links: Arc<BackendLinks>,
+    /// Reads drivers' Spark UIs (statements' progress).
+    ui: crate::driver::progress::UiClient,
 }
 
 impl CallHandler {
@@ -77,6 +79,7 @@ impl CallHandler {
             auth,
             table: Arc::default(),
             pools,
+            ui: crate::driver::progress::UiClient::new(std::time::Duration::from_secs(2)),
         }
     }
 
@@ -151,6 +154,9 @@ impl CallHandler {
                 let op = self.operation(&req.operation_handle, owner)?;
                 req.operation_handle = op.backend_handle.clone();
                 req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
+                if req.fetch_type.unwrap_or(0) == 1 {
+                    return self.operation_log(&op, request, seqid).await;
+                }
                 let results = req.fetch_type.unwrap_or(0) == 0;
                 let (message, header) = self.session_call_raw(&op.session, request).await?;
                 match (results, op.name_column) {

@@ -128,6 +128,12 @@ impl CallHandler {
                 addr.clone(),
                 backend_handle,
             );
+            session.spark_ui = lease.as_ref().and_then(|l| {
+                Some(crate::driver::progress::SparkUi {
+                    base: l.ui.clone()?.trim_end_matches('/').to_owned(),
+                    authorization: crate::launcher::ui::authorization(&l.secret),
+                })
+            });
             session.lease = lease;
             session.rules = tenant.statement_rules();
             session.family = family;

@@ -8,6 +8,10 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use std::time::{Duration, Instant};
 
 use super::client::{self, ClientFamily};
+use crate::driver::progress;
+
+/// How often a statement's operation log gets progress lines, at most.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 use super::table::{display_id, is_final, OperationEntry, Owner};
 use super::{encoded, CallContext, CallHandler, Reply};
 use crate::error::GatewayError;
@@ -242,6 +246,12 @@ impl CallHandler {
         if !status.operation_state.is_some_and(is_final) && asked.elapsed() < floor {
             tokio::time::sleep(floor - asked.elapsed()).await;
         }
+        // Superset takes any state but INITIALIZED and RUNNING for the end of a statement.
+        if op.session.family == ClientFamily::Python
+            && status.operation_state == Some(t::TOperationState::PENDING_STATE)
+        {
+            status.operation_state = Some(t::TOperationState::RUNNING_STATE);
+        }
         if status.operation_state == Some(t::TOperationState::CANCELED_STATE) {
             if let Some(why) = self
                 .table
@@ -324,7 +334,87 @@ impl CallHandler {
                 break status;
             }
         };
+        let mut status = status;
+        if req.get_progress_update == Some(true) && op.session.spark_ui.is_some() {
+            status.progress_update_response = Some(self.progress_update(&op, &status).await);
+        }
         Ok(encoded(Hs2Response::GetOperationStatus(status), seqid))
+    }
+
+    /// HS2's progress update for beeline's bar: the statement's running jobs, or done.
+    async fn progress_update(
+        &self,
+        op: &OperationEntry,
+        status: &t::TGetOperationStatusResp,
+    ) -> t::TProgressUpdateResp {
+        let finished = status.operation_state.is_some_and(is_final);
+        let jobs = if finished {
+            Vec::new()
+        } else {
+            self.running_jobs(op).await.unwrap_or_default()
+        };
+        let mut progress = op.progress.lock().expect("progress");
+        let mut update = progress.update(&jobs, op.started_ms);
+        if finished {
+            update.status = t::TJobExecutionStatus::COMPLETE;
+            update.progressed_percentage = 1.0.into();
+        }
+        update
+    }
+
+    /// The running Spark jobs of an operation's statement, from its driver's UI; `None` when the
+    /// driver has no UI sparkgate reads, or it did not answer (logged).
+    async fn running_jobs(&self, op: &OperationEntry) -> Option<Vec<progress::JobData>> {
+        let ui = op.session.spark_ui.as_ref()?;
+        let group = progress::group_of(&op.backend_handle.operation_id.guid)?;
+        match self.ui.running_jobs(ui, &group).await {
+            Ok(jobs) => Some(jobs),
+            Err(e) => {
+                debug!(error = %e, "no progress from the driver's Spark UI");
+                None
+            }
+        }
+    }
+
+    /// FetchResults of the operation log: the driver's lines, then sparkgate's progress lines
+    /// (Hive's, which Superset parses), at most once a second, so a client reading the log until
+    /// a batch comes back empty gets one.
+    pub(super) async fn operation_log(
+        &self,
+        op: &OperationEntry,
+        request: &Hs2Request,
+        seqid: i32,
+    ) -> Result<Reply, GatewayError> {
+        let (message, header) = self.session_call_raw(&op.session, request).await?;
+        let passthrough = |message, header| Reply::Passthrough {
+            message,
+            header,
+            seqid,
+        };
+        let Some(ui) = &op.session.spark_ui else {
+            return Ok(passthrough(message, header));
+        };
+        let due =
+            op.final_status.is_none() && op.progress.lock().expect("progress").due(PROGRESS_EVERY);
+        if !due {
+            return Ok(passthrough(message, header));
+        }
+        let jobs = self.running_jobs(op).await.unwrap_or_default();
+        let lines = op.progress.lock().expect("progress").lines(&ui.base, &jobs);
+        if lines.is_empty() {
+            return Ok(passthrough(message, header));
+        }
+        let mut response = self.decode_reply(&op.session, request, &message)?;
+        if let Hs2Response::FetchResults(resp) = &mut response {
+            if !succeeded(&resp.status) {
+                // The driver keeps no operation log: sparkgate's lines alone.
+                resp.status = hive_thrift::message::success_status();
+                resp.has_more_rows = Some(false);
+                resp.results = None;
+            }
+            client::append_log_lines(&mut resp.results, lines);
+        }
+        Ok(encoded(response, seqid))
     }
 }
 

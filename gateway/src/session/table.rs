@@ -70,6 +70,8 @@ pub struct Session {
     pub concise_errors: bool,
     /// The tenant's `max_query_time`: a statement running longer is cancelled.
     pub max_query_time: Option<std::time::Duration>,
+    /// The driver's Spark UI, where statements' progress is read.
+    pub spark_ui: Option<crate::driver::progress::SparkUi>,
     /// Operations it holds open, and those being started (counted before the driver is asked,
     /// so concurrent starts cannot pass `server.max_operations_per_session` together).
     open_operations: AtomicUsize,
@@ -128,6 +130,7 @@ impl Session {
             family: super::client::ClientFamily::Jdbc,
             concise_errors: false,
             max_query_time: None,
+            spark_ui: None,
             open_operations: AtomicUsize::new(0),
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
@@ -199,6 +202,10 @@ pub struct OperationEntry {
     /// Why sparkgate cancelled it (a tenant limit), shown instead of the driver's "cancelled".
     pub cancelled_by_limit: Option<String>,
     started: Instant,
+    /// When it started, in milliseconds since the epoch (HS2's progress update).
+    pub started_ms: i64,
+    /// What its client has been told of its progress.
+    pub progress: Arc<Mutex<crate::driver::progress::ProgressLog>>,
 }
 
 impl OperationEntry {
@@ -378,6 +385,10 @@ impl SessionTable {
                 name_column,
                 cancelled_by_limit: None,
                 started: Instant::now(),
+                started_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+                progress: Arc::default(),
             },
         );
         client_handle

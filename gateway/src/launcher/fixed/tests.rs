@@ -18,7 +18,7 @@ async fn lists_each_address_and_checks_only_for_a_connection() {
         vec!["*".into()],
         vec![open.clone(), closed.clone()],
     );
-    let launcher = FixedLauncher::new([(tenant.name.as_str(), tenant.backends.as_slice())]);
+    let launcher = FixedLauncher::new([&tenant]);
     let listed = launcher.list().await;
     let ids: Vec<_> = listed.iter().map(|(d, _)| d.id.as_str()).collect();
     assert_eq!(ids, ["t-static-0", "t-static-1"]);
@@ -74,10 +74,7 @@ async fn a_pool_of_fixed_servers_places_on_those_that_answer() {
         spec,
         Default::default(),
         limits,
-        std::sync::Arc::new(FixedLauncher::new([(
-            tenant.name.as_str(),
-            tenant.backends.as_slice(),
-        )])),
+        std::sync::Arc::new(FixedLauncher::new([&tenant])),
         Default::default(),
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
     );

@@ -271,6 +271,7 @@ impl KubeLauncher {
             address: String::new(),
             pid: 0,
             secret,
+            ui: None,
         })
     }
 
@@ -405,6 +406,7 @@ impl Launcher for KubeLauncher {
                             address,
                             pid: 0,
                             secret: DriverSecret::default(),
+                            ui: None,
                         },
                         health,
                     ))
