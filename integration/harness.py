@@ -48,6 +48,11 @@ class SparkThriftServer:
         self.cores = cores
         # Extra --conf settings, e.g. spark.sparkgate.tenant=NAME to tell drivers apart in tests.
         self.conf = conf or {}
+        # With spark.ui.port in `conf`, the UI is on there (statements' progress).
+        ui_port = self.conf.get("spark.ui.port")
+        self.ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else None
+        if ui_port:
+            self.conf.setdefault("spark.ui.enabled", "true")
         self.log = self.workdir / "sts.log"
         self.proc: subprocess.Popen | None = None
 
@@ -64,7 +69,9 @@ class SparkThriftServer:
                 probe.bind(("127.0.0.1", self.port))
             except OSError as e:
                 raise RuntimeError(f"cannot start a Spark Thrift Server on 127.0.0.1:{self.port}: {e}") from None
-        env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_LOG_DIR=str(self.workdir))
+        # SPARK_LOCAL_IP: the Spark UI (when on) listens on loopback too, not on every interface.
+        env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_LOG_DIR=str(self.workdir),
+                   SPARK_LOCAL_IP="127.0.0.1")
         env.pop("PYSPARK_PYTHON", None)
         started = time.monotonic()
         with open(self.log, "wb") as log:

@@ -71,7 +71,9 @@ def workdir():
 @pytest.fixture(scope="session")
 def sts(workdir):
     # Tenant tests tell drivers apart by this setting (`SET spark.sparkgate.tenant`).
-    server = SparkThriftServer(workdir / "sts", conf={"spark.sparkgate.tenant": "analytics"})
+    # Its Spark UI is on (loopback): progress tests read statements' jobs there, as sparkgate does.
+    server = SparkThriftServer(workdir / "sts", conf={"spark.sparkgate.tenant": "analytics",
+                                                      "spark.ui.port": str(free_port())})
     try:
         server.start()
         print(f"\n[harness] Spark Thrift Server ready on {server.port} in {server.startup_seconds:.1f} s")

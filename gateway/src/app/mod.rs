@@ -270,9 +270,14 @@ pub const LEASE_RELEASE: Duration = Duration::from_secs(10);
 /// Idle-session expiry, tenants' query time limits and TLS certificate reloads, until shutdown.
 fn spawn_housekeeping(shared: Arc<Shared>) {
     let tasks = shared.shutdown.clone();
-    let every = Duration::from_secs(5)
+    let mut every = Duration::from_secs(5)
         .min(shared.config.server.idle_session_timeout / 2)
         .min(RELOAD_CHECK_EVERY);
+    // A statement runs past its tenant's max_query_time by one tick at most.
+    let tenants = shared.config.effective_tenants();
+    if tenants.iter().any(|t| t.max_query_time.is_some()) {
+        every = every.min(Duration::from_secs(1));
+    }
     tasks.spawn("housekeeping", async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -81,10 +81,15 @@ impl JobData {
         )
     }
 
-    /// Stages done of all, in percent.
+    /// Stages done of all, in percent, the stages left counted by the share of tasks done (a
+    /// one-stage job would otherwise stay at 0 until it ends, and Superset's bar at 50 %).
     fn stage_percent(&self) -> i64 {
         let stages = self.stage_ids.len() as i64;
-        percent(self.num_completed_stages + self.num_skipped_stages, stages)
+        if stages <= 0 {
+            return self.task_percent();
+        }
+        let done = (self.num_completed_stages + self.num_skipped_stages).min(stages);
+        (done * 100 + (stages - done) * self.task_percent()) / stages
     }
 }
 
@@ -230,6 +235,8 @@ async fn get(ui: &SparkUi, path: &str) -> Result<Bytes, UiError> {
 pub struct ProgressLog {
     /// The statement's jobs, in the order first seen.
     jobs: Vec<i64>,
+    /// Those the log has announced ("Launching Job N").
+    announced: Vec<i64>,
     tracking_url_sent: bool,
     /// The stage line last written per job (unchanged ones are not written again).
     last_line: HashMap<i64, String>,
@@ -245,10 +252,12 @@ impl ProgressLog {
         let mut running: Vec<&JobData> = running.iter().collect();
         running.sort_by_key(|j| j.job_id);
         for job in &running {
-            if !self.register(job.job_id) {
+            self.register(job.job_id);
+            if self.announced.contains(&job.job_id) {
                 continue;
             }
-            let n = self.jobs.len();
+            self.announced.push(job.job_id);
+            let n = self.number_of(job.job_id);
             lines.push(format!("INFO  : Launching Job {n} out of {n}"));
             if !self.tracking_url_sent {
                 self.tracking_url_sent = true;
