@@ -5,6 +5,10 @@
    the real Spark Thrift Server, all in one run.
 2. beeline (Hive JDBC 2.3.10, one GetOperationStatus per fetched row) fetching N rows directly and
    through sparkgate, alternating, best of R runs.
+3. Progress lookups: a statement polled as Superset does (status + operation log), through
+   sparkgate with progress (the driver's Spark UI read) and without, alternating, best of R; the
+   latency of one status call with and without a progress update; and the driver calls a waiting
+   status call costs (JDBC clients' long poll, answered from short driver polls).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +40,93 @@ def beeline_fetch(port: int, rows: int) -> tuple[float, int]:
     return elapsed, sum(1 for line in out.stdout.splitlines() if re.fullmatch(r"\d+,\d+", line))
 
 
+PROGRESS_SQL = "SELECT count(*) FROM range(0, 600000000, 1, 32) WHERE hash(id) % 7 = 1"
+
+
+def driver_status_calls(admin_port: int) -> int:
+    """GetOperationStatus calls sparkgate has sent to drivers (its metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(r'backend_calls_total\{method="GetOperationStatus"\} (\d+)', text)
+    return int(found[1]) if found else 0
+
+
+def polled_run(port: int, every: float) -> float:
+    """Runs PROGRESS_SQL asynchronously, polling status and the operation log every `every` s
+    (Superset: 5 s); returns its wall time."""
+    from pyhive import hive
+    from TCLIService import ttypes
+    with hive.connect("127.0.0.1", port, username="bench").cursor() as cur:
+        started = time.monotonic()
+        cur.execute(PROGRESS_SQL, async_=True)
+        while cur.poll().operationState in (ttypes.TOperationState.INITIALIZED_STATE,
+                                            ttypes.TOperationState.RUNNING_STATE):
+            cur.fetch_logs()
+            time.sleep(every)
+        cur.fetchall()
+        return time.monotonic() - started
+
+
+def progress_bench(sts: SparkThriftServer, plain_port: int, work: Path, rounds: int) -> None:
+    from pyhive import hive
+    from TCLIService import ttypes
+    admin = free_port()
+    gw = Sparkgate.with_config(work, f"""
+[server]
+bind = "127.0.0.1:{{port}}"
+[admin]
+bind = "127.0.0.1:{admin}"
+[backend]
+address = "127.0.0.1:{sts.port}"
+spark_ui = "{sts.ui_url}"
+""", "gw-progress").start()
+    try:
+        print("\n== progress lookups (Spark UI REST) ==", flush=True)
+        best = {"without progress": float("inf"), "with progress": float("inf")}
+        for r in range(rounds):
+            order = [("without progress", plain_port), ("with progress", gw.port)]
+            for name, p in order if r % 2 == 0 else reversed(order):
+                elapsed = polled_run(p, 1.0)
+                best[name] = min(best[name], elapsed)
+                print(f"  {name}: statement polled every 1 s: {elapsed:.2f} s", flush=True)
+        print(f"statement wall time, polled every 1 s: without progress {best['without progress']:.2f} s | "
+              f"with progress {best['with progress']:.2f} s | ratio "
+              f"{best['with progress'] / best['without progress']:.3f}", flush=True)
+
+        def status_latency(configuration: dict, progress: bool, calls: int = 10) -> tuple[float, float, int]:
+            """Status calls on a running statement (calls after it ended are not counted)."""
+            conn = hive.connect("127.0.0.1", gw.port, username="bench", configuration=configuration)
+            cur = conn.cursor()
+            cur.execute(PROGRESS_SQL.replace("600000000", "6000000000"), async_=True)
+            time.sleep(2)
+            before = driver_status_calls(admin)
+            took = []
+            for _ in range(calls):
+                started = time.monotonic()
+                status = conn.client.GetOperationStatus(ttypes.TGetOperationStatusReq(
+                    operationHandle=cur._operationHandle, getProgressUpdate=progress))
+                if status.operationState != ttypes.TOperationState.RUNNING_STATE:
+                    break
+                took.append(time.monotonic() - started)
+            driver_calls = driver_status_calls(admin) - before
+            cur.cancel()
+            conn.close()
+            took.sort()
+            return took[len(took) // 2] * 1000, sum(took), driver_calls
+
+        plain_ms, _, _ = status_latency({}, False)
+        progress_ms, _, _ = status_latency({}, True)
+        print(f"status call while running (Python client: one driver poll, which the driver holds up to "
+              f"backend.status_poll = 500 ms while the statement runs): "
+              f"p50 {plain_ms:.1f} ms without progress update, {progress_ms:.1f} ms with one "
+              f"(+{progress_ms - plain_ms:.1f} ms for the Spark UI lookup)", flush=True)
+        _, waited, driver_calls = status_latency({"sparkgate.client": "jdbc"}, False, calls=2)
+        print(f"JDBC client's long-polled status calls: {waited:.1f} s waited, {driver_calls} driver status calls "
+              f"= {driver_calls / waited:.2f} driver polls per second per waiting client", flush=True)
+    finally:
+        gw.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--beeline-rows", type=int, default=int(os.environ.get("BENCH_BEELINE_ROWS", "200000")))
@@ -42,7 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sparkgate-bench-") as d:
         work = Path(d)
-        sts = SparkThriftServer(work / "sts").start()
+        sts = SparkThriftServer(work / "sts", conf={"spark.ui.port": str(free_port())}).start()
         port = free_port()
         gw = Sparkgate(["--backend", f"127.0.0.1:{sts.port}", "--bind", f"127.0.0.1:{port}"], port, work / "gw.log")
         try:
@@ -68,6 +160,7 @@ def main() -> None:
             print(f"beeline {args.beeline_rows} rows: direct {best['direct']:.2f} s ({per_row['direct']:.1f} us/row) | "
                   f"sparkgate {best['sparkgate']:.2f} s ({per_row['sparkgate']:.1f} us/row) | "
                   f"speed-up {best['direct'] / best['sparkgate']:.2f}x", flush=True)
+            progress_bench(sts, port, work, args.rounds)
         finally:
             gw.stop()
             sts.stop()

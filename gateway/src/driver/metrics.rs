@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -13,6 +14,11 @@ use super::BackendLinks;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DriverAddressLabel {
     driver: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
 }
 
 /// Open connections to each driver there are connections to now.
@@ -36,6 +42,18 @@ impl Collector for LinkGauges {
         for (driver, open) in self.0.open_connections() {
             let labels = DriverAddressLabel { driver };
             ConstGauge::new(open as i64).encode(metric.encode_family(&labels)?)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            "backend_calls",
+            "Calls sparkgate sent to drivers, by HS2 method (status polls are GetOperationStatus)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (method, calls) in self.0.calls_by_method() {
+            let labels = MethodLabel {
+                method: method.to_owned(),
+            };
+            ConstCounter::new(calls).encode(metric.encode_family(&labels)?)?;
         }
         Ok(())
     }

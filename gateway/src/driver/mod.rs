@@ -55,6 +55,8 @@ pub struct BackendLinks {
     /// Sessions (driver address, backend handle guid) the drivers closed with a broken
     /// connection, for the caller to mark lost ([`BackendLinks::take_lost_sessions`]).
     lost_sessions: Mutex<Vec<(String, Vec<u8>)>>,
+    /// Calls sent to drivers, by method (metrics: what sparkgate costs the drivers).
+    calls: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl std::fmt::Debug for BackendLinks {
@@ -71,6 +73,7 @@ impl BackendLinks {
             config,
             drivers: Mutex::new(HashMap::new()),
             lost_sessions: Mutex::new(Vec::new()),
+            calls: Mutex::default(),
         }
     }
 
@@ -121,6 +124,12 @@ impl BackendLinks {
             let stale = std::mem::take(&mut *links.idle.lock().expect("links"));
             links.open.fetch_sub(stale.len(), Ordering::Relaxed);
         }
+    }
+
+    /// Calls sent to drivers so far, by method.
+    pub fn calls_by_method(&self) -> Vec<(&'static str, u64)> {
+        let calls = self.calls.lock().expect("links");
+        calls.iter().map(|(m, n)| (*m, *n)).collect()
     }
 
     /// Open connections per driver address (admin API, metrics, benches).
@@ -213,6 +222,12 @@ impl BackendLinks {
             _ => (self.config.call_timeout, "call_timeout"),
         };
         let deadline = tokio::time::Instant::now() + timeout;
+        *self
+            .calls
+            .lock()
+            .expect("links")
+            .entry(request.method())
+            .or_default() += 1;
         let links = self.driver(addr);
         let permit =
             match tokio::time::timeout_at(deadline, links.permits.clone().acquire_owned()).await {
