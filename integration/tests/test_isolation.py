@@ -11,11 +11,15 @@ and a cookie key configured (files only sparkgate may read)."""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
 import pwd
 import stat
 import subprocess
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -421,3 +425,59 @@ def test_drivers_an_earlier_sparkgate_ran_as_itself_are_replaced_and_the_tables_
         assert {pwd.getpwuid(f.stat().st_uid).pw_name for f in warehouse.iterdir()} == {"sparkgate-pooled"}
     finally:
         gw.stop()
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The addresses listening on TCP `port` (the kernel's socket tables)."""
+    found = []
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel writes each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+            ip = ipaddress.ip_address(raw)
+            found.append(str(getattr(ip, "ipv4_mapped", None) or ip))
+    return found
+
+
+def test_a_local_drivers_spark_ui_serves_sparkgate_only_and_feeds_progress(gateway):
+    """Drivers sparkgate runs have a Spark UI (statements' progress), on loopback, that answers
+    only the key sparkgate derives from the driver's secret: it shows every statement's text and
+    can kill jobs."""
+    state = json.loads(next((gateway.work / "drivers").glob("*/driver.json")).read_text())
+    ui = state.get("ui")
+    assert ui and ui.startswith("http://127.0.0.1:"), state
+    port = ui.rsplit(":", 1)[1]
+    for headers in ({}, {"Authorization": "Bearer " + "0" * 64}, {"Authorization": f"Bearer {state['secret']}"}):
+        request = urllib.request.Request(f"{ui}/api/v1/applications", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403
+    digest = hashlib.sha256(f"sparkgate-ui:{state['secret']}".encode()).hexdigest()
+    request = urllib.request.Request(f"{ui}/api/v1/applications", headers={"Authorization": f"Bearer {digest}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.load(answer)[0]["id"]
+    # Only on loopback: another address of this machine gets no connection.
+    listening = listening_addresses(int(port))
+    assert listening and all(a == "127.0.0.1" for a in listening), listening
+
+    # What it is for: progress lines in the operation log (Superset's bar).
+    conn = hive.connect("127.0.0.1", gateway.port, username="sam", auth="NONE",
+                        configuration={"sparkgate.tenant": "pooled"})
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM range(0, 3000000000, 1, 32) WHERE hash(id) % 7 = 1", async_=True)
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any("Launching Job 1 out of 1" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(1)
+            lines += cur.fetch_logs()
+        cur.cancel()
+    finally:
+        conn.close()
+    assert any("Launching Job 1 out of 1" in line for line in lines), lines
+    assert any(f"Tracking URL = {ui}/jobs/job/?id=" in line for line in lines), lines
