@@ -60,6 +60,8 @@ pub enum GatewayError {
     },
     #[error("{0}")]
     BadSessionSetting(String),
+    #[error("the client went away; its statement was cancelled on the driver")]
+    ClientGone,
     #[error("the driver at {addr} did not finish the statement within {secs} s (backend.execute_timeout); sparkgate cancelled it")]
     StatementTimeout { addr: String, secs: u64 },
     #[error("internal error: tenant {tenant:?} has no driver pool")]
@@ -84,7 +86,8 @@ impl GatewayError {
             | Self::Refused { .. }
             | Self::Tenant(_)
             | Self::ProxyUserRefused { .. }
-            | Self::BadSessionSetting(_) => Fault::Client,
+            | Self::BadSessionSetting(_)
+            | Self::ClientGone => Fault::Client,
             Self::Auth(AuthError::Unavailable(_) | AuthError::Busy) => Fault::Backend,
             Self::Auth(_) => Fault::Client,
             Self::BackendUnreachable { .. }
@@ -133,6 +136,7 @@ impl GatewayError {
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
             Self::StatementTimeout { .. } => "HYT00",
             Self::BadSessionSetting(_) => "42000",
+            Self::ClientGone => "08006",
             Self::UnknownHandle { .. }
             | Self::TooManySessions { .. }
             | Self::TooManyOperations { .. }

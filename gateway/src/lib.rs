@@ -10,7 +10,7 @@
 //!   election.
 //! * [`launcher`]: starting, finding and stopping drivers (local processes, Kubernetes Pods;
 //!   fixed addresses for static tenants).
-//! * [`driver`]: pooled connections to drivers.
+//! * [`driver`]: pooled connections to drivers; statements' progress from their Spark UI.
 //!
 //! Beside the flow: [`admin`] (health, readiness, metrics, sessions and drivers API),
 //! [`telemetry`] (logging, the metrics registry), [`shutdown`] (its signals), [`config`], [`error`] (one mapping to

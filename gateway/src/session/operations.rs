@@ -164,13 +164,15 @@ impl CallHandler {
                 .table
                 .operation_for_gateway(client_handle)
                 .ok_or(GatewayError::UnknownHandle { kind: "operation" })?;
-            if ctx.client_gone.is_cancelled() || Instant::now() >= deadline {
-                let timed_out = !ctx.client_gone.is_cancelled();
-                if timed_out {
-                    warn!("the statement ran past backend.execute_timeout; cancelling it on the driver");
-                } else {
-                    info!("client went away mid-statement; cancelling it on the driver");
-                }
+            if ctx.client_gone.is_cancelled() {
+                info!("client went away mid-statement; cancelling it on the driver");
+                self.cancel_and_close(&op).await;
+                return Err(GatewayError::ClientGone);
+            }
+            if Instant::now() >= deadline {
+                warn!(
+                    "the statement ran past backend.execute_timeout; cancelling it on the driver"
+                );
                 self.cancel_and_close(&op).await;
                 let addr = op.session.backend_addr.clone();
                 let secs = self.config.backend.execute_timeout.as_secs();
