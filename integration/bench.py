@@ -98,7 +98,7 @@ spark_ui = "{sts.ui_url}"
             conn = hive.connect("127.0.0.1", gw.port, username="bench", configuration=configuration)
             cur = conn.cursor()
             cur.execute(PROGRESS_SQL.replace("600000000", "6000000000"), async_=True)
-            time.sleep(2)
+            time.sleep(6)  # past the first status_wait, in which a status call is held
             before = driver_status_calls(admin)
             took = []
             for _ in range(calls):

@@ -86,3 +86,5 @@ spark_home="$("$venv/bin/python" -c 'import pyspark, os; print(os.path.dirname(p
 [ -x "$spark_home/bin/spark-submit" ] && [ -x "$spark_home/bin/beeline" ] \
   || { echo "setup: $spark_home has no bin/spark-submit or bin/beeline" >&2; exit 1; }
 echo "setup: ready in $((SECONDS - started)) s (${timings}; $(java -version 2>&1 | head -1); Spark home $spark_home)"
+# Superset 6.1 (its own cached venv) and Debian's chromium for integration/tests/test_superset.py.
+"$repo/integration/setup_superset.sh"

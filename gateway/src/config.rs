@@ -148,8 +148,9 @@ pub struct ServerConfig {
     pub allow_none_auth_on_network: bool,
     /// How long a JDBC client's status call (GetOperationStatus) waits for a running statement
     /// to end before answering, as HiveServer2's long polling does (beeline and JDBC poll again
-    /// at once). Python clients (Superset) sleep between polls themselves and are answered at
-    /// once, so a Stop pressed meanwhile is seen at their next poll.
+    /// at once). Python clients (Superset) sleep between polls themselves: only their polls in
+    /// a statement's first `status_wait` are held, later ones are answered at once, so a Stop
+    /// pressed meanwhile is sent at their next poll.
     #[serde(with = "humantime_serde")]
     pub status_wait: Duration,
 }

@@ -320,8 +320,11 @@ impl CallHandler {
                 seqid,
             });
         }
+        // A Python client (Superset) sleeps 5 s between polls: its first poll, right after the
+        // statement starts, is held like a JDBC client's (a short statement ends within it), later
+        // ones are answered at once, so a Stop pressed meanwhile is sent at its next poll.
         let wait = match op.session.family {
-            ClientFamily::Python => Duration::ZERO,
+            ClientFamily::Python => self.config.server.status_wait.saturating_sub(op.age()),
             ClientFamily::Jdbc => self.config.server.status_wait,
         };
         let asked = Instant::now();

@@ -209,6 +209,11 @@ pub struct OperationEntry {
 }
 
 impl OperationEntry {
+    /// How long since it started.
+    pub fn age(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
     /// Stops counting the operation as running on its driver (once).
     fn settle(&mut self) {
         if std::mem::take(&mut self.running) {
