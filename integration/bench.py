@@ -9,6 +9,8 @@
    sparkgate with progress (the driver's Spark UI read) and without, alternating, best of R; the
    latency of one status call with and without a progress update; and the driver calls a waiting
    status call costs (JDBC clients' long poll, answered from short driver polls).
+4. Superset (real, in Chromium): a dashboard's load time and a SQL Lab query's, directly and
+   through sparkgate (integration/superset_server.py bench_superset).
 """
 
 from __future__ import annotations
@@ -161,6 +163,10 @@ def main() -> None:
                   f"sparkgate {best['sparkgate']:.2f} s ({per_row['sparkgate']:.1f} us/row) | "
                   f"speed-up {best['direct'] / best['sparkgate']:.2f}x", flush=True)
             progress_bench(sts, port, work, args.rounds)
+            from superset_server import bench_superset
+            print("\n== Superset: dashboard (charts) and SQL Lab query in Chromium, direct vs sparkgate ==",
+                  flush=True)
+            bench_superset(sts.port, port, work / "superset", max(args.rounds, 3))
         finally:
             gw.stop()
             sts.stop()
