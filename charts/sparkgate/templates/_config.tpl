@@ -7,7 +7,7 @@
 
 [server]
 bind = {{ printf "0.0.0.0:%v" .Values.ports.binary | toJson }}
-{{- include "sparkgate.toml.keys" (dict "values" .Values.server "keys" (list "transport" "maxMessageSize" "handshakeTimeout" "readTimeout" "idleSessionTimeout" "maxConnections" "maxSessionsPerConnection" "maxOperationsPerSession" "defaultFetchSize" "maxFetchRows" "shutdownGrace" "shutdownCloseTimeout" "maxConnectionsPerUser" "maxConnectionsPerAddress" "adminUsers" "adminGroups" "allowNoneAuthOnNetwork")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.server "keys" (list "transport" "maxMessageSize" "handshakeTimeout" "readTimeout" "idleSessionTimeout" "maxConnections" "maxSessionsPerConnection" "maxOperationsPerSession" "defaultFetchSize" "maxFetchRows" "shutdownGrace" "shutdownCloseTimeout" "maxConnectionsPerUser" "maxConnectionsPerAddress" "adminUsers" "adminGroups" "allowNoneAuthOnNetwork" "statusWait")) }}
 
 [http]
 {{- if .Values.http.enabled }}
@@ -25,7 +25,7 @@ key_file = {{ printf "%s/tls.key" (include "sparkgate.secretDir" "tls") | toJson
 {{- end }}
 
 [backend]
-{{- include "sparkgate.toml.keys" (dict "values" .Values.backend "keys" (list "address" "transport" "maxMessageSize" "connectTimeout" "callTimeout" "sessionCallTimeout" "executeTimeout" "maxConnectionsPerDriver" "serviceUser")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.backend "keys" (list "address" "transport" "maxMessageSize" "connectTimeout" "callTimeout" "sessionCallTimeout" "executeTimeout" "maxConnectionsPerDriver" "serviceUser" "statusPoll" "sparkUi")) }}
 
 [auth]
 {{- include "sparkgate.toml.keys" (dict "values" .Values.auth "keys" (list "cacheTtl" "maxFailures" "failureWindow" "lockout" "maxConcurrentChecks" "checkWait")) }}
@@ -119,6 +119,15 @@ refuse_add_resources = true
 {{- end }}
 {{- if .refuseGlobalTemp }}
 refuse_global_temp = true
+{{- end }}
+{{- if .sparkUi }}
+spark_ui = {{ include "sparkgate.toml.stringMap" .sparkUi }}
+{{- end }}
+{{- with .maxQueryTime }}
+max_query_time = {{ toJson . }}
+{{- end }}
+{{- with .errorDetail }}
+error_detail = {{ toJson . }}
 {{- end }}
 {{- if eq $launcher "kubernetes" }}
 service_account = {{ include "sparkgate.tenant.serviceAccount" . | toJson }}

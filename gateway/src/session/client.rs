@@ -203,6 +203,16 @@ pub fn concise_error(message: &str) -> String {
     if out.is_empty() {
         out = message.lines().next().unwrap_or_default().trim().to_owned();
     }
+    // The root cause often says what a person can act on ("Permission denied").
+    let said = |cause: &str| {
+        out.contains(cause)
+            || error_class_start(cause)
+                .is_some_and(|(at, len)| at == 0 && out.contains(&cause[..len]))
+    };
+    if let Some(cause) = root_cause(message).filter(|c| !said(c)) {
+        out.push_str("\nCaused by: ");
+        out.push_str(cause);
+    }
     if out.len() > CONCISE_MAX {
         let mut cut = CONCISE_MAX;
         while !out.is_char_boundary(cut) {
@@ -223,6 +233,16 @@ pub fn statement_error_text(message: &str) -> String {
         .unwrap_or(message);
     let end = message.find("\n\tat ").unwrap_or(message.len());
     message[..end].trim_end().to_owned()
+}
+
+/// The message of the last `Caused by:` in a Java exception's text, its first line.
+fn root_cause(message: &str) -> Option<&str> {
+    let line = message
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Caused by: "))
+        .last()?;
+    let cause = strip_exception_prefixes(line).trim();
+    (!cause.is_empty() && cause != line.trim() || !line.contains(": ")).then_some(cause)
 }
 
 /// Where `[SOME_ERROR_CLASS]` (upper case, digits, `_` and `.`) first starts, and its length.

@@ -166,6 +166,12 @@ fn concise_errors_keep_the_class_and_message_only() {
         "[TABLE_OR_VIEW_NOT_FOUND] The table or view `nope` cannot be found. SQLSTATE: 42P01; line 1 pos 14"
     );
 
+    let denied = "org.apache.hive.service.cli.HiveSQLException: Error running query: [FAILED_READ_FILE.NO_HINT] Encountered error while reading file file:///w/jwt.secret. SQLSTATE: KD001\n\tat x.y(z.java:1)\nCaused by: org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error\n\tat a.b(c.java:2)\nCaused by: java.io.FileNotFoundException: /w/jwt.secret (Permission denied)\n\tat d.e(f.java:3)\n";
+    assert_eq!(
+        concise_error(denied),
+        "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file file:///w/jwt.secret. SQLSTATE: KD001\nCaused by: /w/jwt.secret (Permission denied)"
+    );
+
     let plain = "org.apache.hive.service.cli.HiveSQLException: Error running query: java.lang.IllegalStateException: boom\n\tat x.y(z.java:1)";
     assert_eq!(concise_error(plain), "boom");
     assert_eq!(concise_error("sparkgate: refused"), "sparkgate: refused");
