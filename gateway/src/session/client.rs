@@ -239,8 +239,8 @@ pub fn statement_error_text(message: &str) -> String {
 fn root_cause(message: &str) -> Option<&str> {
     let line = message
         .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("Caused by: "))
-        .last()?;
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("Caused by: "))?;
     let cause = strip_exception_prefixes(line).trim();
     (!cause.is_empty() && cause != line.trim() || !line.contains(": ")).then_some(cause)
 }
