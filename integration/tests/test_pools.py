@@ -390,7 +390,8 @@ max_drivers = 1
         # Each tenant its own catalog and warehouse: one's tables are not the other's.
         run_sql(gw.port, "create table mine_a as select 'a' as owner", user="alice")
         run_sql(gw.port, "create table mine_b as select 'b' as owner", user="bob")
-        tables = lambda user: sorted(r[1] for r in run_sql(gw.port, "show tables", user=user))
+        # A Python (PyHive) session gets Hive's one-column SHOW TABLES shape through sparkgate.
+        tables = lambda user: sorted(r[0] for r in run_sql(gw.port, "show tables", user=user))
         assert "mine_a" in tables("alice") and "mine_b" not in tables("alice")
         assert "mine_b" in tables("bob") and "mine_a" not in tables("bob")
         with pytest.raises(Exception) as raised:
