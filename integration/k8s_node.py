@@ -45,7 +45,7 @@ DROPPED_CONF = (
     "spark.master", "spark.submit.deployMode", "spark.kubernetes.", "spark.driver.host", "spark.driver.bindAddress",
     "spark.driver.port", "spark.blockManager.port", "spark.driver.blockManager.port", "spark.dynamicAllocation.",
     "spark.executor.", "spark.driver.memory", "spark.driver.memoryOverhead", "spark.driver.cores",
-    "spark.driver.extraJavaOptions", "spark.ui.enabled", "spark.local.dir",
+    "spark.driver.extraJavaOptions", "spark.local.dir",
 )
 
 
@@ -454,7 +454,9 @@ class FakeNode:
             except OSError as e:
                 raise RuntimeError(f"{p.ip}:{p.driver.thrift_port} is taken: {e}") from None
         mounts = self._mount_config_maps(p)
-        env = dict(os.environ, **self._container_env(p), SPARK_HOME=str(spark_home()), SPARK_LOG_DIR=str(p.workdir))
+        # SPARK_LOCAL_IP: the driver's UI (if the Pod turns it on) listens on the Pod's address.
+        env = dict(os.environ, **self._container_env(p), SPARK_HOME=str(spark_home()), SPARK_LOG_DIR=str(p.workdir),
+                   SPARK_LOCAL_IP=p.ip)
         env.pop("PYSPARK_PYTHON", None)
         command = self._command(p, mounts)
         (p.workdir / "command").write_text("\n".join(command) + "\n")

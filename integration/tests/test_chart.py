@@ -146,6 +146,7 @@ def test_config_matches_two_tenant_values():
         "thrift_port": 10000,
         "driver_port": 7078,
         "block_manager_port": 7079,
+        "ui_port": 4040,
         "startup_timeout": "5m",
         "not_ready_timeout": "2m",
         "manage_service_accounts": False,  # the chart creates the tenant ServiceAccounts
@@ -346,7 +347,8 @@ def test_network_policies_let_only_sparkgate_reach_drivers_and_only_a_tenants_ex
         assert spec["podSelector"]["matchExpressions"] == [{"key": "sparkgate.io/driver", "operator": "Exists"}]
         assert spec["policyTypes"] == ["Ingress"]
         thrift, rpc = spec["ingress"]
-        assert thrift["ports"] == [{"port": 10000, "protocol": "TCP"}]
+        # The Thrift port and the Spark UI (progress), for sparkgate only.
+        assert thrift["ports"] == [{"port": 10000, "protocol": "TCP"}, {"port": 4040, "protocol": "TCP"}]
         assert thrift["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
                                    "podSelector": {"matchLabels": selector}}]
         assert {p["port"] for p in rpc["ports"]} == {7078, 7079}
@@ -354,6 +356,9 @@ def test_network_policies_let_only_sparkgate_reach_drivers_and_only_a_tenants_ex
         executors = policies[f"{FULLNAME}-executors-{tenant}"]["spec"]
         assert executors["podSelector"]["matchLabels"] == {"sparkgate.io/tenant": tenant, "spark-role": "executor"}
         assert executors["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"sparkgate.io/tenant": tenant}}}]}]
+    no_ui = objects(with_values(TWO_TENANTS, **{"kubernetes.uiPort": 0}))
+    for policy in (o for o in no_ui if o["kind"] == "NetworkPolicy" and "-drivers-" in o["metadata"]["name"]):
+        assert policy["spec"]["ingress"][0]["ports"] == [{"port": 10000, "protocol": "TCP"}]
     off = objects(with_values(TWO_TENANTS, **{"networkPolicy.enabled": False}))
     assert not [o for o in off if o["kind"] == "NetworkPolicy"]
 
@@ -363,11 +368,13 @@ def test_driver_auth_provider_is_built_with_the_driver_image():
     pod = one(objs, "Deployment", FULLNAME)["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     assert init["image"] == TWO_TENANTS["kubernetes"]["image"]
-    assert init["command"][-1] == "/etc/sparkgate/DriverAuth.scala"
+    # The driver Thrift port's password provider and the driver UI's filter, in one jar.
+    assert init["command"][-2:] == ["/etc/sparkgate/DriverAuth.scala", "/etc/sparkgate/UiAuth.scala"]
     assert "/driver-auth/sparkgate-driver-auth.jar" in init["command"]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
-    source = one(objs, "ConfigMap", FULLNAME)["data"]["DriverAuth.scala"]
-    assert source.strip() == (REPO / "gateway/src/launcher/DriverAuth.scala").read_text().strip()
+    for name in ("DriverAuth.scala", "UiAuth.scala"):
+        source = one(objs, "ConfigMap", FULLNAME)["data"][name]
+        assert source.strip() == (REPO / "gateway/src/launcher" / name).read_text().strip()
     (c,) = pod["containers"]
     mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/driver-auth")
     assert mount["readOnly"] is True

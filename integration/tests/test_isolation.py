@@ -455,22 +455,31 @@ def test_a_local_drivers_spark_ui_serves_sparkgate_only_and_feeds_progress(gatew
     ui = state.get("ui")
     assert ui and ui.startswith("http://127.0.0.1:"), state
     port = ui.rsplit(":", 1)[1]
-    for headers in ({}, {"Authorization": "Bearer " + "0" * 64}, {"Authorization": f"Bearer {state['secret']}"}):
+    assert_ui_takes_sparkgate_key_only(ui, state["secret"])
+    # Only on loopback: another address of this machine gets no connection.
+    listening = listening_addresses(int(port))
+    assert listening and all(a == "127.0.0.1" for a in listening), listening
+    assert_progress_lines(gateway.port, "sam", ui, {"sparkgate.tenant": "pooled"})
+
+
+def assert_ui_takes_sparkgate_key_only(ui: str, secret: str) -> None:
+    """The driver UI at `ui` refuses no key, a wrong key and the driver's secret itself; it opens
+    to the key sparkgate derives from the secret."""
+    for headers in ({}, {"Authorization": "Bearer " + "0" * 64}, {"Authorization": f"Bearer {secret}"}):
         request = urllib.request.Request(f"{ui}/api/v1/applications", headers=headers)
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 403
-    digest = hashlib.sha256(f"sparkgate-ui:{state['secret']}".encode()).hexdigest()
+    digest = hashlib.sha256(f"sparkgate-ui:{secret}".encode()).hexdigest()
     request = urllib.request.Request(f"{ui}/api/v1/applications", headers={"Authorization": f"Bearer {digest}"})
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert json.load(answer)[0]["id"]
-    # Only on loopback: another address of this machine gets no connection.
-    listening = listening_addresses(int(port))
-    assert listening and all(a == "127.0.0.1" for a in listening), listening
 
-    # What it is for: progress lines in the operation log (Superset's bar).
-    conn = hive.connect("127.0.0.1", gateway.port, username="sam", auth="NONE",
-                        configuration={"sparkgate.tenant": "pooled"})
+
+def assert_progress_lines(port: int, user: str, ui: str, configuration: dict[str, str] | None = None) -> None:
+    """A slow statement through sparkgate gets Hive-style progress lines in its operation log
+    (what Superset's bar reads), pointing at the driver's UI `ui`."""
+    conn = hive.connect("127.0.0.1", port, username=user, auth="NONE", configuration=configuration)
     try:
         cur = conn.cursor()
         cur.execute("SELECT count(*) FROM range(0, 3000000000, 1, 32) WHERE hash(id) % 7 = 1", async_=True)

@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pyhive import hive
-from test_isolation import DIRECT_ATTEMPTS, direct_sql
+from test_isolation import DIRECT_ATTEMPTS, assert_progress_lines, assert_ui_takes_sparkgate_key_only, direct_sql
 from thrift.transport.TTransport import TTransportException
 
 from harness import REPO, Sparkgate, sparkgate_binary
@@ -217,6 +217,9 @@ def test_two_tenants_run_as_their_own_service_accounts(cluster, node, work, clea
             assert (owner.kind, owner.name, owner.uid) == ("Pod", pod.metadata.name, pod.metadata.uid)
             assert pod.status.pod_ip.startswith("127.0.") and pod.status.pod_ip != "127.0.0.1"
             assert_driver_takes_sparkgate_only(core, pod)
+        # Progress of a tenant's statement comes from its own driver's UI.
+        (analytics,) = by_tenant["analytics"]
+        assert_progress_lines(gw.port, "alice", f"http://{analytics.status.pod_ip}:4040")
         # No Pod of one tenant runs as the other's ServiceAccount (every Pod sparkgate made).
         for p in pods(cluster, live=False):
             assert p.spec.service_account_name == f"sparkgate-{p.metadata.labels['sparkgate.io/tenant']}"
@@ -450,6 +453,10 @@ def assert_driver_takes_sparkgate_only(core, pod) -> None:
             direct_sql(address, **attempt)
     value = base64.b64decode(secret.data["secret"]).decode()
     assert direct_sql(address, username="sparkgate", password=value, auth="CUSTOM") == [("sparkgate",)]
+    # Its Spark UI (progress), on the Pod's address, opens to sparkgate's key only.
+    ui_port = next(p.container_port for p in container.ports if p.name == "spark-ui")
+    assert conf["spark.ui.filters"] == "sparkgate.UiAuth"
+    assert_ui_takes_sparkgate_key_only(f"http://{pod.status.pod_ip}:{ui_port}", value)
 
 
 @pytest.mark.timeout(400)

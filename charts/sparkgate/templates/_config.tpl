@@ -73,7 +73,7 @@ api = false
 [kubernetes]
 namespace = {{ toJson $driversNs }}
 {{- with .Values.kubernetes }}
-{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "image" "imagePullPolicy" "sparkSubmit" "thriftPort" "driverPort" "blockManagerPort" "startupTimeout" "notReadyTimeout")) }}
+{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "image" "imagePullPolicy" "sparkSubmit" "thriftPort" "driverPort" "blockManagerPort" "uiPort" "startupTimeout" "notReadyTimeout")) }}
 manage_service_accounts = {{ not $root.Values.tenantServiceAccounts.create }}
 {{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "leaderElection" "leaseName")) }}
 lease_namespace = {{ toJson $root.Release.Namespace }}

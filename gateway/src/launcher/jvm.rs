@@ -13,12 +13,12 @@ use tracing::info;
 
 use super::LaunchError;
 
-/// One Scala source, compiled on first use into a jar under a cache directory.
+/// Scala sources (file name, text), compiled together on first use into a jar under a cache
+/// directory.
 pub struct ScalaJar {
     /// Names the jar and the log lines (`driver-auth`, `loopback-metastore`).
     name: &'static str,
-    source_file: &'static str,
-    source: &'static str,
+    sources: &'static [(&'static str, &'static str)],
     spark_home: PathBuf,
     cache_dir: PathBuf,
     built: Mutex<Option<PathBuf>>,
@@ -27,15 +27,13 @@ pub struct ScalaJar {
 impl ScalaJar {
     pub fn new(
         name: &'static str,
-        source_file: &'static str,
-        source: &'static str,
+        sources: &'static [(&'static str, &'static str)],
         spark_home: PathBuf,
         cache_dir: PathBuf,
     ) -> Self {
         Self {
             name,
-            source_file,
-            source,
+            sources,
             spark_home,
             cache_dir,
             built: Mutex::new(None),
@@ -50,7 +48,10 @@ impl ScalaJar {
             return Ok(path.clone());
         }
         let mut key = sha2::Sha256::new();
-        key.update(self.source.as_bytes());
+        for (file, text) in self.sources {
+            key.update(file.as_bytes());
+            key.update(text.as_bytes());
+        }
         let mut jars: Vec<String> = std::fs::read_dir(self.spark_home.join("jars"))?
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
@@ -65,8 +66,12 @@ impl ScalaJar {
         let path = self.cache_dir.join(format!("{}-{hex}.jar", self.name));
         if !path.exists() {
             let started = Instant::now();
-            let source = self.cache_dir.join(self.source_file);
-            std::fs::File::create(&source)?.write_all(self.source.as_bytes())?;
+            let mut source_paths = Vec::with_capacity(self.sources.len());
+            for (file, text) in self.sources {
+                let path = self.cache_dir.join(file);
+                std::fs::File::create(&path)?.write_all(text.as_bytes())?;
+                source_paths.push(path);
+            }
             let partial = self
                 .cache_dir
                 .join(format!("{}-{hex}.partial.jar", self.name));
@@ -75,7 +80,7 @@ impl ScalaJar {
                 .arg(format!("{}/jars/*", self.spark_home.display()))
                 .args(["scala.tools.nsc.Main", "-usejavacp", "-nowarn", "-d"])
                 .arg(&partial)
-                .arg(&source)
+                .args(&source_paths)
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|e| {

@@ -120,15 +120,13 @@ impl LocalLauncher {
         );
         let driver_auth = ScalaJar::new(
             "driver-auth",
-            "DriverAuth.scala",
-            DRIVER_AUTH_SOURCE,
+            &[("DriverAuth.scala", DRIVER_AUTH_SOURCE)],
             spark_home.clone(),
             config.work_dir.join("driver-auth"),
         );
         let ui_auth = ScalaJar::new(
             "ui-auth",
-            "UiAuth.scala",
-            super::ui::UI_AUTH_SOURCE,
+            &[("UiAuth.scala", super::ui::UI_AUTH_SOURCE)],
             spark_home.clone(),
             config.work_dir.join("driver-auth"),
         );

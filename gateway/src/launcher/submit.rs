@@ -300,13 +300,19 @@ mod tests {
     }
 
     #[test]
-    fn the_charts_copy_of_the_driver_password_provider_is_this_one() {
+    fn the_charts_copies_of_the_driver_password_provider_and_ui_filter_are_these() {
         // The chart compiles it with the driver image (Helm reads files inside the chart only).
         let chart = include_str!("../../../charts/sparkgate/files/DriverAuth.scala");
         assert_eq!(
             chart,
             super::super::DRIVER_AUTH_SOURCE,
             "copy gateway/src/launcher/DriverAuth.scala to charts/sparkgate/files/"
+        );
+        let chart = include_str!("../../../charts/sparkgate/files/UiAuth.scala");
+        assert_eq!(
+            chart,
+            super::super::ui::UI_AUTH_SOURCE,
+            "copy gateway/src/launcher/UiAuth.scala to charts/sparkgate/files/"
         );
     }
 

@@ -182,6 +182,10 @@ impl DriverPool {
                     Ok(ready) => {
                         info!(tenant = %pool.tenant, driver = %launched.id, address = %ready.address, secs = started.elapsed().as_secs_f64(), "driver ready");
                         d.launched.address = ready.address;
+                        // Kubernetes learns the UI's address with the Pod's, once it runs.
+                        if ready.ui.is_some() {
+                            d.launched.ui = ready.ui;
+                        }
                         if d.state == DriverState::Starting {
                             d.state = DriverState::Ready;
                         }

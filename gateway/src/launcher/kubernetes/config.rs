@@ -24,6 +24,9 @@ pub struct KubernetesConfig {
     /// Fixed so the headless Service can name them: executors connect to these.
     pub driver_port: u16,
     pub block_manager_port: u16,
+    /// The drivers' Spark UI port, behind sparkgate's filter (only sparkgate's key opens it):
+    /// sparkgate reads statements' progress there. 0: no UI (and no progress in clients).
+    pub ui_port: u16,
     /// A driver Pod must be ready (and answer an HS2 OpenSession) within this time.
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
@@ -56,7 +59,8 @@ pub struct KubernetesConfig {
     /// Grace given to a driver Pod when it is deleted.
     #[serde(with = "humantime_serde")]
     pub stop_grace: Duration,
-    /// sparkgate's password provider for the drivers (a jar compiled for the drivers' Spark),
+    /// sparkgate's password provider and UI filter for the drivers (a jar compiled for the
+    /// drivers' Spark, from `DriverAuth.scala` and `UiAuth.scala`),
     /// handed to every driver Pod in a ConfigMap. The Helm chart builds it with the driver image
     /// in an init container. Unset: sparkgate compiles it with a local Spark (`SPARK_HOME`, else
     /// the repo's venv) and refuses to start without one.
@@ -73,6 +77,7 @@ impl Default for KubernetesConfig {
             thrift_port: 10000,
             driver_port: 7078,
             block_manager_port: 7079,
+            ui_port: 4040,
             startup_timeout: Duration::from_secs(300),
             not_ready_timeout: Duration::from_secs(120),
             manage_service_accounts: true,

@@ -33,6 +33,12 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const TENANT_LABEL: &str = "sparkgate.io/tenant";
 pub const DRIVER_LABEL: &str = "sparkgate.io/driver";
 const FIELD_MANAGER: &str = "sparkgate";
+/// What the jar handed to driver Pods holds: the password provider of their Thrift port and the
+/// filter of their UI (the chart's init container compiles the same two files).
+const DRIVER_JAR_SOURCES: &[(&str, &str)] = &[
+    ("DriverAuth.scala", DRIVER_AUTH_SOURCE),
+    ("UiAuth.scala", super::ui::UI_AUTH_SOURCE),
+];
 
 mod config;
 mod health;
@@ -322,6 +328,7 @@ impl KubeLauncher {
                 Health::Ready { address } => {
                     if probe(&address, &driver.secret).await {
                         return Ok(LaunchedDriver {
+                            ui: self.ui_of(&address),
                             address,
                             ..driver.clone()
                         });
@@ -354,6 +361,12 @@ impl KubeLauncher {
         tracking.created.remove(&driver.id);
         tracking.not_ready_since.remove(&driver.id);
         tracking.was_ready.remove(&driver.id);
+    }
+
+    /// The driver's Spark UI, on the Pod's address (as its Thrift port), when drivers have one.
+    fn ui_of(&self, address: &str) -> Option<String> {
+        let (host, _) = address.rsplit_once(':')?;
+        (self.config.ui_port != 0).then(|| format!("http://{host}:{}", self.config.ui_port))
     }
 
     fn pod_health(&self, id: &str, pod: Option<&Pod>) -> Health {
@@ -403,10 +416,10 @@ impl Launcher for KubeLauncher {
                         LaunchedDriver {
                             id,
                             tenant,
+                            ui: self.ui_of(&address),
                             address,
                             pid: 0,
                             secret: DriverSecret::default(),
-                            ui: None,
                         },
                         health,
                     ))
@@ -444,8 +457,7 @@ async fn publish_driver_auth(
             })?;
             let jar = super::jvm::ScalaJar::new(
                 "driver-auth",
-                "DriverAuth.scala",
-                DRIVER_AUTH_SOURCE,
+                DRIVER_JAR_SOURCES,
                 spark_home,
                 std::env::temp_dir().join("sparkgate-driver-auth"),
             );

@@ -104,6 +104,20 @@ pub fn build_driver_pod(
             &format!("{DRIVER_AUTH_MOUNT}/{DRIVER_AUTH_JAR}"),
             &access.service_user,
         );
+    let mut ports = vec![
+        json!({ "name": "thrift", "containerPort": config.thrift_port, "protocol": "TCP" }),
+        json!({ "name": "driver-rpc", "containerPort": config.driver_port, "protocol": "TCP" }),
+        json!({ "name": "blockmanager", "containerPort": config.block_manager_port, "protocol": "TCP" }),
+    ];
+    if config.ui_port == 0 {
+        submit.spark("spark.ui.enabled", "false");
+    } else {
+        // Its filter is in the same jar as the password provider (on the class path above).
+        crate::launcher::ui::enable(&mut submit, config.ui_port);
+        ports.push(
+            json!({ "name": "spark-ui", "containerPort": config.ui_port, "protocol": "TCP" }),
+        );
+    }
     let args = submit.args();
     let mut labels = config.labels.clone();
     labels.insert(MANAGED_BY.into(), "sparkgate".into());
@@ -115,11 +129,7 @@ pub fn build_driver_pod(
         "imagePullPolicy": config.image_pull_policy,
         "command": [config.spark_submit],
         "args": args,
-        "ports": [
-            { "name": "thrift", "containerPort": config.thrift_port, "protocol": "TCP" },
-            { "name": "driver-rpc", "containerPort": config.driver_port, "protocol": "TCP" },
-            { "name": "blockmanager", "containerPort": config.block_manager_port, "protocol": "TCP" },
-        ],
+        "ports": ports,
         "env": [
             { "name": "SPARK_USER", "value": "sparkgate" },
             // From the driver's own Secret: neither in the Pod spec nor on a command line.

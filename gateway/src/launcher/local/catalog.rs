@@ -89,8 +89,7 @@ impl TenantCatalogs {
         Self {
             server: ScalaJar::new(
                 "loopback-metastore",
-                "LoopbackMetastore.scala",
-                SERVER_SOURCE,
+                &[("LoopbackMetastore.scala", SERVER_SOURCE)],
                 spark_home.clone(),
                 work_dir.join("catalog-server"),
             ),
