@@ -17,6 +17,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+
 use tracing::{debug, info, warn};
 
 use crate::session::{CallHandler, Owner};
@@ -239,6 +240,9 @@ fn handle(request: Request<Incoming>, view: &AdminView, local_tool: bool) -> Res
                 .collect();
             json(&sessions)
         }
+        (&Method::POST, "/api/v1/cache/invalidate") => {
+            invalidate_cache(handler, request.uri().query().unwrap_or(""))
+        }
         (&Method::POST, path) if path.starts_with("/api/v1/drivers/") && path.ends_with("/drain") => {
             let id = &path["/api/v1/drivers/".len()..path.len() - "/drain".len()];
             if handler.pools.values().any(|p| p.drain(id)) {
@@ -251,9 +255,44 @@ fn handle(request: Request<Incoming>, view: &AdminView, local_tool: bool) -> Res
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "sparkgate admin: /healthz /readyz /metrics /api/v1/drivers /api/v1/sessions POST /api/v1/drivers/{id}/drain\n",
+            "sparkgate admin: /healthz /readyz /metrics /api/v1/drivers /api/v1/sessions POST /api/v1/drivers/{id}/drain POST /api/v1/cache/invalidate?tenant=T[&table=N]\n",
         ),
     }
+}
+
+/// `POST /api/v1/cache/invalidate?tenant=T[&table=N]`: drops the tenant's cached results (those
+/// reading table N only, when given), for writes sparkgate did not see.
+fn invalidate_cache(handler: &CallHandler, query: &str) -> Response<Full<Bytes>> {
+    let mut tenant = None;
+    let mut table = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("tenant", value)) => tenant = Some(value),
+            Some(("table", value)) => table = Some(value),
+            _ => {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    "expected ?tenant=T and optionally &table=N\n",
+                )
+            }
+        }
+    }
+    let Some(tenant) = tenant.filter(|t| handler.tenant_names().any(|n| n == *t)) else {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "no such tenant: name one with ?tenant=T\n",
+        );
+    };
+    // A table as the cache keeps it: the bare name, lower case.
+    let table = table.map(|t| {
+        let bare = t.rsplit('.').next().unwrap_or(t).trim_matches('`');
+        vec![bare.to_ascii_lowercase()]
+    });
+    handler.cache.invalidate(tenant, table.as_deref());
+    info!(tenant, ?table, "cached results dropped through the admin API");
+    respond(StatusCode::OK, "text/plain", format!("dropped the cached results of tenant {tenant}\n"))
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct Config {
     /// The Kubernetes launcher (drivers as Pods).
     pub kubernetes: KubernetesConfig,
     pub admin: AdminConfig,
+    /// The result cache's memory budget (each tenant's TTL and scope are its own).
+    pub cache: crate::session::cache::CacheConfig,
     /// The file this was read from (not a key of it): no tenant's drivers may read it.
     #[serde(skip)]
     pub source: Option<PathBuf>,

@@ -124,6 +124,10 @@ impl Gateway {
         PoolGauges::register(registry, &pools);
         SessionGauges::register(registry, shared.handler.table.clone());
         LinkGauges::register(registry, shared.handler.links.clone());
+        crate::session::cache::metrics::CacheMetrics::register(
+            registry,
+            shared.handler.cache.clone(),
+        );
         if let Some(admin_listener) = admin_listener {
             let view = AdminView {
                 handler: shared.handler.clone(),

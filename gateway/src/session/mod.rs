@@ -9,6 +9,7 @@
 //! * [`housekeeping`]: idle sessions, finished connections, gone drivers, shutdown.
 //! * [`table`]: the session table (client handle → owner, tenant, driver handle).
 
+pub mod cache;
 pub mod client;
 mod housekeeping;
 pub mod metrics;
@@ -64,6 +65,8 @@ pub struct CallHandler {
     pub links: Arc<BackendLinks>,
     /// Reads drivers' Spark UIs (statements' progress).
     ui: crate::driver::progress::UiClient,
+    /// Results of read-only statements.
+    pub cache: Arc<cache::ResultCache>,
 }
 
 impl CallHandler {
@@ -75,6 +78,7 @@ impl CallHandler {
         Self {
             tenants: Tenants::new(config.effective_tenants()),
             links: Arc::new(BackendLinks::new(config.backend.clone())),
+            cache: cache::ResultCache::new(config.cache.clone()),
             config,
             auth,
             table: Arc::default(),
@@ -154,6 +158,9 @@ impl CallHandler {
                 let op = self.operation(&req.operation_handle, owner)?;
                 req.operation_handle = op.backend_handle.clone();
                 req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
+                if let Some(reply) = self.cached_fetch(&op, req, seqid).await {
+                    return Ok(reply);
+                }
                 if req.fetch_type.unwrap_or(0) == 1 {
                     return self.operation_log(&op, request, seqid).await;
                 }
@@ -181,6 +188,9 @@ impl CallHandler {
             R::GetResultSetMetadata(req) => {
                 let op = self.operation(&req.operation_handle, owner)?;
                 req.operation_handle = op.backend_handle.clone();
+                if let Some(reply) = self.cached_metadata(&op, seqid).await {
+                    return Ok(reply);
+                }
                 let mut response = self.session_call(&op.session, request).await?;
                 if let (
                     Some(keep),
@@ -197,6 +207,14 @@ impl CallHandler {
             R::CloseOperation(req) => {
                 let client_handle = req.operation_handle.clone();
                 let op = self.operation(&client_handle, owner)?;
+                self.cache_on_close(&op).await;
+                if op.cache.as_ref().is_some_and(|c| c.gateway_only) {
+                    self.table.remove_operation(&client_handle, owner);
+                    let resp = t::TCloseOperationResp {
+                        status: message::success_status(),
+                    };
+                    return Ok(encoded(Hs2Response::CloseOperation(resp), seqid));
+                }
                 req.operation_handle = op.backend_handle;
                 let reply = self.forward(&op.session, request, seqid).await?;
                 self.table.remove_operation(&client_handle, owner);
@@ -205,6 +223,13 @@ impl CallHandler {
             R::CancelOperation(req) => {
                 let client_handle = req.operation_handle.clone();
                 let op = self.operation(&client_handle, owner)?;
+                if op.cache.as_ref().is_some_and(|c| c.gateway_only) {
+                    // Already finished: nothing to cancel.
+                    let resp = t::TCancelOperationResp {
+                        status: message::success_status(),
+                    };
+                    return Ok(encoded(Hs2Response::CancelOperation(resp), seqid));
+                }
                 req.operation_handle = op.backend_handle;
                 let reply = self.forward(&op.session, request, seqid).await?;
                 // The state changes; the next status poll must ask the driver.
@@ -228,6 +253,11 @@ impl CallHandler {
             }
         }
     }
+    /// The configured tenants' names.
+    pub fn tenant_names(&self) -> impl Iterator<Item = &str> {
+        self.tenants.names()
+    }
+
     /// One call on a shared driver connection; a session the driver dropped with a broken
     /// connection is marked lost, so its next call says so.
     pub(super) async fn call_driver(

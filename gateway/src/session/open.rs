@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use sparkgate_auth::{Credential, Principal};
 
+use super::cache::{CacheScope, SessionCacheState};
 use super::client::ClientFamily;
 use super::table::{mint_identifier, Session};
 use super::{encoded, CallContext, CallHandler, Reply};
@@ -101,6 +102,7 @@ impl CallHandler {
         {
             configuration.insert(format!("set:hiveconf:{TIME_PARSER_KEY}"), "LEGACY".into());
         }
+        let cache_settings = configuration.clone();
         let request = Hs2Request::OpenSession(req.clone());
         let (reply, addr, lease) = self.place_session(tenant, &user, &request).await?;
         let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply)
@@ -139,6 +141,15 @@ impl CallHandler {
             session.family = family;
             session.concise_errors = tenant.error_detail.concise_for(family);
             session.max_query_time = tenant.max_query_time;
+            session.cache_ttl = Some(tenant.cache_ttl).filter(|ttl| !ttl.is_zero());
+            session.cache_scope = match tenant.cache_scope {
+                CacheScope::User => user.clone(),
+                CacheScope::Tenant => String::new(),
+            };
+            session.set_cache_state(SessionCacheState::new(
+                cache_settings.iter(),
+                format!("{:?}/{family:?}", resp.server_protocol_version),
+            ));
             let session = self.table.insert(session);
             info!(
                 session.id = %session.id(),

@@ -12,6 +12,7 @@ use crate::driver::progress;
 
 /// How often a statement's operation log gets progress lines, at most.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+use super::cache::serve::{OpCacheHandle, Plan};
 use super::table::{display_id, is_final, OperationEntry, Owner};
 use super::{encoded, CallContext, CallHandler, Reply};
 use crate::error::GatewayError;
@@ -81,6 +82,7 @@ impl CallHandler {
         *handle = session.backend_handle.clone();
         let mut name_column = None;
         let mut wait_for_client = false;
+        let mut cache = None;
         if let Hs2Request::ExecuteStatement(statement) = request {
             if let Err(refusal) = session.rules.check(&statement.statement) {
                 warn!(session.id = %session.id(), tenant = %session.tenant, %refusal, "statement refused by the tenant's rules");
@@ -88,6 +90,10 @@ impl CallHandler {
                     tenant: session.tenant.clone(),
                     refusal,
                 });
+            }
+            match self.cache_plan(ctx, &session, &statement.statement).await? {
+                Plan::Hit(result) => return self.answer_from_cache(&session, result, seqid),
+                Plan::Run(plan) => cache = plan.map(|p| OpCacheHandle::new(p, false)),
             }
             if session.family == ClientFamily::Python {
                 name_column = client::name_column_for_python(&statement.statement);
@@ -127,7 +133,7 @@ impl CallHandler {
         };
         let client_handle =
             self.table
-                .add_operation(&session, backend_handle, runs_on, name_column);
+                .add_operation(&session, backend_handle, runs_on, name_column, cache);
         place.keep();
         span.record("op.id", display_id(&client_handle.operation_id));
         if let Some(slot) = response.new_operation_mut() {
@@ -270,6 +276,11 @@ impl CallHandler {
             if let Some(message) = status.error_message.take() {
                 status.error_message = Some(client::concise_error(&message));
             }
+        }
+        if let Some(state) = status.operation_state.filter(|s| is_final(*s)) {
+            let finished = state == t::TOperationState::FINISHED_STATE;
+            self.cache_on_final(op, finished && succeeded(&status.status))
+                .await;
         }
         if succeeded(&status.status) && status.operation_state.is_some_and(is_final) {
             let mut out = Vec::new();

@@ -72,6 +72,11 @@ pub struct Session {
     pub max_query_time: Option<std::time::Duration>,
     /// The driver's Spark UI, where statements' progress is read.
     pub spark_ui: Option<crate::driver::progress::SparkUi>,
+    /// The tenant's result cache TTL (`None`: its results are not cached), and who shares them
+    /// (the user, or empty for the whole tenant).
+    pub cache_ttl: Option<std::time::Duration>,
+    pub cache_scope: String,
+    cache_state: Mutex<super::cache::SessionCacheState>,
     /// Operations it holds open, and those being started (counted before the driver is asked,
     /// so concurrent starts cannot pass `server.max_operations_per_session` together).
     open_operations: AtomicUsize,
@@ -131,6 +136,9 @@ impl Session {
             concise_errors: false,
             max_query_time: None,
             spark_ui: None,
+            cache_ttl: None,
+            cache_scope: String::new(),
+            cache_state: Mutex::default(),
             open_operations: AtomicUsize::new(0),
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
@@ -180,6 +188,15 @@ impl Session {
         self.state.lock().expect("session state").lost.clone()
     }
 
+    /// What the session has set that cached results depend on.
+    pub fn cache_state(&self) -> std::sync::MutexGuard<'_, super::cache::SessionCacheState> {
+        self.cache_state.lock().expect("cache state")
+    }
+
+    pub fn set_cache_state(&self, state: super::cache::SessionCacheState) {
+        *self.cache_state() = state;
+    }
+
     pub fn mark_lost(&self, reason: &str) {
         self.state.lock().expect("session state").lost = Some(reason.to_owned());
     }
@@ -206,6 +223,8 @@ pub struct OperationEntry {
     pub started_ms: i64,
     /// What its client has been told of its progress.
     pub progress: Arc<Mutex<crate::driver::progress::ProgressLog>>,
+    /// What the result cache does for it.
+    pub cache: Option<super::cache::serve::OpCacheHandle>,
 }
 
 impl OperationEntry {
@@ -370,6 +389,7 @@ impl SessionTable {
         backend_handle: TOperationHandle,
         runs_on: bool,
         name_column: Option<usize>,
+        cache: Option<super::cache::serve::OpCacheHandle>,
     ) -> TOperationHandle {
         let client_handle = TOperationHandle {
             operation_id: mint_identifier(),
@@ -394,6 +414,7 @@ impl SessionTable {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64),
                 progress: Arc::default(),
+                cache,
             },
         );
         client_handle
