@@ -291,8 +291,16 @@ fn invalidate_cache(handler: &CallHandler, query: &str) -> Response<Full<Bytes>>
         vec![bare.to_ascii_lowercase()]
     });
     handler.cache.invalidate(tenant, table.as_deref());
-    info!(tenant, ?table, "cached results dropped through the admin API");
-    respond(StatusCode::OK, "text/plain", format!("dropped the cached results of tenant {tenant}\n"))
+    info!(
+        tenant,
+        ?table,
+        "cached results dropped through the admin API"
+    );
+    respond(
+        StatusCode::OK,
+        "text/plain",
+        format!("dropped the cached results of tenant {tenant}\n"),
+    )
 }
 
 #[cfg(test)]

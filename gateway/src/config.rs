@@ -155,6 +155,14 @@ pub struct ServerConfig {
     /// pressed meanwhile is sent at their next poll.
     #[serde(with = "humantime_serde")]
     pub status_wait: Duration,
+    /// A closed client session that changed no session state (no SET, USE, temporary view,
+    /// ADD JAR, write...) is kept open on its driver this long for the next OpenSession of the
+    /// same user, tenant and configuration, which is then answered without a driver round trip.
+    /// Default `"0s"`: off.
+    #[serde(with = "humantime_serde")]
+    pub session_reuse_ttl: Duration,
+    /// At most this many such sessions are kept, over all users (default 64).
+    pub session_reuse_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -179,6 +187,8 @@ impl Default for ServerConfig {
             admin_groups: Vec::new(),
             allow_none_auth_on_network: false,
             status_wait: Duration::from_secs(5),
+            session_reuse_ttl: Duration::ZERO,
+            session_reuse_max: 64,
         }
     }
 }

@@ -36,6 +36,49 @@ impl CallHandler {
             info!(session.id = %session.id(), idle = %humantime(timeout), "closing idle session");
             self.close_on_driver(&session).await;
         }
+        let expired = self
+            .stock
+            .take_expired(self.config.server.session_reuse_ttl);
+        for session in &expired {
+            debug!(session.id = %session.id(), "closing a kept session nobody reused");
+            self.close_on_driver(session).await;
+        }
+    }
+
+    /// Keeps a session its client closed for reuse, if it may be (see [`super::stock`]).
+    pub(super) fn stock_session(
+        &self,
+        session: std::sync::Arc<Session>,
+    ) -> Result<(), std::sync::Arc<Session>> {
+        let server = &self.config.server;
+        let reusable = !server.session_reuse_ttl.is_zero()
+            && session.reuse.is_some()
+            && session.lost_reason().is_none()
+            && session.open_operation_count() == 0
+            && !session.cache_state().changed()
+            && session
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.driver_failure().is_none());
+        if !reusable {
+            return Err(session);
+        }
+        let mut session = std::sync::Arc::try_unwrap(session)?;
+        let Some(reuse) = session.reuse.take() else {
+            unreachable!("checked above");
+        };
+        let (key, opened) = *reuse;
+        let id = session.id();
+        match self
+            .stock
+            .put(key, session, opened, server.session_reuse_max)
+        {
+            Ok(()) => {
+                debug!(session.id = %id, "session kept for reuse");
+                Ok(())
+            }
+            Err(session) => Err(std::sync::Arc::new(session)),
+        }
     }
 
     /// Closes, on their drivers, the sessions a finished connection owned.
@@ -58,6 +101,8 @@ impl CallHandler {
     pub async fn close_all(&self) {
         let sessions = self.table.take_all();
         futures::future::join_all(sessions.iter().map(|s| self.close_on_driver(s))).await;
+        let kept = self.stock.take_expired(Duration::ZERO);
+        futures::future::join_all(kept.iter().map(|s| self.close_on_driver(s))).await;
     }
 
     async fn close_on_driver(&self, session: &Session) {

@@ -16,6 +16,7 @@ pub mod metrics;
 mod open;
 mod operations;
 pub mod reply;
+pub mod stock;
 pub mod table;
 
 use std::collections::HashMap;
@@ -67,6 +68,8 @@ pub struct CallHandler {
     ui: crate::driver::progress::UiClient,
     /// Results of read-only statements.
     pub cache: Arc<cache::ResultCache>,
+    /// Driver sessions kept for reuse.
+    pub stock: stock::SessionStock,
 }
 
 impl CallHandler {
@@ -79,6 +82,7 @@ impl CallHandler {
             tenants: Tenants::new(config.effective_tenants()),
             links: Arc::new(BackendLinks::new(config.backend.clone())),
             cache: cache::ResultCache::new(config.cache.clone()),
+            stock: Default::default(),
             config,
             auth,
             table: Arc::default(),

@@ -11,6 +11,7 @@ use sparkgate_auth::{Credential, Principal};
 
 use super::cache::{CacheScope, SessionCacheState};
 use super::client::ClientFamily;
+use super::stock::{StockKey, Stocked};
 use super::table::{mint_identifier, Session};
 use super::{encoded, CallContext, CallHandler, Reply};
 use crate::error::{GatewayError, OpenSessionRetry};
@@ -102,7 +103,25 @@ impl CallHandler {
         {
             configuration.insert(format!("set:hiveconf:{TIME_PARSER_KEY}"), "LEGACY".into());
         }
-        let cache_settings = configuration.clone();
+        let mut cache_settings = configuration.clone();
+        let stock_key = StockKey {
+            user: user.clone(),
+            tenant: tenant.name.clone(),
+            configuration: cache_settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            client_protocol: req.client_protocol.0,
+            family: family.name(),
+        };
+        // The user is the cache key's scope (or left out of it, for a tenant-wide scope).
+        cache_settings.remove(PROXY_USER_KEY);
+        let reuse_ttl = self.config.server.session_reuse_ttl;
+        if !reuse_ttl.is_zero() {
+            if let Some(kept) = self.stock.take(&stock_key, reuse_ttl) {
+                return Ok(self.reopen(ctx, kept, stock_key, seqid));
+            }
+        }
         let request = Hs2Request::OpenSession(req.clone());
         let (reply, addr, lease) = self.place_session(tenant, &user, &request).await?;
         let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply)
@@ -150,6 +169,13 @@ impl CallHandler {
                 cache_settings.iter(),
                 format!("{:?}/{family:?}", resp.server_protocol_version),
             ));
+            resp.configuration
+                .get_or_insert_with(Default::default)
+                .entry(FETCH_SIZE_KEY.to_owned())
+                .or_insert_with(|| self.config.server.default_fetch_size.to_string());
+            if !reuse_ttl.is_zero() {
+                session.reuse = Some(Box::new((stock_key, resp.clone())));
+            }
             let session = self.table.insert(session);
             info!(
                 session.id = %session.id(),
@@ -163,12 +189,28 @@ impl CallHandler {
                 "session opened"
             );
             resp.session_handle = Some(handle);
-            resp.configuration
-                .get_or_insert_with(Default::default)
-                .entry(FETCH_SIZE_KEY.to_owned())
-                .or_insert_with(|| self.config.server.default_fetch_size.to_string());
         }
         Ok(encoded(Hs2Response::OpenSession(resp), seqid))
+    }
+
+    /// OpenSession answered with a kept driver session (no driver round trip).
+    fn reopen(&self, ctx: &CallContext, kept: Stocked, key: StockKey, seqid: i32) -> Reply {
+        let handle = t::TSessionHandle {
+            session_id: mint_identifier(),
+        };
+        let mut session = kept.session.rehome(handle.clone(), ctx.owner.clone());
+        session.reuse = Some(Box::new((key, kept.opened.clone())));
+        let session = self.table.insert(session);
+        info!(
+            session.id = %session.id(),
+            user = %sparkgate_auth::clip(&session.user),
+            tenant = %session.tenant,
+            driver = %session.backend_addr,
+            "session opened (a kept driver session reused)"
+        );
+        let mut resp = kept.opened;
+        resp.session_handle = Some(handle);
+        encoded(Hs2Response::OpenSession(resp), seqid)
     }
 
     /// Opens the session on a driver of `tenant`'s pool (waiting for one if needed; a driver

@@ -50,6 +50,15 @@ impl CallHandler {
             .remove_session(&req.session_handle, owner)
             .ok_or(GatewayError::UnknownHandle { kind: "session" })?;
         info!(session.id = %session.id(), "session closed by client");
+        let session = match self.stock_session(session) {
+            Ok(()) => {
+                let resp = Hs2Response::CloseSession(t::TCloseSessionResp {
+                    status: message::success_status(),
+                });
+                return Ok(encoded(resp, seqid));
+            }
+            Err(session) => session,
+        };
         if session.lost_reason().is_some() {
             // Nothing left to close on the driver.
             let resp = Hs2Response::CloseSession(t::TCloseSessionResp {
@@ -91,7 +100,7 @@ impl CallHandler {
                     refusal,
                 });
             }
-            match self.cache_plan(ctx, &session, &statement.statement).await? {
+            match self.cache_plan(ctx, &session, statement).await? {
                 Plan::Hit(result) => return self.answer_from_cache(&session, result, seqid),
                 Plan::Run(plan) => cache = plan.map(|p| OpCacheHandle::new(p, false)),
             }

@@ -77,6 +77,13 @@ pub struct Session {
     pub cache_ttl: Option<std::time::Duration>,
     pub cache_scope: String,
     cache_state: Mutex<super::cache::SessionCacheState>,
+    /// Where the session goes when its client closes it, if it may be reused.
+    pub reuse: Option<
+        Box<(
+            super::stock::StockKey,
+            hive_thrift::generated::tcliservice::TOpenSessionResp,
+        )>,
+    >,
     /// Operations it holds open, and those being started (counted before the driver is asked,
     /// so concurrent starts cannot pass `server.max_operations_per_session` together).
     open_operations: AtomicUsize,
@@ -139,12 +146,32 @@ impl Session {
             cache_ttl: None,
             cache_scope: String::new(),
             cache_state: Mutex::default(),
+            reuse: None,
             open_operations: AtomicUsize::new(0),
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
                 lost: None,
             }),
         }
+    }
+
+    /// The same driver session for another client: its handle and owner, fresh counters.
+    pub fn rehome(self, client_handle: TSessionHandle, owner: Owner) -> Session {
+        Session {
+            client_handle,
+            owner,
+            open_operations: AtomicUsize::new(0),
+            state: Mutex::new(SessionState {
+                last_used: Instant::now(),
+                lost: None,
+            }),
+            ..self
+        }
+    }
+
+    /// Operations open now.
+    pub fn open_operation_count(&self) -> usize {
+        self.open_operations.load(Ordering::Acquire)
     }
 
     pub fn id(&self) -> String {

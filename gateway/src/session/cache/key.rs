@@ -140,6 +140,12 @@ impl SessionCacheState {
         }
     }
 
+    /// A statement that may have changed session state the cache does not track (a write,
+    /// something unreadable): the session cannot be reused by another client.
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
     /// Whether a statement changed the session (it cannot go to the idle stock).
     pub fn changed(&self) -> bool {
         self.changed

@@ -25,13 +25,37 @@ impl Collector for CacheMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let c = &self.0.counters;
         for (name, help, value) in [
-            ("cache_hits", "Statements answered from the result cache", &c.hits),
-            ("cache_misses", "Cacheable statements run on a driver", &c.misses),
+            (
+                "cache_hits",
+                "Statements answered from the result cache",
+                &c.hits,
+            ),
+            (
+                "cache_misses",
+                "Cacheable statements run on a driver",
+                &c.misses,
+            ),
             ("cache_stored", "Results stored in the cache", &c.stored),
-            ("cache_too_large", "Results over cache.max_result_bytes, not stored", &c.too_large),
-            ("cache_evictions", "Results evicted for room (cache.max_bytes)", &c.evictions),
-            ("cache_invalidations", "Writes and admin calls that dropped results", &c.invalidations),
-            ("cache_coalesced_waits", "Statements that waited for an identical one to fill the cache", &c.coalesced),
+            (
+                "cache_too_large",
+                "Results over cache.max_result_bytes, not stored",
+                &c.too_large,
+            ),
+            (
+                "cache_evictions",
+                "Results evicted for room (cache.max_bytes)",
+                &c.evictions,
+            ),
+            (
+                "cache_invalidations",
+                "Writes and admin calls that dropped results",
+                &c.invalidations,
+            ),
+            (
+                "cache_coalesced_waits",
+                "Statements that waited for an identical one to fill the cache",
+                &c.coalesced,
+            ),
         ] {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(value.load(Ordering::Relaxed)).encode(metric)?;
@@ -39,7 +63,11 @@ impl Collector for CacheMetrics {
         let (entries, bytes) = self.0.usage();
         for (name, help, value) in [
             ("cache_entries", "Results in the cache", entries),
-            ("cache_bytes", "Memory the cached results take (Arrow buffers and keys)", bytes),
+            (
+                "cache_bytes",
+                "Memory the cached results take (Arrow buffers and keys)",
+                bytes,
+            ),
         ] {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             ConstGauge::new(value as i64).encode(metric)?;

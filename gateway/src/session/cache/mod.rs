@@ -38,6 +38,7 @@ pub struct CacheConfig {
     /// Default 16 MiB.
     pub max_result_bytes: u64,
     /// How long an identical statement waits for the one already running (then runs itself).
+    /// Default 2 minutes.
     #[serde(with = "humantime_serde")]
     pub coalesce_wait: Duration,
 }
@@ -47,7 +48,7 @@ impl Default for CacheConfig {
         Self {
             max_bytes: 256 << 20,
             max_result_bytes: 16 << 20,
-            coalesce_wait: Duration::from_secs(600),
+            coalesce_wait: Duration::from_secs(120),
         }
     }
 }
@@ -110,6 +111,9 @@ pub struct CacheCounters {
 #[derive(Debug)]
 pub struct Flight {
     done: tokio::sync::watch::Sender<bool>,
+    /// Whose statement it is: a binary connection's calls come one at a time, so another
+    /// statement of the same connection waiting for it would stop its own client's next call.
+    leader: crate::session::Owner,
 }
 
 /// Held by the statement filling an entry; its drop (stored, given up, or gone) wakes the
@@ -192,27 +196,36 @@ impl ResultCache {
     }
 
     /// Looks `key` up: a live entry, or the flight to wait for, or the lead of a new flight.
-    pub fn lookup(self: &Arc<Self>, key: &CacheKey) -> Lookup {
+    /// `None`: `owner` itself is filling it (it runs the statement again, uncached).
+    pub fn lookup(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        owner: &crate::session::Owner,
+    ) -> Option<Lookup> {
         if let Some(hit) = self.entries.get(key) {
-            return Lookup::Hit(hit);
+            return Some(Lookup::Hit(hit));
         }
         let mut flights = self.flights.lock().expect("flights");
         if let Some(flight) = flights.get(key) {
-            return Lookup::Wait(flight.done.subscribe());
+            if &flight.leader == owner {
+                return None;
+            }
+            return Some(Lookup::Wait(flight.done.subscribe()));
         }
         // Stored between the look above and this lock: a hit after all.
         if let Some(hit) = self.entries.get(key) {
-            return Lookup::Hit(hit);
+            return Some(Lookup::Hit(hit));
         }
         let flight = Arc::new(Flight {
             done: tokio::sync::watch::channel(false).0,
+            leader: owner.clone(),
         });
         flights.insert(key.clone(), flight.clone());
-        Lookup::Lead(FlightGuard {
+        Some(Lookup::Lead(FlightGuard {
             cache: self.clone(),
             key: key.clone(),
             flight,
-        })
+        }))
     }
 
     /// The tenant's write generation now (taken when a statement that may fill starts).

@@ -250,7 +250,11 @@ fn extend_column(column: &mut t::TColumn, array: &dyn Array, at: usize) {
         }
     };
     if let Some(validity) = array.nulls() {
-        for i in validity.iter().enumerate().filter_map(|(i, v)| (!v).then_some(i)) {
+        for i in validity
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| (!v).then_some(i))
+        {
             let bit = at + i;
             if nulls.len() <= bit / 8 {
                 nulls.resize(bit / 8 + 1, 0);

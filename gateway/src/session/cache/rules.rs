@@ -156,9 +156,7 @@ pub fn classify(sql: &str) -> Meaning {
     };
     match statement {
         Statement::Query(query) => read(statement, query),
-        Statement::CreateView(view) if view.temporary => {
-            Meaning::TempView(bare_name(&view.name))
-        }
+        Statement::CreateView(view) if view.temporary => Meaning::TempView(bare_name(&view.name)),
         Statement::ShowTables { .. }
         | Statement::ShowViews { .. }
         | Statement::ShowColumns { .. }

@@ -85,9 +85,16 @@ impl CallHandler {
         &self,
         ctx: &CallContext,
         session: &Session,
-        sql: &str,
+        statement: &t::TExecuteStatementReq,
     ) -> Result<Plan, GatewayError> {
-        if !self.cache.enabled() {
+        let sql = statement.statement.as_str();
+        // Settings for this statement alone: not in the key, so not cached.
+        let overlay = statement
+            .conf_overlay
+            .as_ref()
+            .is_some_and(|c| !c.is_empty());
+        let reuse = !self.config.server.session_reuse_ttl.is_zero();
+        if !self.cache.enabled() && !reuse {
             return Ok(Plan::Run(None));
         }
         let meaning = rules::classify(sql);
@@ -98,6 +105,7 @@ impl CallHandler {
                 return Ok(Plan::Run(None));
             }
             Meaning::Write(tables) => {
+                session.cache_state().mark_changed();
                 info!(tenant = %session.tenant, ?tables, "a write: dropping the tenant's cached results that read its tables");
                 self.cache.invalidate(&session.tenant, tables.as_deref());
                 return Ok(Plan::Run(Some(OpCache::Write(tables))));
@@ -107,7 +115,10 @@ impl CallHandler {
                 return Ok(Plan::Run(Some(OpCache::Change(change))));
             }
         };
-        let Some(ttl) = session.cache_ttl else {
+        let Some(ttl) = session
+            .cache_ttl
+            .filter(|_| !overlay && self.cache.enabled())
+        else {
             return Ok(Plan::Run(None));
         };
         let Some(key) =
@@ -120,7 +131,10 @@ impl CallHandler {
         let deadline = tokio::time::Instant::now() + self.cache.config.coalesce_wait;
         loop {
             let generation = self.cache.generation(&session.tenant);
-            match self.cache.lookup(&key) {
+            let Some(lookup) = self.cache.lookup(&key, &session.owner) else {
+                return Ok(Plan::Run(None));
+            };
+            match lookup {
                 Lookup::Hit(result) => {
                     self.cache.counters.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(Plan::Hit(result));
@@ -136,7 +150,10 @@ impl CallHandler {
                     })));
                 }
                 Lookup::Wait(mut done) => {
-                    self.cache.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                    self.cache
+                        .counters
+                        .coalesced
+                        .fetch_add(1, Ordering::Relaxed);
                     debug!("an identical statement is filling the cache: waiting for it");
                     tokio::select! {
                         _ = done.wait_for(|d| *d) => {}
@@ -232,10 +249,7 @@ impl CallHandler {
                     };
                 }
             }
-            OpCache::Change(meaning) => op
-                .session
-                .cache_state()
-                .end_change(&meaning, finished),
+            OpCache::Change(meaning) => op.session.cache_state().end_change(&meaning, finished),
             OpCache::Write(tables) => self.cache.invalidate(&op.session.tenant, tables.as_deref()),
             serving @ OpCache::Serve { .. } => *state = serving,
             _ => {}
@@ -253,7 +267,12 @@ impl CallHandler {
 
     /// Fetches a finished statement's whole result from its driver. `None`: not kept (too
     /// large, row-based, or the driver failed), and the driver's cursor is back at the start.
-    async fn fill(&self, op: &OperationEntry, tables: Vec<String>, ttl: Duration) -> Option<CachedResult> {
+    async fn fill(
+        &self,
+        op: &OperationEntry,
+        tables: Vec<String>,
+        ttl: Duration,
+    ) -> Option<CachedResult> {
         let metadata = Hs2Request::GetResultSetMetadata(t::TGetResultSetMetadataReq {
             operation_handle: op.backend_handle.clone(),
         });
@@ -278,14 +297,18 @@ impl CallHandler {
         let mut rows = Rows::new();
         let kept = loop {
             let next = self
-                .session_call(&op.session, &fetch(t::TFetchOrientation::FETCH_NEXT, FILL_BATCH))
+                .session_call(
+                    &op.session,
+                    &fetch(t::TFetchOrientation::FETCH_NEXT, FILL_BATCH),
+                )
                 .await;
             let Ok(Hs2Response::FetchResults(resp)) = next else {
                 break false;
             };
-            let Some(batch) = resp.results.filter(|_| {
-                matches!(resp.status.status_code, t::TStatusCode::SUCCESS_STATUS)
-            }) else {
+            let Some(batch) = resp
+                .results
+                .filter(|_| matches!(resp.status.status_code, t::TStatusCode::SUCCESS_STATUS))
+            else {
                 break false;
             };
             let before = rows.len();
@@ -293,7 +316,10 @@ impl CallHandler {
                 break false;
             }
             if rows.memory_bytes() as u64 > self.cache.config.max_result_bytes {
-                self.cache.counters.too_large.fetch_add(1, Ordering::Relaxed);
+                self.cache
+                    .counters
+                    .too_large
+                    .fetch_add(1, Ordering::Relaxed);
                 debug!("result over cache.max_result_bytes: the client fetches it from the driver");
                 break false;
             }

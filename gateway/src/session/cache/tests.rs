@@ -16,13 +16,18 @@ fn result(tables: &[&str]) -> Arc<CachedResult> {
     rows.push(&t::TRowSet {
         start_row_offset: 0,
         rows: Vec::new(),
-        columns: Some(vec![t::TColumn::I32Val(t::TI32Column::new(vec![1, 2, 3], vec![]))]),
+        columns: Some(vec![t::TColumn::I32Val(t::TI32Column::new(
+            vec![1, 2, 3],
+            vec![],
+        ))]),
         binary_columns: None,
         column_count: None,
     })
     .unwrap();
     Arc::new(CachedResult {
-        schema: t::TTableSchema { columns: Vec::new() },
+        schema: t::TTableSchema {
+            columns: Vec::new(),
+        },
         rows,
         tables: tables.iter().map(|t| t.to_string()).collect(),
         created: Instant::now(),
@@ -30,8 +35,11 @@ fn result(tables: &[&str]) -> Arc<CachedResult> {
     })
 }
 
+const OWNER: crate::session::Owner = crate::session::Owner::Connection(1);
+const OTHER: crate::session::Owner = crate::session::Owner::Connection(2);
+
 fn lead(cache: &Arc<ResultCache>, key: &CacheKey) -> FlightGuard {
-    match cache.lookup(key) {
+    match cache.lookup(key, &OWNER).unwrap() {
         Lookup::Lead(guard) => guard,
         _ => panic!("expected to lead"),
     }
@@ -42,22 +50,24 @@ async fn the_first_leads_the_others_wait_then_hit() {
     let cache = ResultCache::new(CacheConfig::default());
     let k = key("t1", "SELECT 1");
     let guard = lead(&cache, &k);
-    let Lookup::Wait(mut done) = cache.lookup(&k) else {
+    let Lookup::Wait(mut done) = cache.lookup(&k, &OTHER).unwrap() else {
         panic!("an identical statement waits for the first");
     };
     assert!(cache.store_shared(k.clone(), result(&["x"]), cache.generation("t1")));
     drop(guard);
     done.wait_for(|d| *d).await.unwrap();
-    assert!(matches!(cache.lookup(&k), Lookup::Hit(_)));
+    assert!(matches!(cache.lookup(&k, &OTHER).unwrap(), Lookup::Hit(_)));
     // The leader giving up wakes the waiters too; the next one leads.
     let k2 = key("t1", "SELECT 2");
     let guard = lead(&cache, &k2);
-    let Lookup::Wait(mut done) = cache.lookup(&k2) else {
+    let Lookup::Wait(mut done) = cache.lookup(&k2, &OTHER).unwrap() else {
         panic!("waits")
     };
     drop(guard);
     done.wait_for(|d| *d).await.unwrap();
     let _again = lead(&cache, &k2);
+    // The leader's own connection does not wait for itself.
+    assert!(cache.lookup(&k2, &OWNER).is_none());
 }
 
 #[test]
@@ -108,5 +118,8 @@ fn results_over_the_limit_are_not_stored_and_the_budget_evicts() {
         tight.store_shared(key("a", &format!("q{i}")), result(&[]), 0);
     }
     let (entries, bytes) = tight.usage();
-    assert!(entries <= 3 && bytes <= one_entry * 3, "{entries} entries, {bytes} bytes");
+    assert!(
+        entries <= 3 && bytes <= one_entry * 3,
+        "{entries} entries, {bytes} bytes"
+    );
 }

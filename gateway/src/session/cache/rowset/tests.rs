@@ -24,19 +24,31 @@ fn driver_batch(offset: usize, values: &[Option<i32>]) -> t::TRowSet {
             t::TColumn::StringVal(t::TStringColumn::new(strings, nulls.clone())),
             t::TColumn::I32Val(t::TI32Column::new(ints, nulls.clone())),
             t::TColumn::DoubleVal(t::TDoubleColumn::new(
-                values.iter().map(|v| OrderedFloat(v.unwrap_or(0) as f64 / 3.0)).collect(),
+                values
+                    .iter()
+                    .map(|v| OrderedFloat(v.unwrap_or(0) as f64 / 3.0))
+                    .collect(),
                 nulls.clone(),
             )),
             t::TColumn::BoolVal(t::TBoolColumn::new(
-                values.iter().map(|v| v.is_some_and(|v| v % 2 == 0)).collect(),
+                values
+                    .iter()
+                    .map(|v| v.is_some_and(|v| v % 2 == 0))
+                    .collect(),
                 nulls.clone(),
             )),
             t::TColumn::BinaryVal(t::TBinaryColumn::new(
-                values.iter().map(|v| v.map_or(vec![], |v| v.to_le_bytes().to_vec())).collect(),
+                values
+                    .iter()
+                    .map(|v| v.map_or(vec![], |v| v.to_le_bytes().to_vec()))
+                    .collect(),
                 nulls.clone(),
             )),
             t::TColumn::I64Val(t::TI64Column::new(
-                values.iter().map(|v| v.unwrap_or(0) as i64 * 1_000_000_007).collect(),
+                values
+                    .iter()
+                    .map(|v| v.unwrap_or(0) as i64 * 1_000_000_007)
+                    .collect(),
                 nulls.clone(),
             )),
             t::TColumn::I16Val(t::TI16Column::new(
@@ -93,7 +105,10 @@ fn row_based_results_and_changing_shapes_are_refused() {
     assert_eq!(rows.push(&row_based), Err(RowsError::RowBased));
     rows.push(&driver_batch(0, &[Some(1)])).unwrap();
     let other = t::TRowSet {
-        columns: Some(vec![t::TColumn::I32Val(t::TI32Column::new(vec![1], vec![]))]),
+        columns: Some(vec![t::TColumn::I32Val(t::TI32Column::new(
+            vec![1],
+            vec![],
+        ))]),
         ..driver_batch(1, &[Some(2)])
     };
     assert_eq!(rows.push(&other), Err(RowsError::Shape));

@@ -18,12 +18,18 @@ fn uncacheable(sql: &str) {
 #[test]
 fn plain_reads_are_cacheable_with_the_tables_they_read() {
     assert_eq!(read_tables("SELECT 1"), Vec::<String>::new());
-    assert_eq!(read_tables("select a, count(*) from Sales group by a"), ["sales"]);
+    assert_eq!(
+        read_tables("select a, count(*) from Sales group by a"),
+        ["sales"]
+    );
     assert_eq!(
         read_tables("WITH x AS (SELECT * FROM db.`Orders`) SELECT * FROM x JOIN items ON true"),
         ["items", "orders", "x"]
     );
-    assert_eq!(read_tables("VALUES (1, 'a'), (2, 'b')"), Vec::<String>::new());
+    assert_eq!(
+        read_tables("VALUES (1, 'a'), (2, 'b')"),
+        Vec::<String>::new()
+    );
     assert_eq!(
         read_tables("SELECT * FROM (SELECT id FROM t1 UNION ALL SELECT id FROM t2) u"),
         ["t1", "t2"]
@@ -146,20 +152,31 @@ fn writes_name_the_tables_they_touch() {
         Meaning::Write(tables) => tables,
         other => panic!("{sql:?} should be a write, is {other:?}"),
     };
-    assert_eq!(write("INSERT INTO sales VALUES (1)"), Some(vec!["sales".into()]));
+    assert_eq!(
+        write("INSERT INTO sales VALUES (1)"),
+        Some(vec!["sales".into()])
+    );
     assert_eq!(
         write("INSERT OVERWRITE TABLE db.Sales SELECT * FROM staging"),
         Some(vec!["sales".into(), "staging".into()])
     );
-    assert_eq!(write("DROP TABLE IF EXISTS db.sales"), Some(vec!["sales".into()]));
+    assert_eq!(
+        write("DROP TABLE IF EXISTS db.sales"),
+        Some(vec!["sales".into()])
+    );
     assert_eq!(write("CREATE TABLE n (a INT)"), Some(vec!["n".into()]));
-    assert_eq!(write("ALTER TABLE sales ADD COLUMN b INT"), Some(vec!["sales".into()]));
+    assert_eq!(
+        write("ALTER TABLE sales ADD COLUMN b INT"),
+        Some(vec!["sales".into()])
+    );
     assert_eq!(write("REFRESH TABLE db.sales"), Some(vec!["sales".into()]));
     assert_eq!(write("TRUNCATE TABLE sales"), Some(vec!["sales".into()]));
     assert_eq!(write("MSCK REPAIR TABLE sales"), Some(vec!["sales".into()]));
-    assert_eq!(write("DELETE FROM sales WHERE a = 1"), Some(vec!["sales".into()]));
+    assert_eq!(
+        write("DELETE FROM sales WHERE a = 1"),
+        Some(vec!["sales".into()])
+    );
     // Syntax sparkgate cannot read: every result of the tenant is stale.
     assert_eq!(write("OPTIMIZE sales ZORDER BY (a)"), None);
     assert_eq!(write("REFRESH"), None);
-
 }
