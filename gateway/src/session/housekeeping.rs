@@ -73,11 +73,11 @@ impl CallHandler {
             .stock
             .put(key, session, opened, server.session_reuse_max)
         {
-            Ok(()) => {
+            None => {
                 debug!(session.id = %id, "session kept for reuse");
                 Ok(())
             }
-            Err(session) => Err(std::sync::Arc::new(session)),
+            Some(session) => Err(std::sync::Arc::new(session)),
         }
     }
 

@@ -37,24 +37,24 @@ pub struct SessionStock {
 }
 
 impl SessionStock {
-    /// Keeps `session` unless the stock holds `max` already; gives it back otherwise.
+    /// Keeps `session` unless the stock holds `max` already; gives it back then.
     pub fn put(
         &self,
         key: StockKey,
         session: Session,
         opened: t::TOpenSessionResp,
         max: usize,
-    ) -> Result<(), Session> {
+    ) -> Option<Session> {
         let mut idle = self.idle.lock().expect("stock");
         if idle.values().map(Vec::len).sum::<usize>() >= max {
-            return Err(session);
+            return Some(session);
         }
         idle.entry(key).or_default().push(Stocked {
             session,
             opened,
             since: Instant::now(),
         });
-        Ok(())
+        None
     }
 
     /// The most recently stocked session for `key` younger than `ttl`, whose driver is fine.
@@ -95,14 +95,5 @@ impl SessionStock {
         }
         idle.retain(|_, sessions| !sessions.is_empty());
         expired
-    }
-
-    pub fn len(&self) -> usize {
-        self.idle
-            .lock()
-            .expect("stock")
-            .values()
-            .map(Vec::len)
-            .sum()
     }
 }

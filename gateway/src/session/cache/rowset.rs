@@ -46,7 +46,7 @@ impl Rows {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub fn row_count(&self) -> usize {
         self.rows
     }
 

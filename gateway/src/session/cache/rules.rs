@@ -126,10 +126,11 @@ pub fn classify(sql: &str) -> Meaning {
                 None => Meaning::SessionCode,
             }
         }
-        "create" | "replace" if words.iter().any(|w| w == "temporary" || w == "temp") => {
-            if words.iter().any(|w| w == "function") {
-                return Meaning::SessionCode;
-            }
+        "create" | "replace"
+            if words.iter().any(|w| w == "temporary" || w == "temp")
+                && words.iter().any(|w| w == "function") =>
+        {
+            return Meaning::SessionCode
         }
         _ => {}
     }
@@ -172,7 +173,7 @@ pub fn classify(sql: &str) -> Meaning {
 }
 
 fn read(statement: &Statement, query: &sqlparser::ast::Query) -> Meaning {
-    if query.for_clause.is_some() || query.locks.iter().next().is_some() {
+    if query.for_clause.is_some() || !query.locks.is_empty() {
         return Meaning::Uncacheable("not read-only");
     }
     let mut check = ReadCheck::default();

@@ -31,14 +31,7 @@ const FILL_BATCH: i64 = 2_000;
 #[derive(Debug)]
 pub enum OpCache {
     /// A miss: when the statement finishes, sparkgate fetches its result into the cache.
-    Fill {
-        key: CacheKey,
-        tables: Vec<String>,
-        generation: u64,
-        ttl: Duration,
-        /// Identical statements wait until this is dropped.
-        _flight: FlightGuard,
-    },
+    Fill(Box<Fill>),
     /// Answered from a result: where the client's next fetch starts.
     Serve {
         result: Arc<CachedResult>,
@@ -51,6 +44,16 @@ pub enum OpCache {
     /// A write: its tenant's results reading these tables are dropped again when it ends.
     Write(Option<Vec<String>>),
     Done,
+}
+
+#[derive(Debug)]
+pub struct Fill {
+    key: CacheKey,
+    tables: Vec<String>,
+    generation: u64,
+    ttl: Duration,
+    /// Identical statements wait until this is dropped.
+    _flight: FlightGuard,
 }
 
 /// An operation's cache state (shared by the table's copies of the entry). The async lock is
@@ -141,13 +144,13 @@ impl CallHandler {
                 }
                 Lookup::Lead(flight) => {
                     self.cache.counters.misses.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Plan::Run(Some(OpCache::Fill {
+                    return Ok(Plan::Run(Some(OpCache::Fill(Box::new(Fill {
                         key,
                         tables,
                         generation,
                         ttl,
                         _flight: flight,
-                    })));
+                    })))));
                 }
                 Lookup::Wait(mut done) => {
                     self.cache
@@ -230,16 +233,17 @@ impl CallHandler {
         let Some(cache) = &op.cache else { return };
         let mut state = cache.state.lock().await;
         match std::mem::replace(&mut *state, OpCache::Done) {
-            OpCache::Fill {
-                key,
-                tables,
-                generation,
-                ttl,
-                _flight,
-            } if finished => {
+            OpCache::Fill(fill) if finished => {
+                let Fill {
+                    key,
+                    tables,
+                    generation,
+                    ttl,
+                    _flight,
+                } = *fill;
                 if let Some(result) = self.fill(op, tables, ttl).await {
                     let result = Arc::new(result);
-                    let rows = result.rows.len();
+                    let rows = result.rows.row_count();
                     let stored = self.cache.store_shared(key, result.clone(), generation);
                     debug!(rows, stored, "result fetched for the cache");
                     *state = OpCache::Serve {
@@ -311,7 +315,7 @@ impl CallHandler {
             else {
                 break false;
             };
-            let before = rows.len();
+            let before = rows.row_count();
             if rows.push(&batch).is_err() {
                 break false;
             }
@@ -323,7 +327,7 @@ impl CallHandler {
                 debug!("result over cache.max_result_bytes: the client fetches it from the driver");
                 break false;
             }
-            if rows.len() == before {
+            if rows.row_count() == before {
                 break true;
             }
         };
@@ -374,7 +378,7 @@ impl CallHandler {
                     }
                     let max = usize::try_from(req.max_rows.max(0)).unwrap_or(usize::MAX);
                     let rows = result.rows.slice(*next, max);
-                    *next = (*next + max).min(result.rows.len());
+                    *next = (*next + max).min(result.rows.row_count());
                     Some(rows)
                 };
                 let resp = t::TFetchResultsResp {
@@ -386,7 +390,7 @@ impl CallHandler {
             }
             // The client fetches before sparkgate saw the statement finish: it reads from the
             // driver, and nothing is cached.
-            OpCache::Fill { .. } if !log => {
+            OpCache::Fill(_) if !log => {
                 *state = OpCache::Done;
                 None
             }

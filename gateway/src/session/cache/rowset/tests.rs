@@ -78,7 +78,7 @@ proptest! {
         for (i, chunk) in values.chunks(kept_in).enumerate() {
             rows.push(&driver_batch(i * kept_in, chunk)).unwrap();
         }
-        prop_assert_eq!(rows.len(), values.len());
+        prop_assert_eq!(rows.row_count(), values.len());
         for (i, chunk) in values.chunks(served_in).enumerate() {
             prop_assert_eq!(rows.slice(i * served_in, served_in), driver_batch(i * served_in, chunk));
         }
