@@ -5,7 +5,8 @@ too large to keep, and the figures on /metrics.
 
 One sparkgate of its own in front of the shared server, with four tenants on it: `cached`
 (alice, bob: per-user results), `shared` (carol, dave: results shared by the tenant), `other`
-(erin) and `brief` (frank: a 3 s TTL). A client sees a hit in the operation log
+(erin) and `brief` (frank: a 3 s TTL). It keeps closed sessions that changed nothing for reuse
+(`session_reuse_ttl`). A client sees a hit in the operation log
 ("served from sparkgate cache, age N s"), which is what these tests read.
 """
 from __future__ import annotations
@@ -48,6 +49,7 @@ cache_scope = "{scope}"
     gateway = Sparkgate.with_config(workdir, f"""
 [server]
 bind = "127.0.0.1:{{port}}"
+session_reuse_ttl = "60s"
 [backend]
 address = "{backend}"
 [admin]
@@ -317,3 +319,39 @@ def test_metrics_count_hits_misses_and_bytes(gw):
                  "cache_coalesced_waits", "cache_entries", "cache_bytes"):
         assert name in m, (name, m)
     assert m["cache_hits"] > 0 and m["cache_misses"] > 0 and m["cache_bytes"] > 0
+
+
+def reused(gw) -> int:
+    return gw.log_text().count("a kept driver session reused")
+
+
+def test_a_session_that_changed_nothing_is_reused_one_that_did_is_not(gw):
+    user = "dave"
+    conn = hive.connect("127.0.0.1", gw.port, username=user)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchall() == [(1,)]
+    conn.close()
+    before = reused(gw)
+    conn = hive.connect("127.0.0.1", gw.port, username=user)
+    try:
+        cur = conn.cursor()
+        assert reused(gw) == before + 1, "the second OpenSession took the kept driver session"
+        cur.execute("SELECT 2")
+        assert cur.fetchall() == [(2,)]
+        # This session changes state: it must not be handed to anyone after it.
+        cur.execute("SET spark.sql.shuffle.partitions=7")
+        cur.execute("CREATE TEMPORARY VIEW reuse_tv AS SELECT 1 AS x")
+    finally:
+        conn.close()
+    with hive.connect("127.0.0.1", gw.port, username=user).cursor() as cur:
+        cur.execute("SET spark.sql.shuffle.partitions")
+        assert cur.fetchall() != [("spark.sql.shuffle.partitions", "7")]
+        with pytest.raises(Exception, match="TABLE_OR_VIEW_NOT_FOUND|not found"):
+            cur.execute("SELECT * FROM reuse_tv")
+    # Another user's OpenSession never takes dave's kept session.
+    before = reused(gw)
+    with hive.connect("127.0.0.1", gw.port, username="carol").cursor() as cur:
+        cur.execute("SELECT current_user()")
+        assert cur.fetchall() == [("carol",)]
+    assert reused(gw) == before

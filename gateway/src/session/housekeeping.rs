@@ -88,8 +88,15 @@ impl CallHandler {
     /// In parallel, each bounded by `backend.call_timeout`.
     pub async fn close_owned_by(&self, owner: &Owner) -> usize {
         let sessions = self.table.take_owned_by(owner);
-        futures::future::join_all(sessions.iter().map(|s| self.close_on_driver(s))).await;
-        sessions.len()
+        let count = sessions.len();
+        // A client that hangs up without CloseSession (PyHive leaves that to the garbage
+        // collector) ends its sessions too: those that changed nothing may be reused.
+        let to_close: Vec<_> = sessions
+            .into_iter()
+            .filter_map(|s| self.stock_session(s).err())
+            .collect();
+        futures::future::join_all(to_close.iter().map(|s| self.close_on_driver(s))).await;
+        count
     }
 
     /// Closes every session on its driver (shutdown), in parallel, each bounded by

@@ -140,6 +140,11 @@ impl SessionCacheState {
         }
     }
 
+    /// The session's current database, as far as sparkgate knows.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
     /// A statement that may have changed session state the cache does not track (a write,
     /// something unreadable): the session cannot be reused by another client.
     pub fn mark_changed(&mut self) {

@@ -113,6 +113,10 @@ impl CallHandler {
                 self.cache.invalidate(&session.tenant, tables.as_deref());
                 return Ok(Plan::Run(Some(OpCache::Write(tables))));
             }
+            // PyHive opens every connection with `USE default`: no change at all.
+            Meaning::Use(database) if session.cache_state().database() == database => {
+                return Ok(Plan::Run(None));
+            }
             change => {
                 session.cache_state().begin_change();
                 return Ok(Plan::Run(Some(OpCache::Change(change))));
