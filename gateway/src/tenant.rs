@@ -84,19 +84,16 @@ pub struct TenantConfig {
     /// `concise` (Spark's error class and message only).
     #[serde(default)]
     pub error_detail: crate::session::client::ErrorDetail,
-    /// How long a cached result of the tenant is served, e.g. `"5m"`; default `"0s"`: the
-    /// tenant's results are not cached (sparkgate cannot see writes made around it, which are
-    /// seen only after this). Writes through sparkgate drop the results they touch at once.
-    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
-    pub cache_ttl: std::time::Duration,
+    /// How long a cached result of the tenant is served, e.g. `"5m"`; `"0s"`: the tenant's
+    /// results are not cached. Unset: `cache.ttl` (default `"0s"`). sparkgate cannot see writes
+    /// made around it, which are seen only after this; writes through sparkgate drop the
+    /// results they touch at once.
+    #[serde(default, with = "humantime_serde")]
+    pub cache_ttl: Option<std::time::Duration>,
     /// Who shares a cached result: `user` (default) or `tenant` (every user of the tenant has
     /// the same data rights).
     #[serde(default)]
     pub cache_scope: crate::session::cache::CacheScope,
-}
-
-fn default_cache_ttl() -> std::time::Duration {
-    std::time::Duration::ZERO
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -138,7 +135,7 @@ impl TenantConfig {
             spark_ui: BTreeMap::new(),
             max_query_time: None,
             error_detail: Default::default(),
-            cache_ttl: default_cache_ttl(),
+            cache_ttl: None,
             cache_scope: Default::default(),
         }
     }

@@ -194,7 +194,7 @@ def test_config_defaults_mirror_example_toml():
     defaults (except where the chart decides: listeners, drivers left running on exit)."""
     cfg = config(objects())
     example = tomllib.loads((REPO / "gateway" / "sparkgate.example.toml").read_text())
-    for section in ["server", "http", "backend", "auth", "pools"]:
+    for section in ["server", "http", "backend", "auth", "cache", "pools"]:
         for key, value in cfg[section].items():
             if key in ("bind", "methods") or (section, key) == ("pools", "stop_drivers_on_exit"):
                 continue

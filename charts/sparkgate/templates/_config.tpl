@@ -7,7 +7,7 @@
 
 [server]
 bind = {{ printf "0.0.0.0:%v" .Values.ports.binary | toJson }}
-{{- include "sparkgate.toml.keys" (dict "values" .Values.server "keys" (list "transport" "maxMessageSize" "handshakeTimeout" "readTimeout" "idleSessionTimeout" "maxConnections" "maxSessionsPerConnection" "maxOperationsPerSession" "defaultFetchSize" "maxFetchRows" "shutdownGrace" "shutdownCloseTimeout" "maxConnectionsPerUser" "maxConnectionsPerAddress" "adminUsers" "adminGroups" "allowNoneAuthOnNetwork" "statusWait")) }}
+{{- include "sparkgate.toml.keys" (dict "values" .Values.server "keys" (list "transport" "maxMessageSize" "handshakeTimeout" "readTimeout" "idleSessionTimeout" "maxConnections" "maxSessionsPerConnection" "maxOperationsPerSession" "defaultFetchSize" "maxFetchRows" "shutdownGrace" "shutdownCloseTimeout" "maxConnectionsPerUser" "maxConnectionsPerAddress" "adminUsers" "adminGroups" "allowNoneAuthOnNetwork" "statusWait" "sessionReuseTtl" "sessionReuseMax")) }}
 
 [http]
 {{- if .Values.http.enabled }}
@@ -66,6 +66,9 @@ api = true
 # No admin.tokenSecret: health, readiness and metrics only.
 api = false
 {{- end }}
+
+[cache]
+{{- include "sparkgate.toml.keys" (dict "values" .Values.cache "keys" (list "ttl" "maxBytes" "maxResultBytes" "coalesceWait")) }}
 
 [pools]
 {{- include "sparkgate.toml.keys" (dict "values" .Values.pools "keys" (list "maxSessionsPerDriver" "maxWaiting" "waitTimeout" "drainGrace" "stopDriversOnExit" "reconcileEvery")) }}
@@ -128,6 +131,12 @@ max_query_time = {{ toJson . }}
 {{- end }}
 {{- with .errorDetail }}
 error_detail = {{ toJson . }}
+{{- end }}
+{{- with .cacheTtl }}
+cache_ttl = {{ toJson . }}
+{{- end }}
+{{- with .cacheScope }}
+cache_scope = {{ toJson . }}
 {{- end }}
 {{- if eq $launcher "kubernetes" }}
 service_account = {{ include "sparkgate.tenant.serviceAccount" . | toJson }}

@@ -160,7 +160,8 @@ impl CallHandler {
             session.family = family;
             session.concise_errors = tenant.error_detail.concise_for(family);
             session.max_query_time = tenant.max_query_time;
-            session.cache_ttl = Some(tenant.cache_ttl).filter(|ttl| !ttl.is_zero());
+            session.cache_ttl = Some(tenant.cache_ttl.unwrap_or(self.config.cache.ttl))
+                .filter(|ttl| !ttl.is_zero());
             session.cache_scope = match tenant.cache_scope {
                 CacheScope::User => user.clone(),
                 CacheScope::Tenant => String::new(),

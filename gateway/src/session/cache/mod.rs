@@ -31,6 +31,10 @@ use rowset::Rows;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
+    /// The TTL of tenants that set no `cache_ttl` (e.g. the one tenant of `--backend`).
+    /// Default `"0s"`: not cached.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
     /// Memory for every cached result together (Arrow buffers and keys); 0 turns the cache
     /// off. Default 256 MiB.
     pub max_bytes: u64,
@@ -46,6 +50,7 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
+            ttl: Duration::ZERO,
             max_bytes: 256 << 20,
             max_result_bytes: 16 << 20,
             coalesce_wait: Duration::from_secs(120),
