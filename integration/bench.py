@@ -9,7 +9,9 @@
    sparkgate with progress (the driver's Spark UI read) and without, alternating, best of R; the
    latency of one status call with and without a progress update; and the driver calls a waiting
    status call costs (JDBC clients' long poll, answered from short driver polls).
-4. Superset (real, in Chromium): a dashboard's load time and a SQL Lab query's, directly and
+4. The result cache and session reuse (integration/bench_cache.py): a dashboard's six queries
+   direct, cold and warm; OpenSession with reuse; twenty identical queries at once; memory.
+5. Superset (real, in Chromium): a dashboard's load time and a SQL Lab query's, directly and
    through sparkgate (integration/superset_server.py bench_superset).
 """
 
@@ -163,6 +165,8 @@ def main() -> None:
                   f"sparkgate {best['sparkgate']:.2f} s ({per_row['sparkgate']:.1f} us/row) | "
                   f"speed-up {best['direct'] / best['sparkgate']:.2f}x", flush=True)
             progress_bench(sts, port, work, args.rounds)
+            from bench_cache import cache_bench
+            cache_bench(sts, work, max(args.rounds, 3))
             from superset_server import bench_superset
             print("\n== Superset: dashboard (charts) and SQL Lab query in Chromium, direct vs sparkgate ==",
                   flush=True)

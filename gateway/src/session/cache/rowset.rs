@@ -144,30 +144,36 @@ fn validity(nulls: &[u8], len: usize) -> Option<NullBuffer> {
     )))
 }
 
+/// Builders leave spare capacity; a cached result is kept for minutes, so it keeps none.
+fn shrunk<A: Array + 'static>(mut array: A) -> ArrayRef {
+    array.shrink_to_fit();
+    Arc::new(array)
+}
+
 fn to_arrow(column: &t::TColumn) -> ArrayRef {
     use t::TColumn as C;
     match column {
-        C::BoolVal(c) => Arc::new(BooleanArray::new(
+        C::BoolVal(c) => shrunk(BooleanArray::new(
             BooleanBuffer::from_iter(c.values.iter().copied()),
             validity(&c.nulls, c.values.len()),
         )),
-        C::ByteVal(c) => Arc::new(Int8Array::new(
+        C::ByteVal(c) => shrunk(Int8Array::new(
             c.values.clone().into(),
             validity(&c.nulls, c.values.len()),
         )),
-        C::I16Val(c) => Arc::new(Int16Array::new(
+        C::I16Val(c) => shrunk(Int16Array::new(
             c.values.clone().into(),
             validity(&c.nulls, c.values.len()),
         )),
-        C::I32Val(c) => Arc::new(Int32Array::new(
+        C::I32Val(c) => shrunk(Int32Array::new(
             c.values.clone().into(),
             validity(&c.nulls, c.values.len()),
         )),
-        C::I64Val(c) => Arc::new(Int64Array::new(
+        C::I64Val(c) => shrunk(Int64Array::new(
             c.values.clone().into(),
             validity(&c.nulls, c.values.len()),
         )),
-        C::DoubleVal(c) => Arc::new(Float64Array::new(
+        C::DoubleVal(c) => shrunk(Float64Array::new(
             c.values.iter().map(|v| v.0).collect::<Vec<f64>>().into(),
             validity(&c.nulls, c.values.len()),
         )),
@@ -176,13 +182,13 @@ fn to_arrow(column: &t::TColumn) -> ArrayRef {
             let values = StringArray::from_iter_values(&c.values);
             let nulls = validity(&c.nulls, c.values.len());
             let (offsets, data, _) = values.into_parts();
-            Arc::new(StringArray::new(offsets, data, nulls))
+            shrunk(StringArray::new(offsets, data, nulls))
         }
         C::BinaryVal(c) => {
             let values = BinaryArray::from_iter_values(&c.values);
             let nulls = validity(&c.nulls, c.values.len());
             let (offsets, data, _) = values.into_parts();
-            Arc::new(BinaryArray::new(offsets, data, nulls))
+            shrunk(BinaryArray::new(offsets, data, nulls))
         }
     }
 }
