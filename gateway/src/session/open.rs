@@ -104,7 +104,9 @@ impl CallHandler {
             configuration.insert(format!("set:hiveconf:{TIME_PARSER_KEY}"), "LEGACY".into());
         }
         let mut cache_settings = configuration.clone();
-        let stock_key = StockKey {
+        // Only with reuse on: its key copies the whole configuration.
+        let reuse_ttl = self.config.server.session_reuse_ttl;
+        let stock_key = (!reuse_ttl.is_zero()).then(|| StockKey {
             user: user.clone(),
             tenant: tenant.name.clone(),
             configuration: cache_settings
@@ -113,13 +115,12 @@ impl CallHandler {
                 .collect(),
             client_protocol: req.client_protocol.0,
             family: family.name(),
-        };
+        });
         // The user is the cache key's scope (or left out of it, for a tenant-wide scope).
         cache_settings.remove(PROXY_USER_KEY);
-        let reuse_ttl = self.config.server.session_reuse_ttl;
-        if !reuse_ttl.is_zero() {
-            if let Some(kept) = self.stock.take(&stock_key, reuse_ttl) {
-                return Ok(self.reopen(ctx, kept, stock_key, seqid));
+        if let Some(key) = stock_key.as_ref() {
+            if let Some(kept) = self.stock.take(key, reuse_ttl) {
+                return Ok(self.reopen(ctx, kept, key.clone(), seqid));
             }
         }
         let request = Hs2Request::OpenSession(req.clone());
@@ -174,8 +175,8 @@ impl CallHandler {
                 .get_or_insert_with(Default::default)
                 .entry(FETCH_SIZE_KEY.to_owned())
                 .or_insert_with(|| self.config.server.default_fetch_size.to_string());
-            if !reuse_ttl.is_zero() {
-                session.reuse = Some(Box::new((stock_key, resp.clone())));
+            if let Some(key) = stock_key {
+                session.reuse = Some(Box::new((key, resp.clone())));
             }
             let session = self.table.insert(session);
             info!(

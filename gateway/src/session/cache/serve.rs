@@ -207,17 +207,11 @@ impl CallHandler {
         );
         place.keep();
         let finished = t::TGetOperationStatusResp {
-            status: success_status(),
-            operation_state: Some(t::TOperationState::FINISHED_STATE),
-            sql_state: None,
-            error_code: None,
-            error_message: None,
-            task_status: None,
-            operation_started: None,
-            operation_completed: None,
             has_result_set: Some(true),
-            progress_update_response: None,
-            num_modified_rows: None,
+            ..hive_thrift::message::operation_status_reply(
+                success_status(),
+                Some(t::TOperationState::FINISHED_STATE),
+            )
         };
         let mut out = Vec::new();
         Hs2Response::GetOperationStatus(finished).encode_reply(0, &mut out);
