@@ -66,6 +66,10 @@ pub enum GatewayError {
     StatementTimeout { addr: String, secs: u64 },
     #[error("internal error: tenant {tenant:?} has no driver pool")]
     NoPool { tenant: String },
+    #[error("{0}")]
+    Admission(#[from] crate::session::admission::AdmissionError),
+    #[error("the statement has not run: {0}")]
+    NotRun(String),
 }
 
 /// How to retry an OpenSession a driver failed (see [`GatewayError::open_session_retry`]).
@@ -87,6 +91,8 @@ impl GatewayError {
             | Self::Tenant(_)
             | Self::ProxyUserRefused { .. }
             | Self::BadSessionSetting(_)
+            | Self::Admission(_)
+            | Self::NotRun(_)
             | Self::ClientGone => Fault::Client,
             Self::Auth(AuthError::Unavailable(_) | AuthError::Busy) => Fault::Backend,
             Self::Auth(_) => Fault::Client,
@@ -122,6 +128,7 @@ impl GatewayError {
                 | Self::Pool(_)
                 | Self::TooManySessions { .. }
                 | Self::TooManyOperations { .. }
+                | Self::Admission(_)
                 | Self::Auth(
                     AuthError::Unavailable(_) | AuthError::Throttled { .. } | AuthError::Busy
                 )
@@ -135,6 +142,12 @@ impl GatewayError {
             Self::BackendUnreachable { .. } | Self::Pool(_) | Self::BackendBusy { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
             Self::StatementTimeout { .. } => "HYT00",
+            Self::Admission(crate::session::admission::AdmissionError::Timeout { .. }) => "HYT00",
+            // "insufficient resources"
+            Self::Admission(crate::session::admission::AdmissionError::QueueFull { .. }) => {
+                "53000"
+            }
+            Self::NotRun(_) => "HY010",
             Self::BadSessionSetting(_) => "42000",
             Self::ClientGone => "08006",
             Self::UnknownHandle { .. }

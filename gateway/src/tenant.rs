@@ -94,6 +94,28 @@ pub struct TenantConfig {
     /// the same data rights).
     #[serde(default)]
     pub cache_scope: crate::session::cache::CacheScope,
+    /// Statements running at once on one of the tenant's drivers; more wait in sparkgate's
+    /// queue (`0`: no limit). Metadata calls and cached results never wait.
+    #[serde(default = "default_max_running_per_driver")]
+    pub max_running_per_driver: u32,
+    /// Statements of the tenant waiting at once; one more is refused with an error naming this.
+    #[serde(default = "default_max_queued")]
+    pub max_queued: u32,
+    /// How long a statement may wait in the queue before it fails with an error naming this.
+    #[serde(default = "default_queue_timeout", with = "humantime_serde")]
+    pub queue_timeout: std::time::Duration,
+}
+
+fn default_max_running_per_driver() -> u32 {
+    8
+}
+
+fn default_max_queued() -> u32 {
+    100
+}
+
+fn default_queue_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -137,6 +159,18 @@ impl TenantConfig {
             error_detail: Default::default(),
             cache_ttl: None,
             cache_scope: Default::default(),
+            max_running_per_driver: default_max_running_per_driver(),
+            max_queued: default_max_queued(),
+            queue_timeout: default_queue_timeout(),
+        }
+    }
+
+    /// The tenant's admission limits.
+    pub fn admission(&self) -> crate::session::admission::AdmissionPolicy {
+        crate::session::admission::AdmissionPolicy {
+            max_running_per_driver: self.max_running_per_driver,
+            max_queued: self.max_queued,
+            queue_timeout: self.queue_timeout,
         }
     }
 

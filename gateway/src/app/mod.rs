@@ -120,6 +120,13 @@ impl Gateway {
             );
         }
         spawn_housekeeping(shared.clone());
+        tasks.spawn(
+            "admission dispatcher",
+            shared
+                .handler
+                .clone()
+                .dispatch_queued(shared.shutdown.force_close.clone()),
+        );
         let registry = metrics.registry_mut();
         PoolGauges::register(registry, &pools);
         SessionGauges::register(registry, shared.handler.table.clone());

@@ -81,6 +81,8 @@ pub enum PoolError {
 pub struct DriverLoad {
     sessions: AtomicU32,
     operations: AtomicU32,
+    /// Statements of its sessions waiting in the tenant's admission queue.
+    queued: AtomicU32,
     /// Why the driver failed, once it has: its sessions' next calls say so at once.
     failure: Mutex<Option<String>>,
 }
@@ -92,6 +94,11 @@ impl DriverLoad {
 
     fn operations(&self) -> u32 {
         self.operations.load(Ordering::Relaxed)
+    }
+
+    /// What placement weighs: running and queued statements.
+    fn busy(&self) -> u32 {
+        self.operations() + self.queued.load(Ordering::Relaxed)
     }
 
     fn fail(&self, reason: &str) {
@@ -132,6 +139,24 @@ impl DriverLease {
             .load
             .operations
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// A statement of a session on the driver waits in the admission queue while this lives.
+#[derive(Debug)]
+pub struct QueuedMark(Arc<DriverLoad>);
+
+impl DriverLease {
+    /// Counts a statement waiting for a place on the driver (placement avoids busy drivers).
+    pub fn statement_queued(&self) -> QueuedMark {
+        self.load.queued.fetch_add(1, Ordering::Relaxed);
+        QueuedMark(self.load.clone())
+    }
+}
+
+impl Drop for QueuedMark {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -199,6 +224,8 @@ pub struct DriverPool {
     tasks: tokio_util::task::TaskTracker,
     /// Sessions waiting for a driver.
     pub waiting: AtomicU32,
+    /// Statements waiting in the tenant's admission queue (load, like waiting sessions).
+    pub queued_statements: Arc<AtomicU32>,
     /// Their tickets, in arrival order: the first places next.
     queue: Mutex<std::collections::VecDeque<u64>>,
     next_ticket: std::sync::atomic::AtomicU64,
@@ -237,6 +264,7 @@ impl DriverPool {
             launcher,
             drivers: Mutex::new(Vec::new()),
             waiting: AtomicU32::new(0),
+            queued_statements: Arc::default(),
             queue: Mutex::default(),
             next_ticket: std::sync::atomic::AtomicU64::new(0),
             ready: Notify::new(),
@@ -318,7 +346,7 @@ impl DriverPool {
             .iter()
             .filter(|d| d.state == DriverState::Ready)
             .filter(|d| d.load.sessions() < self.limits.max_sessions_per_driver)
-            .min_by_key(|d| (d.load.operations(), d.load.sessions()))?;
+            .min_by_key(|d| (d.load.busy(), d.load.sessions()))?;
         best.load.sessions.fetch_add(1, Ordering::Relaxed);
         Some(DriverLease {
             driver_id: best.launched.id.clone(),

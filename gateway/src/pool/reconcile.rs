@@ -23,7 +23,9 @@ impl DriverPool {
                 .filter(|d| d.state == DriverState::Ready)
                 .map(|d| d.load.operations())
                 .sum(),
-            queued: self.waiting.load(Ordering::Relaxed),
+            // Statements waiting for a place count as much as sessions waiting for a driver.
+            queued: self.waiting.load(Ordering::Relaxed)
+                + self.queued_statements.load(Ordering::Relaxed),
             overloaded_for: Duration::ZERO,
             underloaded_for: Duration::ZERO,
             idle_drivers: drivers

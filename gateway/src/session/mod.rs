@@ -9,12 +9,14 @@
 //! * [`housekeeping`]: idle sessions, finished connections, gone drivers, shutdown.
 //! * [`table`]: the session table (client handle → owner, tenant, driver handle).
 
+pub mod admission;
 pub mod cache;
 pub mod client;
 mod housekeeping;
 pub mod metrics;
 mod open;
 mod operations;
+mod queued;
 pub mod reply;
 pub mod stock;
 pub mod table;
@@ -70,6 +72,12 @@ pub struct CallHandler {
     pub cache: Arc<cache::ResultCache>,
     /// Driver sessions kept for reuse.
     pub stock: stock::SessionStock,
+    /// Each tenant's statement queue.
+    pub admission: HashMap<String, Arc<admission::TenantQueue>>,
+    /// Asynchronous statements that wait in a queue, for the dispatcher to start when their turn
+    /// comes (see [`CallHandler::dispatch_queued`]).
+    queued: tokio::sync::mpsc::UnboundedSender<queued::QueuedStatement>,
+    queued_receiver: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<queued::QueuedStatement>>>,
 }
 
 impl CallHandler {
@@ -78,8 +86,24 @@ impl CallHandler {
         auth: Arc<AuthService>,
         pools: HashMap<String, Arc<DriverPool>>,
     ) -> Self {
+        let tenants = config.effective_tenants();
+        let admission = tenants
+            .iter()
+            .map(|t| {
+                let gauge = pools
+                    .get(&t.name)
+                    .map(|p| p.queued_statements.clone())
+                    .unwrap_or_default();
+                let queue = admission::TenantQueue::new(&t.name, t.admission(), gauge);
+                (t.name.clone(), queue)
+            })
+            .collect();
+        let (queued, queued_receiver) = tokio::sync::mpsc::unbounded_channel();
         Self {
-            tenants: Tenants::new(config.effective_tenants()),
+            tenants: Tenants::new(tenants),
+            admission,
+            queued,
+            queued_receiver: std::sync::Mutex::new(Some(queued_receiver)),
             links: Arc::new(BackendLinks::new(config.backend.clone())),
             cache: cache::ResultCache::new(config.cache.clone()),
             stock: Default::default(),
@@ -154,6 +178,14 @@ impl CallHandler {
     ) -> Result<Reply, GatewayError> {
         use Hs2Request as R;
         let owner = &ctx.owner;
+        if !matches!(request, R::GetOperationStatus(_)) {
+            if let Some(handle) = request.operation_handle_mut() {
+                let op = self.operation(handle, owner)?;
+                if let Some(reply) = self.queued_answer(&op, request, seqid).await? {
+                    return Ok(reply);
+                }
+            }
+        }
         match request {
             R::OpenSession(req) => self.open_session(ctx, req, seqid).await,
             R::CloseSession(req) => self.close_session(owner, req, seqid).await,

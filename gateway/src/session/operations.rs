@@ -12,7 +12,9 @@ use crate::driver::progress;
 
 /// How often a statement's operation log gets progress lines, at most.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+use super::admission::Admit;
 use super::cache::serve::{OpCacheHandle, Plan};
+use super::queued;
 use super::table::{display_id, is_final, OperationEntry, Owner};
 use super::{encoded, CallContext, CallHandler, Reply};
 use crate::error::GatewayError;
@@ -126,6 +128,35 @@ impl CallHandler {
         let place = session
             .reserve_operation(max)
             .ok_or(GatewayError::TooManyOperations { max })?;
+        // A statement needs a place on its driver under the tenant's admission control.
+        let mut slot = None;
+        if let (true, Some(queue)) = (runs_on, self.admission.get(&session.tenant)) {
+            match queue.admit(&session.user, &session.backend_addr)? {
+                Admit::Run(granted) => slot = Some(granted),
+                Admit::Wait(ticket) if wait_for_client => {
+                    let (granted, _waited) = queued::wait_for_place(ticket, &ctx.client_gone)
+                        .instrument(span.clone())
+                        .await?;
+                    slot = Some(granted);
+                }
+                Admit::Wait(ticket) => {
+                    let handle = self.queue_statement(
+                        &session,
+                        request.clone(),
+                        ticket,
+                        name_column,
+                        cache,
+                        span,
+                    );
+                    place.keep();
+                    let resp = t::TExecuteStatementResp {
+                        status: message::success_status(),
+                        operation_handle: Some(handle),
+                    };
+                    return Ok(encoded(Hs2Response::ExecuteStatement(resp), seqid));
+                }
+            }
+        }
         let in_flight = InFlight::start(session.lease.as_ref());
         let response = self
             .session_call(&session, request)
@@ -142,7 +173,7 @@ impl CallHandler {
         };
         let client_handle =
             self.table
-                .add_operation(&session, backend_handle, runs_on, name_column, cache);
+                .add_operation(&session, backend_handle, runs_on, name_column, cache, slot);
         place.keep();
         span.record("op.id", display_id(&client_handle.operation_id));
         if let Some(slot) = response.new_operation_mut() {
@@ -331,7 +362,14 @@ impl CallHandler {
         req: &t::TGetOperationStatusReq,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
-        let op = self.operation(&req.operation_handle, &ctx.owner)?;
+        let mut op = self.operation(&req.operation_handle, &ctx.owner)?;
+        if op.is_queued() && op.final_status.is_none() {
+            let wait = self.status_wait(&op);
+            if let Some(status) = self.queued_status(&op, wait).await {
+                return Ok(encoded(Hs2Response::GetOperationStatus(status), seqid));
+            }
+            op = self.operation(&req.operation_handle, &ctx.owner)?;
+        }
         if let Some(cached) = op.final_status {
             let header = MessageHeader::parse(&cached).expect("sparkgate encoded it");
             return Ok(Reply::Passthrough {
@@ -340,13 +378,15 @@ impl CallHandler {
                 seqid,
             });
         }
-        // A Python client (Superset) sleeps 5 s between polls: its first poll, right after the
-        // statement starts, is held like a JDBC client's (a short statement ends within it), later
-        // ones are answered at once, so a Stop pressed meanwhile is sent at its next poll.
-        let wait = match op.session.family {
-            ClientFamily::Python => self.config.server.status_wait.saturating_sub(op.age()),
-            ClientFamily::Jdbc => self.config.server.status_wait,
-        };
+        if op.is_queued() {
+            // Left the queue without a status recorded: nothing to ask the driver about yet.
+            let pending = message::operation_status_reply(
+                message::success_status(),
+                Some(t::TOperationState::PENDING_STATE),
+            );
+            return Ok(encoded(Hs2Response::GetOperationStatus(pending), seqid));
+        }
+        let wait = self.status_wait(&op);
         let asked = Instant::now();
         let status = loop {
             let op = self
@@ -364,6 +404,17 @@ impl CallHandler {
             status.progress_update_response = Some(self.progress_update(&op, &status).await);
         }
         Ok(encoded(Hs2Response::GetOperationStatus(status), seqid))
+    }
+
+    /// How long a status call is held while the operation runs. A Python client (Superset)
+    /// sleeps 5 s between polls: its first poll, right after the statement starts, is held like
+    /// a JDBC client's (a short statement ends within it), later ones are answered at once, so a
+    /// Stop pressed meanwhile is sent at its next poll.
+    fn status_wait(&self, op: &OperationEntry) -> Duration {
+        match op.session.family {
+            ClientFamily::Python => self.config.server.status_wait.saturating_sub(op.age()),
+            ClientFamily::Jdbc => self.config.server.status_wait,
+        }
     }
 
     /// HS2's progress update for beeline's bar: the statement's running jobs, or done.

@@ -71,6 +71,12 @@ pub struct OperationEntry {
     pub progress: Arc<Mutex<crate::driver::progress::ProgressLog>>,
     /// What the result cache does for it.
     pub cache: Option<super::cache::serve::OpCacheHandle>,
+    /// Its place on the driver under the tenant's admission control, given back when it settles.
+    slot: Option<Arc<super::admission::Slot>>,
+    /// While it waits in the tenant's queue (not yet on the driver): where it stands.
+    pub queued: Option<Arc<super::queued::QueuedState>>,
+    /// How long it waited in the queue.
+    pub queue_wait: std::time::Duration,
 }
 
 impl OperationEntry {
@@ -86,6 +92,14 @@ impl OperationEntry {
                 lease.operation_ended();
             }
         }
+        if let Some(slot) = self.slot.take() {
+            slot.release();
+        }
+    }
+
+    /// Whether it waits in the queue still (or ended there), with no statement on the driver.
+    pub fn is_queued(&self) -> bool {
+        self.queued.as_ref().is_some_and(|q| !q.on_driver())
     }
 }
 
@@ -194,6 +208,9 @@ impl SessionTable {
             let keep = !Arc::ptr_eq(&op.session, session);
             if !keep {
                 op.settle();
+                if let Some(queued) = &op.queued {
+                    queued.abandon();
+                }
             }
             keep
         });
@@ -236,6 +253,7 @@ impl SessionTable {
         runs_on: bool,
         name_column: Option<usize>,
         cache: Option<super::cache::serve::OpCacheHandle>,
+        slot: Option<super::admission::Slot>,
     ) -> TOperationHandle {
         let client_handle = TOperationHandle {
             operation_id: mint_identifier(),
@@ -261,9 +279,61 @@ impl SessionTable {
                     .map_or(0, |d| d.as_millis() as i64),
                 progress: Arc::default(),
                 cache,
+                slot: slot.map(Arc::new),
+                queued: None,
+                queue_wait: std::time::Duration::ZERO,
             },
         );
         client_handle
+    }
+
+    /// Registers a statement that waits in its tenant's queue, under a placeholder driver
+    /// handle until [`SessionTable::start_queued`].
+    pub fn add_queued_operation(
+        &self,
+        session: &Arc<Session>,
+        placeholder: TOperationHandle,
+        name_column: Option<usize>,
+        cache: Option<super::cache::serve::OpCacheHandle>,
+        queued: Arc<super::queued::QueuedState>,
+    ) -> TOperationHandle {
+        let handle = self.add_operation(session, placeholder, false, name_column, cache, None);
+        if let Some(op) = self
+            .operations
+            .lock()
+            .expect("operations")
+            .get_mut(&key_of(&handle.operation_id).expect("minted"))
+        {
+            op.queued = Some(queued);
+        }
+        handle
+    }
+
+    /// A queued statement got its place and started on the driver as `backend_handle`; `false`
+    /// if its operation is gone meanwhile (closed: the caller cancels it on the driver).
+    pub fn start_queued(
+        &self,
+        handle: &TOperationHandle,
+        backend_handle: TOperationHandle,
+        slot: super::admission::Slot,
+        waited: std::time::Duration,
+    ) -> bool {
+        let Some(key) = key_of(&handle.operation_id) else {
+            return false;
+        };
+        let mut operations = self.operations.lock().expect("operations");
+        let Some(op) = operations.get_mut(&key) else {
+            return false;
+        };
+        op.backend_handle = backend_handle;
+        op.running = true;
+        if let Some(lease) = &op.session.lease {
+            lease.operation_started();
+        }
+        op.slot = Some(Arc::new(slot));
+        op.queue_wait = waited;
+        op.started = Instant::now();
+        true
     }
 
     /// The operation behind a client handle, if `caller` owns its session; marks the session used.

@@ -204,6 +204,7 @@ impl CallHandler {
             false,
             None,
             Some(OpCacheHandle::new(state, true)),
+            None,
         );
         place.keep();
         let finished = t::TGetOperationStatusResp {
