@@ -127,6 +127,13 @@ impl Gateway {
                 .clone()
                 .dispatch_queued(shared.shutdown.force_close.clone()),
         );
+        tasks.spawn(
+            "admission watch",
+            shared
+                .handler
+                .clone()
+                .watch_awaited_drivers(shared.shutdown.force_close.clone()),
+        );
         let registry = metrics.registry_mut();
         PoolGauges::register(registry, &pools);
         SessionGauges::register(registry, shared.handler.table.clone());

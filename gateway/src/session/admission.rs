@@ -126,6 +126,20 @@ impl TenantQueue {
         state.running.get(driver).copied().unwrap_or(0)
     }
 
+    /// Drivers that statements wait for.
+    pub fn awaited_drivers(&self) -> Vec<String> {
+        let state = self.state.lock().expect("admission");
+        let mut drivers: Vec<String> = state
+            .waiting
+            .values()
+            .flatten()
+            .map(|w| w.driver.clone())
+            .collect();
+        drivers.sort();
+        drivers.dedup();
+        drivers
+    }
+
     /// A place on `driver` for a statement of `user`: at once if the driver has room and
     /// nobody waits for it, else a ticket in the queue, or an error if the queue is full.
     pub fn admit(self: &Arc<Self>, user: &str, driver: &str) -> Result<Admit, AdmissionError> {

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use super::client::{self, ClientFamily};
 use crate::driver::progress;
 
+/// How long a status call on a queued statement is held, at most.
+const QUEUED_STATUS_WAIT: Duration = Duration::from_secs(1);
+
 /// How often a statement's operation log gets progress lines, at most.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 use super::admission::Admit;
@@ -275,7 +278,7 @@ impl CallHandler {
     /// One status call to the driver (it holds it up to `backend.status_poll` while the
     /// operation runs), shaped for the session's client: a limit's cancel named, errors concise.
     /// A final status is remembered, and answered from memory from then on.
-    async fn poll_driver(
+    pub(super) async fn poll_driver(
         &self,
         op: &OperationEntry,
     ) -> Result<t::TGetOperationStatusResp, GatewayError> {
@@ -364,7 +367,8 @@ impl CallHandler {
     ) -> Result<Reply, GatewayError> {
         let mut op = self.operation(&req.operation_handle, &ctx.owner)?;
         if op.is_queued() && op.final_status.is_none() {
-            let wait = self.status_wait(&op);
+            // Held shorter than a running statement's: its client shows the queue's progress.
+            let wait = self.status_wait(&op).min(QUEUED_STATUS_WAIT);
             if let Some(status) = self.queued_status(&op, wait).await {
                 return Ok(encoded(Hs2Response::GetOperationStatus(status), seqid));
             }

@@ -363,6 +363,16 @@ impl SessionTable {
             .cloned()
     }
 
+    /// Statements counted as running whose driver address `pick` chooses.
+    pub fn running_on(&self, pick: impl Fn(&str) -> bool) -> Vec<OperationEntry> {
+        let operations = self.operations.lock().expect("operations");
+        operations
+            .values()
+            .filter(|op| op.running && op.final_status.is_none() && pick(&op.session.backend_addr))
+            .cloned()
+            .collect()
+    }
+
     /// Statements still running past their session's `max_query_time`, each noted as
     /// cancelled for it (with `why(tenant, limit)`) and returned once, for sparkgate to cancel.
     pub fn take_overdue(
