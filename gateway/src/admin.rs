@@ -240,6 +240,7 @@ fn handle(request: Request<Incoming>, view: &AdminView, local_tool: bool) -> Res
                 .collect();
             json(&sessions)
         }
+        (&Method::GET, "/api/v1/usage") => usage_report(handler, request.uri().query().unwrap_or("")),
         (&Method::POST, "/api/v1/cache/invalidate") => {
             invalidate_cache(handler, request.uri().query().unwrap_or(""))
         }
@@ -255,7 +256,7 @@ fn handle(request: Request<Incoming>, view: &AdminView, local_tool: bool) -> Res
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "sparkgate admin: /healthz /readyz /metrics /api/v1/drivers /api/v1/sessions POST /api/v1/drivers/{id}/drain POST /api/v1/cache/invalidate?tenant=T[&table=N]\n",
+            "sparkgate admin: /healthz /readyz /metrics /api/v1/drivers /api/v1/sessions /api/v1/usage?since=T&until=T POST /api/v1/drivers/{id}/drain POST /api/v1/cache/invalidate?tenant=T[&table=N]\n",
         ),
     }
 }
@@ -301,6 +302,64 @@ fn invalidate_cache(handler: &CallHandler, query: &str) -> Response<Full<Bytes>>
         "text/plain",
         format!("dropped the cached results of tenant {tenant}\n"),
     )
+}
+
+/// `GET /api/v1/usage?since=T&until=T`: each tenant's figures between two times (seconds since
+/// the epoch or RFC 3339; default: from the start of the book until now).
+fn usage_report(handler: &CallHandler, query: &str) -> Response<Full<Bytes>> {
+    let mut since = 0;
+    let mut until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        + 1;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let parsed = match pair.split_once('=') {
+            Some((key @ ("since" | "until"), value)) => {
+                crate::usage::parse_time(&percent_decoded(value)).map(|t| (key, t))
+            }
+            _ => None,
+        };
+        match parsed {
+            Some(("since", t)) => since = t,
+            Some((_, t)) => until = t,
+            None => {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    "expected ?since=T&until=T, each seconds since the epoch or RFC 3339 (2026-12-07T10:00:00Z)\n",
+                )
+            }
+        }
+    }
+    json(&handler.recorders.usage.report(since, until))
+}
+
+/// `%XX` escapes decoded (a client may send `:` as `%3A`); anything malformed is kept as is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, _) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

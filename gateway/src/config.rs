@@ -33,6 +33,10 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The result cache's memory budget (each tenant's TTL and scope are its own).
     pub cache: crate::session::cache::CacheConfig,
+    /// The audit log (off unless `audit.file` or `audit.stderr` is set).
+    pub audit: crate::audit::AuditConfig,
+    /// Usage accounting per tenant (`usage.file` keeps it across restarts).
+    pub usage: crate::usage::UsageConfig,
     /// The file this was read from (not a key of it): no tenant's drivers may read it.
     #[serde(skip)]
     pub source: Option<PathBuf>,

@@ -67,7 +67,7 @@ pub enum GatewayError {
     #[error("internal error: tenant {tenant:?} has no driver pool")]
     NoPool { tenant: String },
     #[error("{0}")]
-    Admission(#[from] crate::session::admission::AdmissionError),
+    Admission(#[from] AdmissionError),
     #[error("the statement has not run: {0}")]
     NotRun(String),
 }
@@ -142,11 +142,9 @@ impl GatewayError {
             Self::BackendUnreachable { .. } | Self::Pool(_) | Self::BackendBusy { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
             Self::StatementTimeout { .. } => "HYT00",
-            Self::Admission(crate::session::admission::AdmissionError::Timeout { .. }) => "HYT00",
+            Self::Admission(AdmissionError::Timeout { .. }) => "HYT00",
             // "insufficient resources"
-            Self::Admission(crate::session::admission::AdmissionError::QueueFull { .. }) => {
-                "53000"
-            }
+            Self::Admission(AdmissionError::QueueFull { .. }) => "53000",
             Self::NotRun(_) => "HY010",
             Self::BadSessionSetting(_) => "42000",
             Self::ClientGone => "08006",
@@ -198,4 +196,17 @@ impl GatewayError {
             },
         }
     }
+}
+
+/// Why a tenant's admission control refused a statement (see `session::admission`).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AdmissionError {
+    #[error("sparkgate refused the statement: tenant {tenant:?} already has {max} statements queued (max_queued); try again when some have run")]
+    QueueFull { tenant: String, max: u32 },
+    #[error("sparkgate gave up on the statement: it waited {secs} s in tenant {tenant:?}'s queue for a place on its driver (queue_timeout) while max_running_per_driver = {running} statements ran there; try again later")]
+    Timeout {
+        tenant: String,
+        secs: u64,
+        running: u32,
+    },
 }

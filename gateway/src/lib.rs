@@ -13,11 +13,13 @@
 //! * [`driver`]: pooled connections to drivers; statements' progress from their Spark UI.
 //!
 //! Beside the flow: [`admin`] (health, readiness, metrics, sessions and drivers API),
+//! [`audit`] (the audit log, written off the calls' path), [`usage`] (what each tenant used),
 //! [`telemetry`] (logging, the metrics registry), [`shutdown`] (its signals), [`config`], [`error`] (one mapping to
 //! HS2 statuses), [`app`] (startup checks, wiring, the one shutdown path) and, for tests and
 //! benchmarks, `testing` (an in-process fake driver).
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod driver;
 pub mod error;
@@ -30,3 +32,4 @@ pub mod telemetry;
 pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod usage;

@@ -525,5 +525,7 @@ hs2_methods! {
 }
 
 mod bounded;
+mod rows;
+pub use rows::fetch_row_count;
 #[cfg(test)]
 mod tests;

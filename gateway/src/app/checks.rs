@@ -38,6 +38,8 @@ pub enum StartError {
     Launcher(#[from] crate::launcher::LaunchError),
     #[error("invalid configuration: local drivers would run as sparkgate's own OS user ({why}), so any SQL user could read, through Spark's file sources, {exposed}. Run sparkgate as root (each tenant's drivers then run as an OS user of its own), use the Kubernetes launcher, or set local.allow_shared_os_user = true to accept this")]
     SharedDriverUser { why: &'static str, exposed: String },
+    #[error("cannot open the audit log (audit.file): {0}")]
+    Audit(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -23,6 +23,7 @@ use crate::session::CallHandler;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 
+mod accounting;
 mod checks;
 mod pools;
 
@@ -87,12 +88,13 @@ impl Gateway {
         let admin_addr = admin_listener
             .as_ref()
             .map(|l| l.local_addr().expect("bound"));
+        let mut handler = CallHandler::new(config.clone(), auth.clone(), pools.clone());
+        handler.recorders.audit = Arc::new(
+            crate::audit::AuditLog::start(&config.audit)
+                .map_err(|e| StartError::Audit(e.to_string()))?,
+        );
         let shared = Arc::new(Shared {
-            handler: Arc::new(CallHandler::new(
-                config.clone(),
-                auth.clone(),
-                pools.clone(),
-            )),
+            handler: Arc::new(handler),
             limits: ConnectionLimits::new(
                 config.server.max_connections,
                 config.server.max_connections_per_user,
@@ -120,6 +122,7 @@ impl Gateway {
             );
         }
         spawn_housekeeping(shared.clone());
+        accounting::spawn_usage_accounting(shared.clone());
         tasks.spawn(
             "admission dispatcher",
             shared
@@ -142,6 +145,11 @@ impl Gateway {
             registry,
             shared.handler.cache.clone(),
         );
+        crate::usage::metrics::UsageMetrics::register(
+            registry,
+            shared.handler.recorders.usage.clone(),
+        );
+        crate::session::metrics::AdmissionGauges::register(registry, shared.handler.clone());
         if let Some(admin_listener) = admin_listener {
             let view = AdminView {
                 handler: shared.handler.clone(),
@@ -276,6 +284,7 @@ impl Gateway {
                 "background tasks still running at exit"
             );
         }
+        shared.handler.recorders.audit.close(Duration::from_secs(5));
         info!("shutdown complete");
     }
 }

@@ -181,6 +181,18 @@ impl Connection {
                         Ok((Framing::Sasl, Some(principal), Some(slot)))
                     }
                     Err(reason) => {
+                        self.shared
+                            .handler
+                            .recorders
+                            .audit
+                            .record(crate::audit::Record {
+                                event: "login_refused",
+                                user: Some(crate::audit::truncated(&credentials.user)),
+                                client_addr: Some(self.peer.to_string()),
+                                transport: "binary",
+                                error: Some(refusal_text(&reason)),
+                                ..Default::default()
+                            });
                         SaslServer::refuse(&refusal_text(&reason), &mut out);
                         let _ = stream.write_all(&out).await;
                         let _ = stream.flush().await;

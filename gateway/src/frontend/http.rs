@@ -180,6 +180,18 @@ async fn authenticate(
         }
         Err(e) => {
             warn!(client = %client, error = %e, "HTTP authentication failed");
+            let user = match &credential {
+                Credential::Password { user, .. } => Some(crate::audit::truncated(user)),
+                _ => None,
+            };
+            shared.handler.recorders.audit.record(crate::audit::Record {
+                event: "login_refused",
+                user,
+                client_addr: Some(client.to_string()),
+                transport: "http",
+                error: Some(e.to_string()),
+                ..Default::default()
+            });
             let status = match e {
                 AuthError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
                 AuthError::Unavailable(_) | AuthError::Busy => StatusCode::SERVICE_UNAVAILABLE,

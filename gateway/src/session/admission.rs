@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+pub use crate::error::AdmissionError;
+
 /// A tenant's admission limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdmissionPolicy {
@@ -26,18 +28,6 @@ pub struct AdmissionPolicy {
     pub max_queued: u32,
     /// How long a statement may wait before it is refused.
     pub queue_timeout: Duration,
-}
-
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum AdmissionError {
-    #[error("sparkgate refused the statement: tenant {tenant:?} already has {max} statements queued (max_queued); try again when some have run")]
-    QueueFull { tenant: String, max: u32 },
-    #[error("sparkgate gave up on the statement: it waited {secs} s in tenant {tenant:?}'s queue for a place on its driver (queue_timeout) while max_running_per_driver = {running} statements ran there; try again later")]
-    Timeout {
-        tenant: String,
-        secs: u64,
-        running: u32,
-    },
 }
 
 /// One tenant's queue.
@@ -279,7 +269,10 @@ impl QueueState {
                 .is_some_and(|q| q.iter().any(|w| w.driver == driver))
         })?;
         let user = self.rotation.remove(turn).expect("position is in range");
-        let queue = self.waiting.get_mut(&user).expect("rotation lists waiting users");
+        let queue = self
+            .waiting
+            .get_mut(&user)
+            .expect("rotation lists waiting users");
         let at = queue
             .iter()
             .position(|w| w.driver == driver)

@@ -34,6 +34,7 @@ impl CallHandler {
         };
         for session in self.table.take_idle(cutoff) {
             info!(session.id = %session.id(), idle = %humantime(timeout), "closing idle session");
+            self.audit_closed(&session, "idle timeout");
             self.close_on_driver(&session).await;
         }
         let expired = self
@@ -89,6 +90,9 @@ impl CallHandler {
     pub async fn close_owned_by(&self, owner: &Owner) -> usize {
         let sessions = self.table.take_owned_by(owner);
         let count = sessions.len();
+        for session in &sessions {
+            self.audit_closed(session, "connection ended");
+        }
         // A client that hangs up without CloseSession (PyHive leaves that to the garbage
         // collector) ends its sessions too: those that changed nothing may be reused.
         let to_close: Vec<_> = sessions
@@ -107,9 +111,21 @@ impl CallHandler {
     /// `server.shutdown_close_timeout` on purpose.
     pub async fn close_all(&self) {
         let sessions = self.table.take_all();
+        for session in &sessions {
+            self.audit_closed(session, "sparkgate shutdown");
+        }
         futures::future::join_all(sessions.iter().map(|s| self.close_on_driver(s))).await;
         let kept = self.stock.take_expired(Duration::ZERO);
         futures::future::join_all(kept.iter().map(|s| self.close_on_driver(s))).await;
+    }
+
+    /// A session's end, for the audit log.
+    pub(super) fn audit_closed(&self, session: &Session, why: &str) {
+        self.recorders.audit.record(super::record::session_record(
+            "session_close",
+            session,
+            Some(why),
+        ));
     }
 
     async fn close_on_driver(&self, session: &Session) {

@@ -4,7 +4,10 @@
 //!
 //! * [`client`]: which family of client a session serves, and answers shaped for it.
 //! * [`open`]: OpenSession: the user, the tenant, and a place on one of the tenant's drivers.
-//! * [`operations`]: calls that start, poll and end operations and sessions.
+//! * [`operations`]: calls that start and end operations and sessions; [`status`]: status polls
+//!   and the operation log.
+//! * [`admission`], [`queued`]: per-tenant statement queues; [`record`]: statements' records for
+//!   the audit log and usage book.
 //! * [`reply`]: framing replies, and error replies of each method's type.
 //! * [`housekeeping`]: idle sessions, finished connections, gone drivers, shutdown.
 //! * [`table`]: the session table (client handle → owner, tenant, driver handle).
@@ -17,7 +20,9 @@ pub mod metrics;
 mod open;
 mod operations;
 mod queued;
+pub mod record;
 pub mod reply;
+mod status;
 pub mod stock;
 pub mod table;
 
@@ -72,12 +77,15 @@ pub struct CallHandler {
     pub cache: Arc<cache::ResultCache>,
     /// Driver sessions kept for reuse.
     pub stock: stock::SessionStock,
+    /// Where statements' and sessions' records go (audit log, usage book).
+    pub recorders: record::Recorders,
     /// Each tenant's statement queue.
     pub admission: HashMap<String, Arc<admission::TenantQueue>>,
     /// Asynchronous statements that wait in a queue, for the dispatcher to start when their turn
     /// comes (see [`CallHandler::dispatch_queued`]).
     queued: tokio::sync::mpsc::UnboundedSender<queued::QueuedStatement>,
-    queued_receiver: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<queued::QueuedStatement>>>,
+    queued_receiver:
+        std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<queued::QueuedStatement>>>,
 }
 
 impl CallHandler {
@@ -101,6 +109,10 @@ impl CallHandler {
         let (queued, queued_receiver) = tokio::sync::mpsc::unbounded_channel();
         Self {
             tenants: Tenants::new(tenants),
+            recorders: record::Recorders {
+                audit: Arc::new(crate::audit::AuditLog::off()),
+                usage: Arc::new(crate::usage::Usage::load(config.usage.clone())),
+            },
             admission,
             queued,
             queued_receiver: std::sync::Mutex::new(Some(queued_receiver)),
@@ -158,6 +170,9 @@ impl CallHandler {
                     }
                 }
                 let status = e.to_status();
+                if let Hs2Request::OpenSession(req) = &request {
+                    self.audit_refused_session(ctx, req, &status);
+                }
                 if let Hs2Request::GetQueryId(_) = request {
                     // TGetQueryIdResp has no status: report failures as HS2 does.
                     let text = status.error_message.unwrap_or_default();
@@ -192,34 +207,15 @@ impl CallHandler {
             R::GetOperationStatus(req) => self.operation_status(ctx, req, seqid).await,
             R::FetchResults(req) => {
                 let op = self.operation(&req.operation_handle, owner)?;
-                req.operation_handle = op.backend_handle.clone();
-                req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
-                if let Some(reply) = self.cached_fetch(&op, req, seqid).await {
-                    return Ok(reply);
-                }
-                if req.fetch_type.unwrap_or(0) == 1 {
-                    return self.operation_log(&op, request, seqid).await;
-                }
-                let results = req.fetch_type.unwrap_or(0) == 0;
-                let (message, header) = self.session_call_raw(&op.session, request).await?;
-                match (results, op.name_column) {
-                    (true, Some(keep)) => {
-                        let mut response = self.decode_reply(&op.session, request, &message)?;
-                        if let Hs2Response::FetchResults(t::TFetchResultsResp {
-                            results: Some(rows),
-                            ..
-                        }) = &mut response
-                        {
-                            client::keep_column(rows, keep);
-                        }
-                        Ok(encoded(response, seqid))
+                let reply = self.fetch_results(op.clone(), request, seqid).await?;
+                if let (Some(record), R::FetchResults(req)) = (&op.record, &*request) {
+                    if req.fetch_type.unwrap_or(0) == 0 {
+                        let bytes = reply.bytes();
+                        let rows = message::fetch_row_count(bytes).unwrap_or(0);
+                        record.fetched(rows, bytes.len() as u64);
                     }
-                    _ => Ok(Reply::Passthrough {
-                        message,
-                        header,
-                        seqid,
-                    }),
                 }
+                Ok(reply)
             }
             R::GetResultSetMetadata(req) => {
                 let op = self.operation(&req.operation_handle, owner)?;
@@ -289,6 +285,73 @@ impl CallHandler {
             }
         }
     }
+    /// FetchResults: the cache's rows, the operation log (with progress lines), or the
+    /// driver's reply passed through (one column kept for Python clients' name lists).
+    async fn fetch_results(
+        &self,
+        op: OperationEntry,
+        request: &mut Hs2Request,
+        seqid: i32,
+    ) -> Result<Reply, GatewayError> {
+        let Hs2Request::FetchResults(req) = request else {
+            unreachable!("called for FetchResults");
+        };
+        req.operation_handle = op.backend_handle.clone();
+        req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
+        if let Some(reply) = self.cached_fetch(&op, req, seqid).await {
+            return Ok(reply);
+        }
+        if req.fetch_type.unwrap_or(0) == 1 {
+            return self.operation_log(&op, request, seqid).await;
+        }
+        let results = req.fetch_type.unwrap_or(0) == 0;
+        let (message, header) = self.session_call_raw(&op.session, request).await?;
+        match (results, op.name_column) {
+            (true, Some(keep)) => {
+                let mut response = self.decode_reply(&op.session, request, &message)?;
+                if let Hs2Response::FetchResults(t::TFetchResultsResp {
+                    results: Some(rows),
+                    ..
+                }) = &mut response
+                {
+                    client::keep_column(rows, keep);
+                }
+                Ok(encoded(response, seqid))
+            }
+            _ => Ok(Reply::Passthrough {
+                message,
+                header,
+                seqid,
+            }),
+        }
+    }
+
+    /// An OpenSession sparkgate refused, for the audit log.
+    fn audit_refused_session(
+        &self,
+        ctx: &CallContext,
+        req: &t::TOpenSessionReq,
+        status: &t::TStatus,
+    ) {
+        let claimed = ctx
+            .principal
+            .as_ref()
+            .map(|p| p.user.clone())
+            .or_else(|| req.username.as_deref().map(crate::audit::truncated));
+        self.recorders.audit.record(crate::audit::Record {
+            event: "session_refused",
+            user: claimed,
+            client_addr: Some(ctx.peer.to_string()),
+            transport: match ctx.owner {
+                Owner::Connection(_) => "binary",
+                Owner::User(_) => "http",
+            },
+            error_code: status.sql_state.clone(),
+            error: status.error_message.clone(),
+            ..Default::default()
+        });
+    }
+
     /// The configured tenants' names.
     pub fn tenant_names(&self) -> impl Iterator<Item = &str> {
         self.tenants.names()

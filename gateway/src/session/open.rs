@@ -157,6 +157,7 @@ impl CallHandler {
                 })
             });
             session.lease = lease;
+            session.origin = origin(ctx, &principal.user);
             session.rules = tenant.statement_rules();
             session.family = family;
             session.concise_errors = tenant.error_detail.concise_for(family);
@@ -179,6 +180,11 @@ impl CallHandler {
                 session.reuse = Some(Box::new((key, resp.clone())));
             }
             let session = self.table.insert(session);
+            self.recorders.audit.record(super::record::session_record(
+                "session_open",
+                &session,
+                None,
+            ));
             info!(
                 session.id = %session.id(),
                 user = %sparkgate_auth::clip(&user),
@@ -202,7 +208,14 @@ impl CallHandler {
         };
         let mut session = kept.session.rehome(handle.clone(), ctx.owner.clone());
         session.reuse = Some(Box::new((key, kept.opened.clone())));
+        let authenticated = ctx.principal.as_ref().map_or(&session.user, |p| &p.user);
+        session.origin = origin(ctx, &authenticated.clone());
         let session = self.table.insert(session);
+        self.recorders.audit.record(super::record::session_record(
+            "session_open",
+            &session,
+            Some("reused a kept driver session"),
+        ));
         info!(
             session.id = %session.id(),
             user = %sparkgate_auth::clip(&session.user),
@@ -272,5 +285,17 @@ impl CallHandler {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Who opened a session, from where, over which transport (its audit records' fields).
+fn origin(ctx: &CallContext, authenticated_user: &str) -> crate::audit::Origin {
+    crate::audit::Origin {
+        authenticated_user: authenticated_user.to_owned(),
+        client_addr: Some(ctx.peer),
+        transport: match ctx.owner {
+            super::Owner::Connection(_) => "binary",
+            super::Owner::User(_) => "http",
+        },
     }
 }

@@ -115,8 +115,7 @@ impl CallHandler {
         session: &Arc<super::Session>,
         request: Hs2Request,
         ticket: Ticket,
-        name_column: Option<usize>,
-        cache: Option<super::cache::serve::OpCacheHandle>,
+        extras: super::table::OperationExtras,
         span: tracing::Span,
     ) -> t::TOperationHandle {
         let state = Arc::new(QueuedState {
@@ -136,13 +135,9 @@ impl CallHandler {
             has_result_set: true,
             modified_row_count: None,
         };
-        let client_handle = self.table.add_queued_operation(
-            session,
-            placeholder,
-            name_column,
-            cache,
-            state.clone(),
-        );
+        let client_handle =
+            self.table
+                .add_queued_operation(session, placeholder, extras, state.clone());
         span.record("op.id", display_id(&client_handle.operation_id));
         span.in_scope(|| info!(place = ?ticket.place(), "statement queued"));
         let job = QueuedStatement {
@@ -235,7 +230,11 @@ impl CallHandler {
         let Some(slot) = granted else {
             if state.advance(Phase::Waiting, Phase::Ended) {
                 warn!(error = %timeout_error, "statement waited past the queue timeout");
-                self.end_queued(&state, &client_handle, &GatewayError::from(timeout_error).to_status());
+                self.end_queued(
+                    &state,
+                    &client_handle,
+                    &GatewayError::from(timeout_error).to_status(),
+                );
                 state.settled();
             }
             return;
@@ -244,7 +243,10 @@ impl CallHandler {
             return;
         }
         let waited = state.since.elapsed();
-        info!(waited_ms = waited.as_millis() as u64, "statement's turn came");
+        info!(
+            waited_ms = waited.as_millis() as u64,
+            "statement's turn came"
+        );
         let Some(op) = self.table.operation_for_gateway(&client_handle) else {
             return;
         };
@@ -311,6 +313,16 @@ impl CallHandler {
             .lock()
             .expect("queued")
             .clone_from(&why.error_message);
+        if let Some(record) = self
+            .table
+            .operation_for_gateway(client_handle)
+            .and_then(|op| op.record)
+        {
+            match why.error_message {
+                None => record.ended("cancelled", None),
+                Some(_) => record.ended("refused", Some(why)),
+            }
+        }
         let reply = if why.error_message.is_none() {
             message::operation_status_reply(
                 message::success_status(),

@@ -19,6 +19,14 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// The whole message (its seqid not yet the client's for a passthrough).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Reply::Encoded(v) => v,
+            Reply::Passthrough { message, .. } => message,
+        }
+    }
+
     /// Frames this reply into `dst`, with the client's seqid in place.
     pub fn encode(&self, codec: &MessageCodec, dst: &mut BytesMut) -> Result<(), FrameError> {
         match self {

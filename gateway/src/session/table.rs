@@ -77,6 +77,20 @@ pub struct OperationEntry {
     pub queued: Option<Arc<super::queued::QueuedState>>,
     /// How long it waited in the queue.
     pub queue_wait: std::time::Duration,
+    /// A statement's record for the audit log and usage book (handed over when the last
+    /// reference goes).
+    pub record: Option<Arc<super::record::StatementRecord>>,
+}
+
+/// What an operation carries besides its handles.
+#[derive(Debug, Default)]
+pub struct OperationExtras {
+    /// Python clients read this column alone of the results (see [`super::client`]).
+    pub name_column: Option<usize>,
+    pub cache: Option<super::cache::serve::OpCacheHandle>,
+    /// Its place on the driver (admission control).
+    pub slot: Option<super::admission::Slot>,
+    pub record: Option<Arc<super::record::StatementRecord>>,
 }
 
 impl OperationEntry {
@@ -251,15 +265,22 @@ impl SessionTable {
         session: &Arc<Session>,
         backend_handle: TOperationHandle,
         runs_on: bool,
-        name_column: Option<usize>,
-        cache: Option<super::cache::serve::OpCacheHandle>,
-        slot: Option<super::admission::Slot>,
+        extras: OperationExtras,
     ) -> TOperationHandle {
+        let OperationExtras {
+            name_column,
+            cache,
+            slot,
+            record,
+        } = extras;
         let client_handle = TOperationHandle {
             operation_id: mint_identifier(),
             ..backend_handle.clone()
         };
         let key = key_of(&client_handle.operation_id).expect("minted guid has 16 bytes");
+        if let Some(record) = &record {
+            record.operation(display_id(&client_handle.operation_id));
+        }
         if let (true, Some(lease)) = (runs_on, &session.lease) {
             lease.operation_started();
         }
@@ -282,6 +303,7 @@ impl SessionTable {
                 slot: slot.map(Arc::new),
                 queued: None,
                 queue_wait: std::time::Duration::ZERO,
+                record,
             },
         );
         client_handle
@@ -293,11 +315,10 @@ impl SessionTable {
         &self,
         session: &Arc<Session>,
         placeholder: TOperationHandle,
-        name_column: Option<usize>,
-        cache: Option<super::cache::serve::OpCacheHandle>,
+        extras: OperationExtras,
         queued: Arc<super::queued::QueuedState>,
     ) -> TOperationHandle {
-        let handle = self.add_operation(session, placeholder, false, name_column, cache, None);
+        let handle = self.add_operation(session, placeholder, false, extras);
         if let Some(op) = self
             .operations
             .lock()
@@ -332,6 +353,9 @@ impl SessionTable {
         }
         op.slot = Some(Arc::new(slot));
         op.queue_wait = waited;
+        if let Some(record) = &op.record {
+            record.admitted(waited);
+        }
         op.started = Instant::now();
         true
     }

@@ -20,7 +20,7 @@ use super::rules::{self, Meaning};
 use super::{CacheKey, CachedResult, FlightGuard, Lookup};
 use crate::error::GatewayError;
 use crate::session::reply::encoded;
-use crate::session::table::{mint_identifier, OperationEntry, Session};
+use crate::session::table::{mint_identifier, OperationEntry, OperationExtras, Session};
 use crate::session::{CallContext, CallHandler, Reply};
 
 /// Rows asked of the driver per call while filling (a batch stays well under the default
@@ -180,6 +180,7 @@ impl CallHandler {
         &self,
         session: &Arc<Session>,
         result: Arc<CachedResult>,
+        record: Option<Arc<crate::session::record::StatementRecord>>,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
         let max = self.config.server.max_operations_per_session;
@@ -198,13 +199,18 @@ impl CallHandler {
             next: 0,
             log_line: Some(format!("served from sparkgate cache, age {age} s")),
         };
+        if let Some(record) = &record {
+            record.cache_hit();
+        }
         let handle = self.table.add_operation(
             session,
             backend_handle,
             false,
-            None,
-            Some(OpCacheHandle::new(state, true)),
-            None,
+            OperationExtras {
+                cache: Some(OpCacheHandle::new(state, true)),
+                record,
+                ..Default::default()
+            },
         );
         place.keep();
         let finished = t::TGetOperationStatusResp {

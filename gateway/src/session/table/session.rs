@@ -35,6 +35,8 @@ pub struct Session {
     /// (the user, or empty for the whole tenant).
     pub cache_ttl: Option<std::time::Duration>,
     pub cache_scope: String,
+    /// Who logged in, from where, over what (the audit log's fields).
+    pub origin: crate::audit::Origin,
     cache_state: Mutex<crate::session::cache::SessionCacheState>,
     /// Where the session goes when its client closes it, if it may be reused.
     pub reuse: Option<
@@ -104,6 +106,7 @@ impl Session {
             spark_ui: None,
             cache_ttl: None,
             cache_scope: String::new(),
+            origin: Default::default(),
             cache_state: Mutex::default(),
             reuse: None,
             open_operations: AtomicUsize::new(0),

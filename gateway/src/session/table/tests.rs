@@ -93,8 +93,8 @@ fn closing_a_session_drops_its_operations() {
     let (s2, _) = open(&table, CONN_A);
     let session1 = table.session(&s1, &CONN_A).unwrap();
     let session2 = table.session(&s2, &CONN_A).unwrap();
-    let op1 = table.add_operation(&session1, backend_operation(), true, None, None, None);
-    let op2 = table.add_operation(&session2, backend_operation(), true, None, None, None);
+    let op1 = table.add_operation(&session1, backend_operation(), true, Default::default());
+    let op2 = table.add_operation(&session2, backend_operation(), true, Default::default());
     assert!(
         table.operation(&op1, &CONN_B).is_none(),
         "another connection's operation"
@@ -132,7 +132,7 @@ fn final_status_is_remembered_and_forgotten() {
     let table = SessionTable::default();
     let (s, _) = open(&table, CONN_A);
     let session = table.session(&s, &CONN_A).unwrap();
-    let op = table.add_operation(&session, backend_operation(), true, None, None, None);
+    let op = table.add_operation(&session, backend_operation(), true, Default::default());
     table.set_final_status(&op, Some(Bytes::from_static(b"reply")));
     assert_eq!(
         table
@@ -171,7 +171,7 @@ fn operation_places_are_counted_before_the_driver_is_asked() {
     assert_eq!(granted.into_inner(), 5);
     assert!(session.reserve_operation(5).is_none());
     // Five kept places, one of them now a registered operation that is closed.
-    let op = table.add_operation(&session, backend_operation(), false, None, None, None);
+    let op = table.add_operation(&session, backend_operation(), false, Default::default());
     assert!(table.remove_operation(&op, &CONN_A).is_some());
     let place = session
         .reserve_operation(5)
