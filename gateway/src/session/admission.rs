@@ -30,6 +30,35 @@ pub struct AdmissionPolicy {
     pub queue_timeout: Duration,
 }
 
+/// Whether a statement only sets session state (`USE`, `SET key=value`, `RESET`): it runs no
+/// Spark job, so it never waits for a place (a PyHive connection's `USE default` must not wait
+/// behind the tenant's long queries). `SET VAR` may run a query: not exempt.
+pub fn sets_session_state(sql: &str) -> bool {
+    let mut words = strip_leading_comments(sql)
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    let first = words.next().unwrap_or("");
+    let second = words.next().unwrap_or("");
+    match first.to_ascii_lowercase().as_str() {
+        "use" | "reset" => true,
+        "set" => !matches!(second.to_ascii_lowercase().as_str(), "var" | "variable"),
+        _ => false,
+    }
+}
+
+fn strip_leading_comments(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return sql;
+        }
+    }
+}
+
 /// One tenant's queue.
 #[derive(Debug)]
 pub struct TenantQueue {

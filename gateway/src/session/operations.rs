@@ -9,7 +9,7 @@ use hive_thrift::generated::tcliservice as t;
 use hive_thrift::message::{self, Hs2Request, Hs2Response};
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::admission::Admit;
+use super::admission::{self, Admit};
 use super::cache::serve::{OpCacheHandle, Plan};
 use super::client::{self, ClientFamily};
 use super::queued;
@@ -154,13 +154,17 @@ impl CallHandler {
         // The call itself is a running operation while it lasts; a statement goes on running
         // after it, until a final state is seen.
         let runs_on = matches!(&request, Hs2Request::ExecuteStatement(_));
+        let admitted = match &request {
+            Hs2Request::ExecuteStatement(s) => !admission::sets_session_state(&s.statement),
+            _ => false,
+        };
         let max = self.config.server.max_operations_per_session;
         let place = session
             .reserve_operation(max)
             .ok_or(GatewayError::TooManyOperations { max })?;
         // A statement needs a place on its driver under the tenant's admission control.
         let mut slot = None;
-        if let (true, Some(queue)) = (runs_on, self.admission.get(&session.tenant)) {
+        if let (true, Some(queue)) = (admitted, self.admission.get(&session.tenant)) {
             match queue.admit(&session.user, &session.backend_addr)? {
                 Admit::Run(granted) => slot = Some(granted),
                 Admit::Wait(ticket) if wait_for_client => {

@@ -465,7 +465,11 @@ pub(super) async fn wait_for_place(
     let timeout = ticket.queue().policy().queue_timeout;
     info!(place = ?ticket.place(), "synchronous statement queued");
     tokio::select! {
-        slot = ticket.granted() => Ok((slot, since.elapsed())),
+        slot = ticket.granted() => {
+            let waited = since.elapsed();
+            info!(waited_ms = waited.as_millis() as u64, "synchronous statement's turn came");
+            Ok((slot, waited))
+        }
         () = tokio::time::sleep(timeout) => Err(ticket.queue().timeout_error().into()),
         () = client_gone.cancelled() => Err(GatewayError::ClientGone),
     }

@@ -195,3 +195,47 @@ pub fn session_record(event: &'static str, session: &Session, state: Option<&str
         ..Record::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hive_thrift::generated::tcliservice::TSessionHandle;
+
+    #[test]
+    fn a_statement_record_carries_its_queue_wait_rows_and_end() {
+        let dir = std::env::temp_dir().join(format!("sparkgate-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = crate::audit::AuditConfig {
+            file: Some(dir.join("audit.log")),
+            ..Default::default()
+        };
+        let recorders = Recorders {
+            audit: Arc::new(AuditLog::start(&config).unwrap()),
+            usage: Arc::new(Usage::load(Default::default())),
+        };
+        let handle = TSessionHandle {
+            session_id: crate::session::table::mint_identifier(),
+        };
+        let session = Session::new(
+            handle.clone(),
+            crate::session::Owner::Connection(1),
+            "ann".into(),
+            "t".into(),
+            "127.0.0.1:1".into(),
+            handle,
+        );
+        let record = StatementRecord::new(&recorders, &session, "SELECT 1");
+        record.admitted(Duration::from_millis(2_500));
+        record.fetched(3, 300);
+        record.ended("finished", None);
+        drop(record);
+        recorders.audit.close(Duration::from_secs(5));
+        let text = std::fs::read_to_string(dir.join("audit.log")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["queue_wait_ms"], 2_500);
+        assert_eq!(line["rows_fetched"], 3);
+        assert_eq!(line["state"], "finished");
+        assert_eq!(recorders.usage.totals()["t"].queue_wait_seconds, 2.5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

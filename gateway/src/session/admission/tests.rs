@@ -145,3 +145,27 @@ async fn a_waiter_is_woken_when_a_place_frees() {
     drop(slot);
     assert_eq!(q.running_on("d1"), 0);
 }
+
+#[test]
+fn session_state_statements_never_wait() {
+    for sql in [
+        "USE default",
+        "  use `db`",
+        "SET spark.sql.x=1",
+        "-- c\nSET a=b",
+        "/* x */ RESET",
+        "set",
+    ] {
+        assert!(sets_session_state(sql), "{sql}");
+    }
+    for sql in [
+        "SELECT 1",
+        "SET VAR v = (SELECT 1)",
+        "set variable v = 1",
+        "settle",
+        "-- USE x\nSELECT 1",
+        "",
+    ] {
+        assert!(!sets_session_state(sql), "{sql}");
+    }
+}
