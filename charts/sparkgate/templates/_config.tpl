@@ -70,6 +70,12 @@ api = false
 [cache]
 {{- include "sparkgate.toml.keys" (dict "values" .Values.cache "keys" (list "ttl" "maxBytes" "maxResultBytes" "coalesceWait")) }}
 
+[audit]
+{{- include "sparkgate.toml.keys" (dict "values" .Values.audit "keys" (list "file" "stderr" "statement" "maxFileBytes" "rotateDaily" "keepFiles" "buffer")) }}
+
+[usage]
+{{- include "sparkgate.toml.keys" (dict "values" .Values.usage "keys" (list "file" "saveEvery" "minuteDetail" "retention")) }}
+
 [pools]
 {{- include "sparkgate.toml.keys" (dict "values" .Values.pools "keys" (list "maxSessionsPerDriver" "maxWaiting" "waitTimeout" "drainGrace" "stopDriversOnExit" "reconcileEvery")) }}
 
@@ -138,6 +144,7 @@ cache_ttl = {{ toJson . }}
 {{- with .cacheScope }}
 cache_scope = {{ toJson . }}
 {{- end }}
+{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "maxRunningPerDriver" "maxQueued" "queueTimeout")) }}
 {{- if eq $launcher "kubernetes" }}
 service_account = {{ include "sparkgate.tenant.serviceAccount" . | toJson }}
 service_account_annotations = {{ include "sparkgate.toml.stringMap" .serviceAccountAnnotations }}
