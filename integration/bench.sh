@@ -11,6 +11,9 @@ echo
 echo "== elastic pools: load traces through DriverPool + autoscaler (gateway/benches/pool.rs) =="
 cargo bench -p sparkgate --bench pool
 echo
+echo "== admission control and the audit log: a bursty trace with and without admission; an audit line's cost (gateway/benches/admission.rs) =="
+cargo bench -p sparkgate --bench admission
+echo
 echo "== idle sessions: sparkgate memory and backend connections (gateway/benches/idle_sessions.rs) =="
 SPARKGATE_BIN="${SPARKGATE_BIN:-$repo/target/release/sparkgate}" \
   cargo bench -p sparkgate --bench idle_sessions -- --sessions "${BENCH_IDLE_SESSIONS:-10000}"

@@ -1,9 +1,9 @@
 //! The audit log: one JSON line per statement, per session opened or closed, and per refused
 //! login or session, to a file (rotated by size and day) and/or stderr.
 //!
-//! Calls never wait for it: a record is handed to a writer thread through a bounded channel
-//! (a few hundred nanoseconds); rendering (statement redaction or hashing, JSON) and I/O happen
-//! there. When the channel is full (the disk cannot keep up) the record is dropped and counted
+//! Calls never wait for it: a record is pushed to a bounded buffer (a fraction of a microsecond)
+//! that a writer thread empties every 50 ms; rendering (statement redaction or hashing, JSON) and
+//! I/O happen there. When the buffer is full (the disk cannot keep up) the record is dropped and counted
 //! (`sparkgate_audit_dropped_total`), never the call delayed. No password, token or cookie is
 //! ever part of a record: they are not in its fields, and `SET` values of secret-looking keys are
 //! masked in every mode.
@@ -13,8 +13,7 @@ mod writer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -119,9 +118,18 @@ struct Pending {
     record: Record,
 }
 
+/// How often the writer thread takes what the calls handed over.
+const WRITE_EVERY: Duration = Duration::from_millis(50);
+
 /// The audit log's handle: cheap to share, [`AuditLog::record`] never blocks.
+///
+/// Records wait in a bounded buffer the writer thread empties every [`WRITE_EVERY`]: a call
+/// pays a short lock and a push, never a system call (no wake-up of a parked writer), and the
+/// writer writes a batch with one flush.
 pub struct AuditLog {
-    sender: Mutex<Option<SyncSender<Pending>>>,
+    pending: Arc<Mutex<Vec<Pending>>>,
+    capacity: usize,
+    stop: Arc<AtomicBool>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     enabled: bool,
     pub dropped: AtomicU64,
@@ -140,24 +148,36 @@ impl AuditLog {
     /// Starts the writer thread (if the config turns the log on); fails if the file cannot be
     /// opened.
     pub fn start(config: &AuditConfig) -> std::io::Result<Self> {
-        let written = Arc::new(AtomicU64::new(0));
         if config.file.is_none() && !config.stderr {
             return Ok(Self::off());
         }
         let mut writer = writer::Writer::open(config.clone())?;
-        let (sender, receiver) = sync_channel::<Pending>(config.buffer.max(1));
-        let count = written.clone();
-        let thread = std::thread::Builder::new()
-            .name("sparkgate-audit".into())
-            .spawn(move || {
-                for pending in receiver {
-                    writer.write(pending.at, pending.record);
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-                writer.flush();
-            })?;
+        let pending: Arc<Mutex<Vec<Pending>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (pending, stop, written) = (pending.clone(), stop.clone(), written.clone());
+            std::thread::Builder::new()
+                .name("sparkgate-audit".into())
+                .spawn(move || loop {
+                    let stopping = stop.load(Ordering::Acquire);
+                    let batch = std::mem::take(&mut *pending.lock().expect("audit"));
+                    let count = batch.len() as u64;
+                    for record in batch {
+                        writer.write(record.at, record.record);
+                    }
+                    writer.flush();
+                    written.fetch_add(count, Ordering::Relaxed);
+                    if stopping {
+                        return;
+                    }
+                    std::thread::park_timeout(WRITE_EVERY);
+                })?
+        };
         Ok(Self {
-            sender: Mutex::new(Some(sender)),
+            pending,
+            capacity: config.buffer.max(1),
+            stop,
             writer: Mutex::new(Some(thread)),
             enabled: true,
             dropped: AtomicU64::new(0),
@@ -168,7 +188,9 @@ impl AuditLog {
     /// A log that records nothing.
     pub fn off() -> Self {
         Self {
-            sender: Mutex::new(None),
+            pending: Arc::default(),
+            capacity: 0,
+            stop: Arc::new(AtomicBool::new(true)),
             writer: Mutex::new(None),
             enabled: false,
             dropped: AtomicU64::new(0),
@@ -182,35 +204,34 @@ impl AuditLog {
 
     /// Hands a record to the writer; never waits (a full buffer drops it, counted).
     pub fn record(&self, record: Record) {
-        if !self.enabled {
+        if !self.enabled || self.stop.load(Ordering::Relaxed) {
             return;
         }
         let pending = Pending {
             at: SystemTime::now(),
             record,
         };
-        let sender = self.sender.lock().expect("audit").clone();
-        let Some(sender) = sender else { return };
-        match sender.try_send(pending) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!("audit log buffer full: records are being dropped (audit.buffer; is the disk slow?)");
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+        let mut buffer = self.pending.lock().expect("audit");
+        if buffer.len() < self.capacity {
+            buffer.push(pending);
+            return;
+        }
+        drop(buffer);
+        if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!("audit log buffer full: records are being dropped (audit.buffer; is the disk slow?)");
         }
     }
 
     /// Writes what is buffered and stops the writer (shutdown), within `within`.
     pub fn close(&self, within: Duration) {
-        self.sender.lock().expect("audit").take();
+        self.stop.store(true, Ordering::Release);
         let Some(thread) = self.writer.lock().expect("audit").take() else {
             return;
         };
+        thread.thread().unpark();
         let deadline = std::time::Instant::now() + within;
         while !thread.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
         if thread.is_finished() {
             let _ = thread.join();

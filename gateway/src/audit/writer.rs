@@ -88,14 +88,12 @@ impl Writer {
         }
         let file = self.file.as_mut().expect("opened above");
         file.out.write_all(line)?;
-        // Each line reaches the file when the buffer is drained: a crash loses no more than
-        // what was still in the channel.
-        file.out.flush()?;
         file.bytes += line.len() as u64;
         file.day = day_of(at);
         Ok(())
     }
 
+    /// Once per batch: a crash loses no more than the batch being written and what waits.
     pub(super) fn flush(&mut self) {
         if let Some(file) = self.file.as_mut() {
             let _ = file.out.flush();
