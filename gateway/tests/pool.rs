@@ -1,5 +1,6 @@
 //! A real `DriverPool` and autoscaler driving the in-process `FakeLauncher`: cold start from
-//! zero, scale-up on operations, scale-down after the idle TTL, a killed driver replaced.
+//! zero, scale-up on operations (and on statements queued for admission), scale-down after the
+//! idle TTL, a killed driver replaced.
 //! Durations are compressed; every wait polls against a deadline.
 #![allow(clippy::disallowed_methods)] // tests may spawn freely: nothing outlives them
 
@@ -151,6 +152,44 @@ async fn scales_up_on_operations_then_down_after_idle_ttl() {
     .await;
     assert_eq!(r.metrics.scale_downs.get(), 1);
     assert_eq!(r.launcher.stops(), 1);
+}
+
+#[tokio::test]
+async fn statements_queued_for_admission_are_load_and_steer_placement() {
+    use sparkgate::session::admission::{AdmissionPolicy, Admit, TenantQueue};
+    let r = start(policy(1), Duration::from_millis(30));
+    eventually("the floor's driver", || ready(&r.pool).len() == 1).await;
+    let queue = TenantQueue::new(
+        "t",
+        AdmissionPolicy {
+            max_running_per_driver: 1,
+            max_queued: 10,
+            queue_timeout: Duration::from_secs(5),
+        },
+        r.pool.queued_statements.clone(),
+    );
+    // One statement runs on the driver; three more of its sessions wait in sparkgate. Running
+    // alone (one operation against a target of two) would not scale; with the queue it does.
+    let lease = r.pool.acquire(|| {}).await.expect("lease");
+    let Ok(Admit::Run(_slot)) = queue.admit("ann", &lease.driver_id) else {
+        panic!("the first statement runs at once")
+    };
+    lease.operation_started();
+    let mut waiting = Vec::new();
+    for user in ["bob", "cy", "dee"] {
+        match queue.admit(user, &lease.driver_id) {
+            Ok(Admit::Wait(ticket)) => waiting.push((ticket, lease.statement_queued())),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+    eventually("a second ready driver for the queued work", || {
+        ready(&r.pool).len() == 2
+    })
+    .await;
+    // A new session goes to the new driver: the old one is busy with queued statements.
+    let next = r.pool.acquire(|| {}).await.expect("lease");
+    assert_ne!(next.driver_id, lease.driver_id);
+    lease.operation_ended();
 }
 
 #[tokio::test]
