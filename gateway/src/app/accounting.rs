@@ -14,7 +14,8 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Counts each scaling pool's Starting and Ready drivers every second into the usage book, and
 /// saves the book every `usage.save_every`, until shutdown (then saves it once more).
-/// Fixed backends (static tenants) are not sparkgate's drivers: they are not counted.
+/// Fixed backends (static tenants) are not sparkgate's drivers: they are not counted; with
+/// several replicas, the leader counts the drivers (each replica its own statements).
 pub(super) fn spawn_usage_accounting(shared: Arc<Shared>) {
     let tasks = shared.shutdown.clone();
     tasks.spawn("usage accounting", async move {
@@ -33,7 +34,8 @@ pub(super) fn spawn_usage_accounting(shared: Arc<Shared>) {
             last = Instant::now();
             let now = SystemTime::now();
             for (tenant, pool) in &shared.handler.pools {
-                if !pool.scales() {
+                // Every replica lists every driver: only the one that scales the pool counts them.
+                if !pool.scales() || !pool.leading() {
                     continue;
                 }
                 let drivers = pool.drivers();

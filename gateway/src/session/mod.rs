@@ -207,7 +207,7 @@ impl CallHandler {
             R::GetOperationStatus(req) => self.operation_status(ctx, req, seqid).await,
             R::FetchResults(req) => {
                 let op = self.operation(&req.operation_handle, owner)?;
-                let reply = self.fetch_results(op.clone(), request, seqid).await?;
+                let reply = self.fetch_results(&op, request, seqid).await?;
                 if let (Some(record), R::FetchResults(req)) = (&op.record, &*request) {
                     if req.fetch_type.unwrap_or(0) == 0 {
                         let bytes = reply.bytes();
@@ -289,7 +289,7 @@ impl CallHandler {
     /// driver's reply passed through (one column kept for Python clients' name lists).
     async fn fetch_results(
         &self,
-        op: OperationEntry,
+        op: &OperationEntry,
         request: &mut Hs2Request,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
@@ -298,11 +298,11 @@ impl CallHandler {
         };
         req.operation_handle = op.backend_handle.clone();
         req.max_rows = req.max_rows.min(self.config.server.max_fetch_rows);
-        if let Some(reply) = self.cached_fetch(&op, req, seqid).await {
+        if let Some(reply) = self.cached_fetch(op, req, seqid).await {
             return Ok(reply);
         }
         if req.fetch_type.unwrap_or(0) == 1 {
-            return self.operation_log(&op, request, seqid).await;
+            return self.operation_log(op, request, seqid).await;
         }
         let results = req.fetch_type.unwrap_or(0) == 0;
         let (message, header) = self.session_call_raw(&op.session, request).await?;
