@@ -186,10 +186,14 @@ impl Usage {
         let book = self.book.lock().expect("usage");
         let mut tenants = BTreeMap::new();
         let mut first = until;
+        // A bucket that began before `since` but reaches past it counts too.
+        let from = since.saturating_sub(3599);
         for (tenant, buckets) in &book.buckets {
             let sum: &mut Figures = tenants.entry(tenant.clone()).or_default();
-            // A bucket that began before `since` but reaches past it counts too.
-            for (start, bucket) in buckets.range(since.saturating_sub(3599)..until) {
+            if from >= until {
+                continue;
+            }
+            for (start, bucket) in buckets.range(from..until) {
                 if start + u64::from(bucket.width) > since {
                     first = first.min(*start);
                     sum.add(&bucket.figures);
