@@ -241,6 +241,25 @@ impl AuditLog {
     }
 }
 
+/// A statement longer than this is kept cut (its hash is of the whole): records wait in memory,
+/// and a client may send statements of many megabytes.
+const MAX_STATEMENT_BYTES: usize = 64 << 10;
+
+/// `record` with `sql` as its statement (cut past [`MAX_STATEMENT_BYTES`], hashed whole).
+pub fn with_statement(mut record: Record, sql: &str) -> Record {
+    if sql.len() <= MAX_STATEMENT_BYTES {
+        record.statement = Some(sql.to_owned());
+        return record;
+    }
+    let mut end = MAX_STATEMENT_BYTES;
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    record.statement_sha256 = Some(render::sha256_hex(sql));
+    record.statement = Some(format!("{}… ({} bytes in all)", &sql[..end], sql.len()));
+    record
+}
+
 /// Cuts a name a client sent before it reaches a record (refused logins: anything may be in it).
 pub fn truncated(name: &str) -> String {
     truncated_to(name, 64)

@@ -23,7 +23,7 @@ const MASKED: &str = "'*****'";
 
 /// The statement text a record keeps (if any) and its SHA-256 (hex, always).
 pub fn render_statement(sql: &str, mode: StatementText) -> (Option<String>, String) {
-    let hash = hex(&Sha256::digest(sql.as_bytes()));
+    let hash = sha256_hex(sql);
     let text = match mode {
         StatementText::Hash => None,
         StatementText::Full => Some(mask(sql, false).unwrap_or_else(|| sql.to_owned())),
@@ -128,6 +128,10 @@ fn is_literal(token: &Token) -> bool {
             | Token::TripleSingleQuotedRawStringLiteral(_)
             | Token::TripleDoubleQuotedRawStringLiteral(_)
     )
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -40,6 +40,15 @@ fn secrets_are_masked_in_every_mode() {
 }
 
 #[test]
+fn a_huge_statement_is_kept_cut_and_hashed_whole() {
+    let sql = format!("SELECT '{}'", "é".repeat(100_000));
+    let record = with_statement(Record::default(), &sql);
+    let kept = record.statement.unwrap();
+    assert!(kept.len() < 70_000 && kept.ends_with(&format!("({} bytes in all)", sql.len())));
+    assert_eq!(record.statement_sha256.unwrap(), render::sha256_hex(&sql));
+}
+
+#[test]
 fn names_from_clients_are_cut() {
     assert_eq!(truncated("bob"), "bob");
     let long = "x".repeat(500);

@@ -46,7 +46,8 @@ impl Writer {
         if let Some(sql) = record.statement.take() {
             let (text, hash) = render_statement(&sql, self.config.statement);
             record.statement = text;
-            record.statement_sha256 = Some(hash);
+            // A cut statement came with the hash of the whole.
+            record.statement_sha256.get_or_insert(hash);
         }
         let line = Line {
             time: humantime_serde::re::humantime::format_rfc3339_millis(at).to_string(),

@@ -57,9 +57,13 @@ impl StatementRecord {
             tenant: Some(session.tenant.clone()),
             driver: Some(session.backend_addr.clone()),
             session_id: Some(session.id()),
-            // Only with the log on: the text may be long, and the usage book does not need it.
-            statement: recorders.audit.enabled().then(|| statement.to_owned()),
             ..Record::default()
+        };
+        // Only with the log on: the usage book does not need the text.
+        let base = if recorders.audit.enabled() {
+            crate::audit::with_statement(base, statement)
+        } else {
+            base
         };
         Arc::new(Self {
             recorders: recorders.clone(),

@@ -34,7 +34,10 @@ fn figures_add_up_per_range_and_survive_a_save() {
     // A range that starts after the first minute leaves its figures out.
     let later = usage.report(base + 120, base + 180).tenants["a"].clone();
     // A range that ends before it starts is empty (not a panic).
-    assert_eq!(usage.report(base + 9_000, base).tenants["a"], Figures::default());
+    assert_eq!(
+        usage.report(base + 9_000, base).tenants["a"],
+        Figures::default()
+    );
     assert_eq!(usage.report(u64::MAX, 0).tenants["a"], Figures::default());
     assert_eq!(later.driver_seconds_starting, 0.0);
     assert_eq!(later.driver_seconds_ready, 60.0);
