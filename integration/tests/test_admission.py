@@ -4,8 +4,8 @@ when a place frees, never reach the driver when cancelled while queued, are serv
 across users, and fail with errors naming `queue_timeout` / `max_queued`.
 
 One sparkgate of its own in front of the shared server (a fixed backend: one "driver"), with
-three tenants: `one` (one statement at a time, 30 s queue timeout), `brief` (one at a time, a 2 s
-queue timeout) and `tiny` (one at a time, one statement queued at most).
+four tenants, each one statement at a time per driver and its results cached: `one` (60 s queue
+timeout), `brief` (a 2 s queue timeout), `tiny` (one statement queued at most) and `cached`.
 """
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ backends = ["{backend}"]
 max_running_per_driver = 1
 max_queued = {queued}
 queue_timeout = "{timeout}"
+cache_ttl = "5m"
 """ for name, users, queued, timeout in [
         ("one", ["ann", "bob", "heavy", "light"], 50, "60s"),
         ("brief", ["cy"], 10, "2s"),
         ("tiny", ["dee"], 1, "60s"),
+        ("cached", ["eve"], 10, "60s"),
     ])
     gateway = Sparkgate.with_config(workdir, f"""
 [server]
@@ -198,3 +200,27 @@ def test_queue_timeout_and_full_queue_errors_name_the_setting(gw):
             refused.execute("SELECT 8", async_=True)
         assert wait_final(queued) == TOperationState.FINISHED_STATE
         assert queued.fetchall() == [(7,)]
+
+
+def test_metadata_calls_cached_results_and_session_settings_never_wait(gw):
+    from TCLIService.ttypes import TGetSchemasReq, TGetTablesReq
+    with connect(gw, "eve") as warm_conn:
+        warm = warm_conn.cursor()
+        warm.execute("SELECT 40 + 2 AS warm")
+        assert warm.fetchall() == [(42,)]
+    with connect(gw, "eve") as a, connect(gw, "eve") as b:
+        blocker = a.cursor()
+        blocker.execute(SLEEP.format(ms=4000, tag="blocker-meta"), async_=True)
+        time.sleep(0.5)
+        began = time.time()
+        cur = b.cursor()
+        cur.execute("SELECT 40 + 2 AS warm")  # a cached result
+        assert cur.fetchall() == [(42,)]
+        cur.execute("SET spark.sql.shuffle.partitions=3")
+        cur.execute("USE default")
+        schemas = b.client.GetSchemas(TGetSchemasReq(sessionHandle=b._sessionHandle))
+        tables = b.client.GetTables(TGetTablesReq(sessionHandle=b._sessionHandle, schemaName="default"))
+        assert schemas.status.statusCode == 0 and tables.status.statusCode == 0
+        assert time.time() - began < 2.0, "none of these waited for the blocker's place"
+        assert state(blocker) in (TOperationState.RUNNING_STATE, TOperationState.FINISHED_STATE)
+        assert wait_final(blocker) == TOperationState.FINISHED_STATE

@@ -178,7 +178,7 @@ def test_refused_logins_and_http_sessions_are_audited_without_secrets(gw):
     transport.setCustomHeaders({"Authorization": f"Bearer {token}"})
     with hive.connect(thrift_transport=transport) as conn:
         cur = conn.cursor()
-        cur.execute("SELECT 'over http' AS t")
+        cur.execute("SELECT 'over http' AS over_http_column")
         assert cur.fetchall() == [("over http",)]
         # The session cookie sparkgate handed with its last reply.
         cookie = transport.headers.get("Set-Cookie") or ""
@@ -189,7 +189,7 @@ def test_refused_logins_and_http_sessions_are_audited_without_secrets(gw):
     assert refused[0]["user"] == "auditor" and refused[0]["transport"] == "binary"
     assert "invalid user name or password" in refused[0]["error"]
     assert refused[1]["user"].startswith("intruder-") and len(refused[1]["user"]) <= 65
-    over_http = statement_record(gw, "AS t")
+    over_http = statement_record(gw, "AS over_http_column")
     assert over_http["transport"] == "http" and over_http["user"] == "jwt-user"
     text = gw.audit_file.read_text()
     secrets = [PASSWORD, WRONG, token, token.split(".")[2], JWT_SECRET.decode(), SET_SECRET, LITERAL]
