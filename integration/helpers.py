@@ -1,5 +1,5 @@
 """What the end-to-end harness and tests share: free loopback ports, waiting (for a condition, for a
-port), the Spark Thrift Server command line, and the session-tenant probe. Stdlib only at import
+port), the Spark Thrift Server command line, the session-tenant probe, and signed test tokens. Stdlib only at import
 time (ldap_server.py runs with any python3); pyspark and PyHive are imported where they are used.
 
 Environment: SPARKGATE_IT_PORTS=LOW-HIGH (e.g. 20000-20999) takes every port from that range.
@@ -7,6 +7,10 @@ Environment: SPARKGATE_IT_PORTS=LOW-HIGH (e.g. 20000-20999) takes every port fro
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import random
 import socket
@@ -182,3 +186,14 @@ def session_tenant(port: int, user: str, *, host: str = "127.0.0.1", auth: str =
         return tenant
     finally:
         conn.close()
+
+
+def make_jwt(claims: dict, secret: bytes) -> str:
+    """An HS256 JSON Web Token signed with `secret`, as an identity provider would issue it."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64(json.dumps(claims).encode())
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"

@@ -6,9 +6,6 @@ routed to two different Spark Thrift Servers, each telling itself apart by
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import shutil
 import ssl
 import struct
@@ -24,20 +21,10 @@ from TCLIService import ttypes
 from thrift.transport import THttpClient
 
 from harness import REPO, Sparkgate, SparkThriftServer
-from helpers import free_port, spark_home
+from helpers import free_port, make_jwt, spark_home
 from ldap_server import start_ldap
 
 JWT_SECRET = b"integration-test-shared-secret!!"
-
-
-def make_jwt(claims: dict, secret: bytes = JWT_SECRET) -> str:
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = b64(json.dumps(claims).encode())
-    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{b64(signature)}"
 
 
 def jwt_for(user: str, groups: list[str], expires_in: int = 600, secret: bytes = JWT_SECRET) -> str:

@@ -130,10 +130,6 @@ impl TenantQueue {
         &self.policy
     }
 
-    pub fn tenant(&self) -> &str {
-        &self.tenant
-    }
-
     /// Statements waiting now.
     pub fn queued(&self) -> u32 {
         self.state.lock().expect("admission").queued
@@ -323,15 +319,6 @@ impl Slot {
             queue: Some(queue),
             driver: driver.to_owned(),
             released: AtomicBool::new(false),
-        }
-    }
-
-    /// A place outside any queue (a tenant without admission control).
-    pub fn unlimited() -> Self {
-        Self {
-            queue: None,
-            driver: String::new(),
-            released: AtomicBool::new(true),
         }
     }
 

@@ -193,20 +193,42 @@ impl CallHandler {
     ) -> Result<Reply, GatewayError> {
         use Hs2Request as R;
         let owner = &ctx.owner;
-        if !matches!(request, R::GetOperationStatus(_)) {
-            if let Some(handle) = request.operation_handle_mut() {
-                let op = self.operation(handle, owner)?;
-                if let Some(reply) = self.queued_answer(&op, request, seqid).await? {
-                    return Ok(reply);
-                }
-            }
-        }
         match request {
             R::OpenSession(req) => self.open_session(ctx, req, seqid).await,
             R::CloseSession(req) => self.close_session(owner, req, seqid).await,
             R::GetOperationStatus(req) => self.operation_status(ctx, req, seqid).await,
-            R::FetchResults(req) => {
-                let op = self.operation(&req.operation_handle, owner)?;
+            _ if request.starts_operation() => self.start_operation(ctx, request, seqid).await,
+            _ => {
+                if let Some(handle) = request.operation_handle_mut() {
+                    let op = self.operation(handle, owner)?;
+                    return self.dispatch_on_operation(owner, op, request, seqid).await;
+                }
+                // Any other call on a session: swap the handle, forward.
+                let handle = request
+                    .session_handle_mut()
+                    .expect("every call but OpenSession names a session or an operation");
+                let session = self.session(handle, owner)?;
+                *handle = session.backend_handle.clone();
+                self.forward(&session, request, seqid).await
+            }
+        }
+    }
+
+    /// A call on an operation (but its status poll): answered for a statement still queued in
+    /// sparkgate, from the cache, or forwarded with the driver's handle.
+    async fn dispatch_on_operation(
+        &self,
+        owner: &Owner,
+        op: OperationEntry,
+        request: &mut Hs2Request,
+        seqid: i32,
+    ) -> Result<Reply, GatewayError> {
+        use Hs2Request as R;
+        if let Some(reply) = self.queued_answer(&op, request, seqid).await? {
+            return Ok(reply);
+        }
+        match request {
+            R::FetchResults(_) => {
                 let reply = self.fetch_results(&op, request, seqid).await?;
                 if let (Some(record), R::FetchResults(req)) = (&op.record, &*request) {
                     if req.fetch_type.unwrap_or(0) == 0 {
@@ -218,7 +240,6 @@ impl CallHandler {
                 Ok(reply)
             }
             R::GetResultSetMetadata(req) => {
-                let op = self.operation(&req.operation_handle, owner)?;
                 req.operation_handle = op.backend_handle.clone();
                 if let Some(reply) = self.cached_metadata(&op, seqid).await {
                     return Ok(reply);
@@ -237,8 +258,7 @@ impl CallHandler {
                 Ok(encoded(response, seqid))
             }
             R::CloseOperation(req) => {
-                let client_handle = req.operation_handle.clone();
-                let op = self.operation(&client_handle, owner)?;
+                let client_handle = op.client_handle.clone();
                 self.cache_on_close(&op).await;
                 if op.cache.as_ref().is_some_and(|c| c.gateway_only) {
                     self.table.remove_operation(&client_handle, owner);
@@ -253,8 +273,6 @@ impl CallHandler {
                 Ok(reply)
             }
             R::CancelOperation(req) => {
-                let client_handle = req.operation_handle.clone();
-                let op = self.operation(&client_handle, owner)?;
                 if op.cache.as_ref().is_some_and(|c| c.gateway_only) {
                     // Already finished: nothing to cancel.
                     let resp = t::TCancelOperationResp {
@@ -265,26 +283,19 @@ impl CallHandler {
                 req.operation_handle = op.backend_handle;
                 let reply = self.forward(&op.session, request, seqid).await?;
                 // The state changes; the next status poll must ask the driver.
-                self.table.set_final_status(&client_handle, None);
+                self.table.set_final_status(&op.client_handle, None);
                 Ok(reply)
             }
-            _ if request.starts_operation() => self.start_operation(ctx, request, seqid).await,
             _ => {
-                // Any other call on an operation or a session: swap the handle, forward.
-                if let Some(handle) = request.operation_handle_mut() {
-                    let op = self.operation(handle, owner)?;
-                    *handle = op.backend_handle;
-                    return self.forward(&op.session, request, seqid).await;
-                }
                 let handle = request
-                    .session_handle_mut()
-                    .expect("every call but OpenSession names a session or an operation");
-                let session = self.session(handle, owner)?;
-                *handle = session.backend_handle.clone();
-                self.forward(&session, request, seqid).await
+                    .operation_handle_mut()
+                    .expect("dispatched as a call on an operation");
+                *handle = op.backend_handle;
+                self.forward(&op.session, request, seqid).await
             }
         }
     }
+
     /// FetchResults: the cache's rows, the operation log (with progress lines), or the
     /// driver's reply passed through (one column kept for Python clients' name lists).
     async fn fetch_results(
@@ -342,10 +353,7 @@ impl CallHandler {
             event: "session_refused",
             user: claimed,
             client_addr: Some(ctx.peer.to_string()),
-            transport: match ctx.owner {
-                Owner::Connection(_) => "binary",
-                Owner::User(_) => "http",
-            },
+            transport: ctx.owner.transport(),
             error_code: status.sql_state.clone(),
             error: status.error_message.clone(),
             ..Default::default()

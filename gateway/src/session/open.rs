@@ -293,9 +293,6 @@ fn origin(ctx: &CallContext, authenticated_user: &str) -> crate::audit::Origin {
     crate::audit::Origin {
         authenticated_user: authenticated_user.to_owned(),
         client_addr: Some(ctx.peer),
-        transport: match ctx.owner {
-            super::Owner::Connection(_) => "binary",
-            super::Owner::User(_) => "http",
-        },
+        transport: ctx.owner.transport(),
     }
 }

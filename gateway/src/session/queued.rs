@@ -234,6 +234,7 @@ impl CallHandler {
                     &state,
                     &client_handle,
                     &GatewayError::from(timeout_error).to_status(),
+                    "refused",
                 );
                 state.settled();
             }
@@ -254,7 +255,7 @@ impl CallHandler {
             Err(e) => {
                 warn!(error = %e, "queued statement could not start on the driver");
                 state.advance(Phase::Starting, Phase::Ended);
-                self.end_queued(&state, &client_handle, &e.to_status());
+                self.end_queued(&state, &client_handle, &e.to_status(), "error");
                 state.settled();
             }
             Ok(mut response) => {
@@ -262,7 +263,7 @@ impl CallHandler {
                 let status = response.status().clone();
                 let Some(backend_handle) = started else {
                     state.advance(Phase::Starting, Phase::Ended);
-                    self.end_queued(&state, &client_handle, &status);
+                    self.end_queued(&state, &client_handle, &status, "error");
                     state.settled();
                     return;
                 };
@@ -301,12 +302,15 @@ impl CallHandler {
         }
     }
 
-    /// A queued statement ended before reaching the driver: its status says why from now on.
+    /// A queued statement ended before running on the driver: its status says why from now on,
+    /// its audit record says `ended_as` ("cancelled", "refused" by sparkgate, "error" from the
+    /// driver).
     fn end_queued(
         &self,
         state: &QueuedState,
         client_handle: &t::TOperationHandle,
         why: &t::TStatus,
+        ended_as: &'static str,
     ) {
         state
             .failure
@@ -318,10 +322,7 @@ impl CallHandler {
             .operation_for_gateway(client_handle)
             .and_then(|op| op.record)
         {
-            match why.error_message {
-                None => record.ended("cancelled", None),
-                Some(_) => record.ended("refused", Some(why)),
-            }
+            record.ended(ended_as, why.error_message.as_ref().map(|_| why));
         }
         let reply = if why.error_message.is_none() {
             message::operation_status_reply(
@@ -363,7 +364,12 @@ impl CallHandler {
                 state.cancelled.cancel();
                 if ended {
                     info!(op.id = %display_id(&op.client_handle.operation_id), "queued statement cancelled before it ran");
-                    self.end_queued(state, &op.client_handle, &message::success_status());
+                    self.end_queued(
+                        state,
+                        &op.client_handle,
+                        &message::success_status(),
+                        "cancelled",
+                    );
                 }
                 state.settled();
                 let status = message::success_status();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hive_thrift::generated::tcliservice as t;
 
-use crate::audit::{AuditLog, Origin, Record};
+use crate::audit::{AuditLog, Record};
 use crate::usage::{StatementUse, Usage};
 
 use super::table::Session;
@@ -47,18 +47,7 @@ struct Outcome {
 
 impl StatementRecord {
     pub fn new(recorders: &Recorders, session: &Session, statement: &str) -> Arc<Self> {
-        let origin: &Origin = &session.origin;
-        let base = Record {
-            event: "statement",
-            user: Some(origin.authenticated_user.clone()),
-            effective_user: Some(session.user.clone()),
-            client_addr: origin.client_addr.map(|a| a.to_string()),
-            transport: origin.transport,
-            tenant: Some(session.tenant.clone()),
-            driver: Some(session.backend_addr.clone()),
-            session_id: Some(session.id()),
-            ..Record::default()
-        };
+        let base = session_record("statement", session, None);
         // Only with the log on: the usage book does not need the text.
         let base = if recorders.audit.enabled() {
             crate::audit::with_statement(base, statement)

@@ -48,6 +48,16 @@ pub enum Owner {
     User(String),
 }
 
+impl Owner {
+    /// The transport its calls come over, as logs and audit records name it.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Self::Connection(_) => "binary",
+            Self::User(_) => "http",
+        }
+    }
+}
+
 /// What sparkgate remembers of an operation.
 #[derive(Debug, Clone)]
 pub struct OperationEntry {
@@ -75,8 +85,6 @@ pub struct OperationEntry {
     slot: Option<Arc<super::admission::Slot>>,
     /// While it waits in the tenant's queue (not yet on the driver): where it stands.
     pub queued: Option<Arc<super::queued::QueuedState>>,
-    /// How long it waited in the queue.
-    pub queue_wait: std::time::Duration,
     /// A statement's record for the audit log and usage book (handed over when the last
     /// reference goes).
     pub record: Option<Arc<super::record::StatementRecord>>,
@@ -302,7 +310,6 @@ impl SessionTable {
                 cache,
                 slot: slot.map(Arc::new),
                 queued: None,
-                queue_wait: std::time::Duration::ZERO,
                 record,
             },
         );
@@ -352,7 +359,6 @@ impl SessionTable {
             lease.operation_started();
         }
         op.slot = Some(Arc::new(slot));
-        op.queue_wait = waited;
         if let Some(record) = &op.record {
             record.admitted(waited);
         }
