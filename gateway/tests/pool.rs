@@ -1,6 +1,6 @@
 //! A real `DriverPool` and autoscaler driving the in-process `FakeLauncher`: cold start from
 //! zero, scale-up on operations (and on statements queued for admission), scale-down after the
-//! idle TTL, a killed driver replaced.
+//! idle TTL, a killed driver replaced, other replicas' load counted.
 //! Durations are compressed; every wait polls against a deadline.
 #![allow(clippy::disallowed_methods)] // tests may spawn freely: nothing outlives them
 
@@ -39,20 +39,23 @@ impl Drop for Running {
     }
 }
 
-fn start(policy: ScalingPolicy, cold_start: Duration) -> Running {
-    let launcher = Arc::new(FakeLauncher::new().cold_start(cold_start));
-    let metrics = PoolMetrics::default();
-    let limits = PoolLimits {
+fn limits() -> PoolLimits {
+    PoolLimits {
         max_sessions_per_driver: 10,
         max_waiting: 100,
         wait_timeout: DEADLINE,
         drain_grace: Duration::from_secs(1),
         reconcile_every: Duration::from_millis(20),
-    };
+    }
+}
+
+fn start(policy: ScalingPolicy, cold_start: Duration) -> Running {
+    let launcher = Arc::new(FakeLauncher::new().cold_start(cold_start));
+    let metrics = PoolMetrics::default();
     let pool = DriverPool::new(
         spec(),
         policy,
-        limits,
+        limits(),
         launcher.clone(),
         metrics.clone(),
         Arc::new(AtomicBool::new(true)),
@@ -190,6 +193,100 @@ async fn statements_queued_for_admission_are_load_and_steer_placement() {
     let next = r.pool.acquire(|| {}).await.expect("lease");
     assert_ne!(next.driver_id, lease.driver_id);
     lease.operation_ended();
+}
+
+#[tokio::test]
+async fn other_replicas_load_scales_up_and_keeps_their_drivers_from_draining() {
+    use sparkgate::pool::replicas::{DriverShare, TenantLoad};
+    let r = start(policy(1), Duration::from_millis(30));
+    eventually("the floor's driver", || ready(&r.pool).len() == 1).await;
+    let first = ready(&r.pool).remove(0);
+    // This replica carries one running statement (alone: under the target of two); another
+    // replica reports two more on the same driver and a session waiting for one.
+    let lease = r.pool.acquire(|| {}).await.expect("lease");
+    lease.operation_started();
+    let others = |operations, queued| TenantLoad {
+        queued,
+        drivers: [(
+            first.clone(),
+            DriverShare {
+                sessions: 2,
+                operations,
+            },
+        )]
+        .into(),
+        draining: Default::default(),
+    };
+    r.pool.set_others_load(others(2, 1));
+    eventually("a second ready driver for the summed load", || {
+        ready(&r.pool).len() == 2
+    })
+    .await;
+    let local = r.pool.local_load();
+    assert_eq!(
+        local.drivers[&first],
+        DriverShare {
+            sessions: 1,
+            operations: 1
+        }
+    );
+
+    // This replica's work ends; the other replica keeps two idle sessions on the first driver:
+    // the second (unused anywhere) is drained, never the first.
+    lease.operation_ended();
+    drop(lease);
+    r.pool.set_others_load(others(0, 0));
+    eventually("the unused driver drained", || r.launcher.live() == 1).await;
+    assert_eq!(ready(&r.pool), vec![first.clone()]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        ready(&r.pool),
+        vec![first],
+        "a driver other replicas use stays"
+    );
+}
+
+#[tokio::test]
+async fn a_driver_the_leader_drains_takes_no_new_sessions_on_a_follower() {
+    use sparkgate::pool::replicas::TenantLoad;
+    let leader = start(policy(2), Duration::from_millis(30));
+    eventually("two drivers", || ready(&leader.pool).len() == 2).await;
+    // A follower: the same launcher (the drivers it lists), no decisions of its own.
+    let follower = DriverPool::new(
+        spec(),
+        policy(2),
+        limits(),
+        leader.launcher.clone(),
+        PoolMetrics::default(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let stop = CancellationToken::new();
+    tokio::spawn(follower.clone().run(stop.clone()));
+    eventually("the follower adopts both", || ready(&follower).len() == 2).await;
+    let drained = ready(&follower).remove(0);
+    follower.set_others_load(TenantLoad {
+        draining: [drained.clone()].into(),
+        ..TenantLoad::default()
+    });
+    eventually("the driver marked draining", || {
+        follower
+            .drivers()
+            .iter()
+            .any(|d| d.id == drained && d.state == DriverState::Draining)
+    })
+    .await;
+    for _ in 0..4 {
+        let lease = follower.acquire(|| {}).await.expect("lease");
+        assert_ne!(lease.driver_id, drained);
+    }
+    // Kept (not stopped, not adopted again as Ready) until the leader stops it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(leader.launcher.stops(), 0, "a follower stops nothing");
+    assert!(follower
+        .drivers()
+        .iter()
+        .any(|d| d.id == drained && d.state == DriverState::Draining));
+    stop.cancel();
 }
 
 #[tokio::test]

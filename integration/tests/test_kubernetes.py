@@ -12,6 +12,7 @@ the real API server; sparkgate finds it through KUBECONFIG.
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import threading
 import time
@@ -374,6 +375,80 @@ def test_two_replicas_one_leader_and_failover(cluster, node, work, clean):
                 gw.stop()
 
 
+def load_reports(cluster, namespace: str, name: str) -> dict[str, dict]:
+    """The replicas' load reports in the shared load Lease, by annotation key."""
+    try:
+        lease = client.CoordinationV1Api(cluster.api()).read_namespaced_lease(name, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return {}
+        raise
+    annotations = lease.metadata.annotations or {}
+    return {k: json.loads(v) for k, v in annotations.items() if k.startswith("load.sparkgate.io/")}
+
+
+@pytest.mark.timeout(400)
+def test_two_replicas_share_their_load_and_the_leader_scales_on_the_sum(cluster, node, work, clean):
+    """Each replica carries one long statement on the one driver; a target of one statement per
+    driver: neither half alone scales, the sum (published through the API server) does."""
+    lease = "lease-halves"
+    tenants = tenant_toml("halves", ["hal"], min_drivers=1, max_drivers=2, target=1)
+    config = lambda who: gateway_toml(tenants, lease_name=lease, identity=who, lease_duration="6s")
+    a = start_gateway(cluster, work, config("half-a"), "a")
+    b = start_gateway(cluster, work, config("half-b"), "b")
+    conns = []
+    try:
+        holder = wait_for("a Lease holder", lambda: lease_holder(cluster, DRIVERS, lease), 15)
+        leader, follower = (a, b) if holder == "half-a" else (b, a)
+        follower_key = "load.sparkgate.io/" + ("half-b" if holder == "half-a" else "half-a")
+        assert session_tenant(a.port, "hal") == "halves"
+        wait_for("one ready driver Pod", lambda: len([p for p in pods(cluster, "halves") if ready(p)]) == 1, 200)
+        wait_for("both replicas' reports in the load Lease",
+                 lambda: {"load.sparkgate.io/half-a", "load.sparkgate.io/half-b"} <= load_reports(
+                     cluster, DRIVERS, lease + "-load").keys(), 15)
+
+        def long_statement(gw):
+            conn = hive.connect("127.0.0.1", gw.port, username="hal", auth="NONE")
+            conns.append(conn)
+            cur = conn.cursor()
+            cur.execute("SELECT reflect('java.lang.Thread', 'sleep', cast(120000 as bigint))", async_=True)
+            return cur
+
+        # The follower's half alone: one statement against a target of one per driver holds.
+        long_statement(follower)
+        wait_for("the follower's running statement in its report", lambda: any(
+            share.get("operations", 0) >= 1
+            for share in load_reports(cluster, DRIVERS, lease + "-load").get(follower_key, {})
+            .get("tenants", {}).get("halves", {}).get("drivers", {}).values()), 10)
+        time.sleep(5)  # past scale_up_after (2 s) with room
+        assert len(pods(cluster, "halves")) == 1, "one statement per driver is not over the target"
+        # The leader's half on top: two on one driver, only the leader sees both.
+        with timed("scale-up from load split across two replicas"):
+            long_statement(leader)
+            wait_for("a second driver Pod", lambda: len(pods(cluster, "halves")) == 2, 30, every=0.5)
+        assert "other replicas reporting load" in leader.log_text()
+        scaled = [line for line in leader.log_text().splitlines() if "scaling up" in line and "halves" in line]
+        assert scaled and "running_operations: 2" in scaled[-1], scaled
+        assert "scaling up" not in follower.log_text(), "only the leader decides"
+
+        # A replica that dies leaves a report that goes stale: the leader drops and removes it.
+        follower.proc.kill()
+        follower.proc.wait(10)
+        with timed("a killed replica's report removed") as t:
+            wait_for("the killed replica's report gone", lambda: follower_key not in load_reports(
+                cluster, DRIVERS, lease + "-load"), 20, every=0.5)
+        assert t.seconds < 12, t.seconds
+        assert "removing a stale load report" in leader.log_text()
+    finally:
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception as e:  # noqa: BLE001 - its replica may be gone
+                print(f"[k8s] closing a connection: {e}")
+        for gw in (a, b):
+            gw.stop()
+
+
 @pytest.mark.timeout(600)
 def test_scale_up_under_load_and_back_to_min(cluster, node, work, clean):
     toml = gateway_toml(tenant_toml("elastic", ["ella"], min_drivers=1, max_drivers=2, target=1, idle_ttl="5s"),
@@ -488,6 +563,10 @@ def test_chart_rbac_is_enough_and_no_more(cluster, node, work, clean):
                 (pod,) = pods(cluster, "rbac")
                 assert pod.spec.service_account_name == "sparkgate-rbac"
                 assert lease_holder(cluster, release_ns, "sparkgate-leader")
+                # The Role lets it publish its load (the leader sums every replica's).
+                wait_for("this replica's load report", lambda: load_reports(
+                    cluster, release_ns, "sparkgate-leader-load"), 10)
+                assert "cannot publish" not in gw.log_text() and "cannot read the other" not in gw.log_text()
             finally:
                 gw.stop()
             wait_for("sparkgate (chart RBAC) to delete its driver Pod on exit", lambda: not pods(cluster, "rbac"), 30)

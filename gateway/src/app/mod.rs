@@ -170,12 +170,19 @@ impl Gateway {
                 )
             })
             .collect();
-        let election = election.map(|(client, election, leading)| {
+        let election = election.map(|c| {
             let stop = CancellationToken::new();
-            let task = tasks.spawn(
-                "leader election",
-                crate::pool::leader::run(client, election, leading, stop.clone()),
+            let leader = crate::pool::leader::run(
+                c.client.clone(),
+                c.election,
+                c.leading.clone(),
+                stop.clone(),
             );
+            let sharing =
+                crate::pool::replicas::run(c.client, c.sharing, c.pools, c.leading, stop.clone());
+            let task = tasks.spawn("leader election and load sharing", async move {
+                futures::join!(leader, sharing);
+            });
             (stop, task)
         });
         info!(

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::warn;
 
@@ -20,9 +21,20 @@ use crate::tenant::{LauncherKind, TenantConfig};
 /// of them scales.
 pub(super) struct PoolSet {
     pub pools: HashMap<String, Arc<DriverPool>>,
-    pub election: Option<(kube::Client, crate::pool::leader::Election, Arc<AtomicBool>)>,
+    pub election: Option<Coordination>,
     /// The OS users local drivers run as: local processes that run tenants' SQL.
     pub local_driver_uids: Vec<u32>,
+}
+
+/// How replicas on Kubernetes act as one: one leads (scales the pools), every one shares its
+/// load with it.
+pub(super) struct Coordination {
+    pub client: kube::Client,
+    pub election: crate::pool::leader::Election,
+    pub sharing: crate::pool::replicas::LoadSharing,
+    pub leading: Arc<AtomicBool>,
+    /// The pools on Kubernetes, whose load the replicas share.
+    pub pools: Vec<Arc<DriverPool>>,
 }
 
 /// A pool per tenant, each with its tenant's launcher; drivers a previous run left are adopted.
@@ -92,27 +104,7 @@ pub(super) async fn start_pools(
         .await?;
         let k8s = &config.kubernetes;
         let leading = Arc::new(AtomicBool::new(!k8s.leader_election));
-        if k8s.leader_election {
-            let namespace = if k8s.lease_namespace.is_empty() {
-                kube.namespace().to_owned()
-            } else {
-                k8s.lease_namespace.clone()
-            };
-            set.election = Some((
-                kube.client(),
-                crate::pool::leader::Election {
-                    namespace,
-                    lease_name: k8s.lease_name.clone(),
-                    identity: k8s
-                        .identity
-                        .clone()
-                        .unwrap_or_else(crate::pool::leader::default_identity),
-                    lease_duration: k8s.lease_duration,
-                },
-                leading.clone(),
-            ));
-        }
-        let launcher: Arc<dyn Launcher> = kube;
+        let launcher: Arc<dyn Launcher> = kube.clone();
         add_pools(
             metrics,
             &on_kubernetes,
@@ -122,6 +114,38 @@ pub(super) async fn start_pools(
             &mut set.pools,
         )
         .await;
+        if k8s.leader_election {
+            let namespace = if k8s.lease_namespace.is_empty() {
+                kube.namespace().to_owned()
+            } else {
+                k8s.lease_namespace.clone()
+            };
+            let identity = k8s
+                .identity
+                .clone()
+                .unwrap_or_else(crate::pool::leader::default_identity);
+            set.election = Some(Coordination {
+                client: kube.client(),
+                sharing: crate::pool::replicas::LoadSharing {
+                    namespace: namespace.clone(),
+                    lease_name: format!("{}-load", k8s.lease_name),
+                    identity: identity.clone(),
+                    stale_after: k8s.lease_duration,
+                    every: config.pools.reconcile_every.max(Duration::from_secs(1)),
+                },
+                election: crate::pool::leader::Election {
+                    namespace,
+                    lease_name: k8s.lease_name.clone(),
+                    identity,
+                    lease_duration: k8s.lease_duration,
+                },
+                leading,
+                pools: on_kubernetes
+                    .iter()
+                    .filter_map(|t| set.pools.get(&t.name).cloned())
+                    .collect(),
+            });
+        }
     }
     Ok(set)
 }

@@ -9,6 +9,7 @@ pub mod autoscale;
 pub mod leader;
 pub mod metrics;
 mod reconcile;
+pub mod replicas;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -233,6 +234,8 @@ pub struct DriverPool {
     ready: Notify,
     overloaded_since: Mutex<Option<Instant>>,
     underloaded_since: Mutex<Option<Instant>>,
+    /// What the other replicas carry for this tenant (read while this replica leads).
+    others: Mutex<replicas::TenantLoad>,
 }
 
 impl std::fmt::Debug for DriverPool {
@@ -270,6 +273,7 @@ impl DriverPool {
             ready: Notify::new(),
             overloaded_since: Mutex::new(None),
             underloaded_since: Mutex::new(None),
+            others: Mutex::default(),
         })
     }
 

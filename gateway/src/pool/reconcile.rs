@@ -13,6 +13,8 @@ use crate::launcher::{Health, LaunchedDriver};
 
 impl DriverPool {
     pub(super) fn observe(&self, now: Instant) -> Observed {
+        // Other replicas' sessions and statements weigh as much as this one's.
+        let others = self.others_load();
         let drivers = self.drivers.lock().expect("pool");
         let count = |s| drivers.iter().filter(|d| d.state == s).count() as u32;
         let mut observed = Observed {
@@ -21,11 +23,12 @@ impl DriverPool {
             running_operations: drivers
                 .iter()
                 .filter(|d| d.state == DriverState::Ready)
-                .map(|d| d.load.operations())
+                .map(|d| d.load.operations() + others.on_driver(&d.launched.id).operations)
                 .sum(),
             // Statements waiting for a place count as much as sessions waiting for a driver.
             queued: self.waiting.load(Ordering::Relaxed)
-                + self.queued_statements.load(Ordering::Relaxed),
+                + self.queued_statements.load(Ordering::Relaxed)
+                + others.queued,
             overloaded_for: Duration::ZERO,
             underloaded_for: Duration::ZERO,
             idle_drivers: drivers
@@ -63,10 +66,18 @@ impl DriverPool {
         let leading = self.leading();
         let now = Instant::now();
         let mut to_stop = Vec::new();
+        let others = self.others_load();
         {
             let mut drivers = self.drivers.lock().expect("pool");
             for d in drivers.iter_mut() {
-                let idle = d.load.sessions() == 0 && d.load.operations() == 0;
+                if d.state == DriverState::Ready && others.draining.contains(&d.launched.id) {
+                    info!(tenant = %self.tenant, driver = %d.launched.id, "another replica drains this driver; no new sessions on it");
+                    d.state = DriverState::Draining;
+                    d.draining_since = Some(now);
+                }
+                let elsewhere = others.on_driver(&d.launched.id);
+                let sessions = d.load.sessions() + elsewhere.sessions;
+                let idle = sessions == 0 && d.load.operations() + elsewhere.operations == 0;
                 d.idle_since = match (idle, d.idle_since) {
                     (true, None) => Some(now),
                     (true, since) => since,
@@ -82,10 +93,12 @@ impl DriverPool {
                     }
                 }
                 let drained = d.state == DriverState::Draining
-                    && (d.load.sessions() == 0
+                    && (sessions == 0
                         || d.draining_since
                             .is_some_and(|s| now - s >= self.limits.drain_grace));
-                if drained || d.state == DriverState::Failed {
+                // A follower keeps a driver the leader drains until it is gone (else it would
+                // adopt it again as Ready on its next pass).
+                if (drained && leading) || d.state == DriverState::Failed {
                     to_stop.push(d.launched.clone());
                 }
             }
@@ -118,11 +131,12 @@ impl DriverPool {
                     .iter_mut()
                     .filter(|d| d.state == DriverState::Ready)
                     .min_by_key(|d| {
+                        let elsewhere = others.on_driver(&d.launched.id);
                         (
                             d.idle_since.is_none(),
                             d.idle_since,
-                            d.load.operations(),
-                            d.load.sessions(),
+                            d.load.operations() + elsewhere.operations,
+                            d.load.sessions() + elsewhere.sessions,
                         )
                     })
                 {
