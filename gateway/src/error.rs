@@ -58,6 +58,10 @@ pub enum GatewayError {
         method: &'static str,
         detail: String,
     },
+    #[error("the driver at {from} was lost; the session moved to another driver ({to}) with its database, settings and temporary views, and the statement did not complete: retry it")]
+    SessionMoved { from: String, to: String },
+    #[error("the driver at {addr} was lost and the session could not move to another driver: {detail}. The session is closed; open a new one")]
+    SessionNotMoved { addr: String, detail: String },
     #[error("{0}")]
     BadSessionSetting(String),
     #[error("the client went away; its statement was cancelled on the driver")]
@@ -101,6 +105,8 @@ impl GatewayError {
             | Self::BackendLost { .. }
             | Self::BackendBusy { .. }
             | Self::StatementTimeout { .. }
+            | Self::SessionMoved { .. }
+            | Self::SessionNotMoved { .. }
             | Self::Pool(_) => Fault::Backend,
             Self::NoPool { .. } => Fault::Internal,
         }
@@ -119,6 +125,14 @@ impl GatewayError {
         }
     }
 
+    /// The driver this says is gone (its process, or the session on it), if it says so.
+    pub fn lost_driver(&self) -> Option<&str> {
+        match self {
+            Self::BackendLost { addr, .. } | Self::BackendUnreachable { addr, .. } => Some(addr),
+            _ => None,
+        }
+    }
+
     /// Whether the same request could succeed if tried again later.
     pub fn retryable(&self) -> bool {
         matches!(
@@ -129,6 +143,7 @@ impl GatewayError {
                 | Self::TooManySessions { .. }
                 | Self::TooManyOperations { .. }
                 | Self::Admission(_)
+                | Self::SessionMoved { .. }
                 | Self::Auth(
                     AuthError::Unavailable(_) | AuthError::Throttled { .. } | AuthError::Busy
                 )
@@ -141,6 +156,10 @@ impl GatewayError {
         match self {
             Self::BackendUnreachable { .. } | Self::Pool(_) | Self::BackendBusy { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
+            Self::SessionNotMoved { .. } => "08S01",
+            // "transaction rollback": retry the statement. Not 08xxx, which connection pools
+            // (HikariCP) take for a dead connection and drop, and the moved session with it.
+            Self::SessionMoved { .. } => "40001",
             Self::StatementTimeout { .. } => "HYT00",
             Self::Admission(AdmissionError::Timeout { .. }) => "HYT00",
             // "insufficient resources"

@@ -104,6 +104,16 @@ pub struct TenantConfig {
     /// How long a statement may wait in the queue before it fails with an error naming this.
     #[serde(default = "default_queue_timeout", with = "humantime_serde")]
     pub queue_timeout: std::time::Duration,
+    /// When a session's driver is lost, open the session again on another driver of the tenant
+    /// and replay what shaped its state (its OpenSession settings, `USE`, `SET`, temporary views
+    /// and functions, `ADD JAR`); the statement in flight fails with an error saying so, the
+    /// next one runs. `false`: the session ends with its driver.
+    #[serde(default = "default_replay_sessions")]
+    pub replay_sessions: bool,
+}
+
+fn default_replay_sessions() -> bool {
+    true
 }
 
 fn default_max_running_per_driver() -> u32 {
@@ -162,6 +172,7 @@ impl TenantConfig {
             max_running_per_driver: default_max_running_per_driver(),
             max_queued: default_max_queued(),
             queue_timeout: default_queue_timeout(),
+            replay_sessions: default_replay_sessions(),
         }
     }
 
@@ -226,6 +237,10 @@ impl Tenants {
         requested: Option<&str>,
     ) -> Result<&TenantConfig, TenantError> {
         decide(&self.tenants, principal, requested)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TenantConfig> {
+        self.tenants.iter().find(|t| t.name == name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -306,7 +306,8 @@ def test_roles_grant_exactly_what_the_launcher_uses(chart_creates_sas):
     lease = one(objs, "Role", f"{FULLNAME}-leader-election")
     assert lease["metadata"]["namespace"] == NAMESPACE
     assert rules_of(lease) == [
-        ({"coordination.k8s.io"}, {"leases"}, {"get", "update", "patch"}, ("sparkgate-leader",)),
+        # Its own Lease, and the one every replica reports its load in.
+        ({"coordination.k8s.io"}, {"leases"}, {"get", "update", "patch"}, ("sparkgate-leader", "sparkgate-leader-load")),
         ({"coordination.k8s.io"}, {"leases"}, {"create"}, ()),  # create cannot be limited by name
     ]
 

@@ -23,7 +23,8 @@ from helpers import free_port, session_tenant, wait_for
 
 
 def pool_toml(work: Path, first_port: int, *, min_drivers: int, max_drivers: int, idle_ttl: str = "10m",
-              target: int = 4, stop_on_exit: bool = True, extra_tenants: str = "", admin_port: int = 0) -> str:
+              target: int = 4, stop_on_exit: bool = True, extra_tenants: str = "", admin_port: int = 0,
+              tenant_keys: str = "") -> str:
     admin = f'[admin]\nbind = "127.0.0.1:{admin_port}"\n' if admin_port else ""
     return f"""
 {admin}
@@ -43,6 +44,7 @@ name = "pooled"
 users = ["*"]
 launcher = "local"
 driver_memory = "600m"
+{tenant_keys}
 [tenants.scaling]
 min_drivers = {min_drivers}
 max_drivers = {max_drivers}
@@ -79,6 +81,22 @@ def driver_pids(work: Path) -> list[int]:
     out = subprocess.run(["pgrep", "-af", f"spark.sparkgate.tenant=.*{work}"], check=False, capture_output=True, text=True)
     return sorted(int(line.split()[0]) for line in out.stdout.splitlines()
                   if "org.apache.spark.launcher.Main" not in line)
+
+
+def driver_pid_on(work: Path, address: str) -> int:
+    """The driver JVM serving `address` (127.0.0.1:PORT)."""
+    port = address.rsplit(":", 1)[1]
+    out = subprocess.run(["pgrep", "-af", f"spark.sparkgate.tenant=.*{work}"], check=False, capture_output=True, text=True)
+    (pid,) = [int(line.split()[0]) for line in out.stdout.splitlines()
+              if "org.apache.spark.launcher.Main" not in line and f"hive.server2.thrift.port={port}" in line]
+    return pid
+
+
+def session_driver(gw: Sparkgate, user: str) -> str:
+    """The driver address sparkgate last opened (or moved) a session of `user` on, from its log."""
+    found = [line.split(" driver=")[1].split()[0] for line in gw.log_text().splitlines()
+             if "session opened" in line and f"user={user} " in line and " driver=" in line]
+    return found[-1]
 
 
 def run_sql(port: int, *statements: str, user: str = "carl") -> list:
@@ -176,9 +194,11 @@ def test_scale_to_zero_cold_start_and_back(workdir):
 
 @pytest.mark.timeout(600)
 def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
+    """With replay off, a session ends with its driver: its client learns at once."""
     work = workdir / "pool-kill"
     work.mkdir()
-    gw = Sparkgate.with_config(work, pool_toml(work, first_driver_port(), min_drivers=1, max_drivers=1), "gw")
+    gw = Sparkgate.with_config(work, pool_toml(work, first_driver_port(), min_drivers=1, max_drivers=1,
+                                               tenant_keys="replay_sessions = false"), "gw")
     gw.start()
     try:
         run_sql(gw.port, "create table survivor as select id from range(0, 1000)")
@@ -216,6 +236,77 @@ def test_killed_driver_gives_a_clear_error_and_is_replaced(workdir):
         assert catalog_state(work, "pooled")["port"] == port
         assert run_sql(gw.port, "select count(*) from survivor") == [(1000,)]
         assert "tenant catalog died while drivers use it" in gw.log_text()
+    finally:
+        gw.stop()
+    wait_for("no driver process left", lambda: driver_pids(work) == [], 60, every=0.5)
+
+
+@pytest.mark.timeout(600)
+def test_a_session_survives_its_killed_driver_with_its_state(workdir):
+    """kill -9 under a session that chose a database, set configs and made a temporary view: the
+    statement in flight fails saying the session moved; the next ones see all of it. A replay
+    that cannot succeed ends the session with a clear error."""
+    work = workdir / "pool-replay"
+    work.mkdir()
+    gw = Sparkgate.with_config(work, pool_toml(work, first_driver_port(), min_drivers=2, max_drivers=2), "gw")
+    gw.start()
+    try:
+        run_sql(gw.port, "create database if not exists replay_db",
+                "create table replay_db.facts as select id from range(0, 10)")
+        wait_for("two drivers", lambda: len(driver_pids(work)) == 2, 200, every=0.5)
+        conn = hive.connect("127.0.0.1", gw.port, username="rita", auth="NONE")
+        cur = conn.cursor()
+        for statement in ["USE replay_db", "SET spark.sql.shuffle.partitions=3", "SET replay.marker=kept",
+                          "CREATE TEMPORARY VIEW evens AS SELECT id FROM facts WHERE id % 2 = 0",
+                          "CREATE TEMPORARY VIEW dropped AS SELECT 1 AS one", "DROP VIEW dropped"]:
+            cur.execute(statement)
+        cur.execute("SELECT count(*) FROM evens")
+        assert cur.fetchall() == [(5,)]
+        first = session_driver(gw, "rita")
+        cur.execute("SELECT reflect('java.lang.Thread', 'sleep', cast(60000 as bigint))", async_=True)
+        time.sleep(1)
+        os.kill(driver_pid_on(work, first), signal.SIGKILL)
+        killed = time.monotonic()
+        with pytest.raises(hive.OperationalError) as raised:
+            while True:
+                assert cur.poll().operationState in (0, 1, 7)
+                time.sleep(0.2)
+        failover = time.monotonic() - killed
+        message = str(raised.value)
+        assert "moved to another driver" in message and "retry" in message, message
+        assert failover < 15, f"the in-flight statement failed {failover:.1f} s after the kill"
+        # The next statements: same database, settings and temporary views, on the other driver.
+        cur.execute("SELECT count(*) FROM evens")
+        assert cur.fetchall() == [(5,)]
+        cur.execute("SELECT current_database()")
+        assert cur.fetchall() == [("replay_db",)]
+        cur.execute("SET replay.marker")
+        assert cur.fetchall() == [("replay.marker", "kept")]
+        cur.execute("SET spark.sql.shuffle.partitions")
+        assert cur.fetchall() == [("spark.sql.shuffle.partitions", "3")]
+        with pytest.raises(hive.OperationalError, match="TABLE_OR_VIEW_NOT_FOUND"):
+            cur.execute("SELECT * FROM dropped")
+        (moved,) = [line for line in gw.log_text().splitlines() if "session moved to another driver" in line]
+        assert f"from={first}" in moved and "replayed=5" in moved, moved
+        conn.close()
+        print(f"\n[pools] driver killed under a session: in-flight statement failed and the session moved "
+              f"(state replayed on the other ready driver) in {failover:.1f} s")
+
+        # A replay that cannot succeed (the file it added is gone) ends the session, saying why.
+        extra = work / "lookup.csv"
+        extra.write_text("a,b\n")
+        conn = hive.connect("127.0.0.1", gw.port, username="ulla", auth="NONE")
+        cur = conn.cursor()
+        cur.execute(f"ADD FILE {extra}")
+        extra.unlink()
+        wait_for("a second driver again", lambda: len(driver_pids(work)) == 2, 200, every=0.5)
+        os.kill(driver_pid_on(work, session_driver(gw, "ulla")), signal.SIGKILL)
+        with pytest.raises(hive.OperationalError) as raised:
+            cur.execute("SELECT 1")
+        message = str(raised.value)
+        assert "could not move to another driver" in message and "ADD FILE" in message, message
+        with pytest.raises(hive.OperationalError, match="Invalid session handle"):
+            cur.execute("SELECT 1")
     finally:
         gw.stop()
     wait_for("no driver process left", lambda: driver_pids(work) == [], 60, every=0.5)

@@ -144,7 +144,7 @@ cache_ttl = {{ toJson . }}
 {{- with .cacheScope }}
 cache_scope = {{ toJson . }}
 {{- end }}
-{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "maxRunningPerDriver" "maxQueued" "queueTimeout")) }}
+{{- include "sparkgate.toml.keys" (dict "values" . "keys" (list "maxRunningPerDriver" "maxQueued" "queueTimeout" "replaySessions")) }}
 {{- if eq $launcher "kubernetes" }}
 service_account = {{ include "sparkgate.tenant.serviceAccount" . | toJson }}
 service_account_annotations = {{ include "sparkgate.toml.stringMap" .serviceAccountAnnotations }}

@@ -46,7 +46,7 @@ pub fn sets_session_state(sql: &str) -> bool {
     }
 }
 
-fn strip_leading_comments(mut sql: &str) -> &str {
+pub(super) fn strip_leading_comments(mut sql: &str) -> &str {
     loop {
         sql = sql.trim_start();
         if let Some(rest) = sql.strip_prefix("--") {

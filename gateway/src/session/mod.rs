@@ -8,6 +8,7 @@
 //!   and the operation log.
 //! * [`admission`], [`queued`]: per-tenant statement queues; [`record`]: statements' records for
 //!   the audit log and usage book.
+//! * [`replay`]: sessions that outlive their driver (moved elsewhere, their state replayed).
 //! * [`reply`]: framing replies, and error replies of each method's type.
 //! * [`housekeeping`]: idle sessions, finished connections, gone drivers, shutdown.
 //! * [`table`]: the session table (client handle → owner, tenant, driver handle).
@@ -21,6 +22,7 @@ mod open;
 mod operations;
 mod queued;
 pub mod record;
+pub mod replay;
 pub mod reply;
 mod status;
 pub mod stock;
@@ -160,9 +162,14 @@ impl CallHandler {
                 return exception(header, message::PROTOCOL_ERROR, &format!("sparkgate: {e}"));
             }
         };
+        let target = replay::CallTarget::of(&mut request);
         match self.dispatch(ctx, &mut request, seqid).await {
             Ok(reply) => reply,
             Err(e) => {
+                let e = match e.lost_driver() {
+                    Some(_) => self.driver_lost_error(&ctx.owner, target, e).await,
+                    None => e,
+                };
                 match e.fault() {
                     Fault::Client => info!(method = request.method(), error = %e, "call refused"),
                     Fault::Backend | Fault::Internal => {
@@ -267,8 +274,14 @@ impl CallHandler {
                     };
                     return Ok(encoded(Hs2Response::CloseOperation(resp), seqid));
                 }
-                req.operation_handle = op.backend_handle;
-                let reply = self.forward(&op.session, request, seqid).await?;
+                req.operation_handle = op.backend_handle.clone();
+                let reply = match self.forward(&op.session, request, seqid).await {
+                    Err(e) if e.lost_driver().is_some() => {
+                        self.table.remove_operation(&client_handle, owner);
+                        return self.settled_with_lost_driver(&op, request, e, seqid).await;
+                    }
+                    other => other?,
+                };
                 self.table.remove_operation(&client_handle, owner);
                 Ok(reply)
             }
@@ -280,8 +293,13 @@ impl CallHandler {
                     };
                     return Ok(encoded(Hs2Response::CancelOperation(resp), seqid));
                 }
-                req.operation_handle = op.backend_handle;
-                let reply = self.forward(&op.session, request, seqid).await?;
+                req.operation_handle = op.backend_handle.clone();
+                let reply = match self.forward(&op.session, request, seqid).await {
+                    Err(e) if e.lost_driver().is_some() => {
+                        return self.settled_with_lost_driver(&op, request, e, seqid).await;
+                    }
+                    other => other?,
+                };
                 // The state changes; the next status poll must ask the driver.
                 self.table.set_final_status(&op.client_handle, None);
                 Ok(reply)

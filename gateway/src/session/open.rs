@@ -134,6 +134,9 @@ impl CallHandler {
         else {
             unreachable!("reply decoded for OpenSession");
         };
+        let Hs2Request::OpenSession(opened_with) = request else {
+            unreachable!("built as OpenSession");
+        };
         let succeeded = matches!(
             resp.status.status_code,
             t::TStatusCode::SUCCESS_STATUS | t::TStatusCode::SUCCESS_WITH_INFO_STATUS
@@ -150,18 +153,18 @@ impl CallHandler {
                 addr.clone(),
                 backend_handle,
             );
-            session.spark_ui = lease.as_ref().and_then(|l| {
-                Some(crate::driver::progress::SparkUi {
-                    base: l.ui.clone()?.trim_end_matches('/').to_owned(),
-                    authorization: crate::launcher::ui::authorization(&l.secret),
-                })
-            });
+            session.spark_ui = lease.as_ref().and_then(spark_ui_of);
             session.lease = lease;
             session.origin = origin(ctx, &principal.user);
             session.rules = tenant.statement_rules();
             session.family = family;
             session.concise_errors = tenant.error_detail.concise_for(family);
             session.max_query_time = tenant.max_query_time;
+            if tenant.replay_sessions {
+                session.replay = Some(std::sync::Mutex::new(super::replay::ReplayLog::new(
+                    opened_with,
+                )));
+            }
             session.cache_ttl = Some(tenant.cache_ttl.unwrap_or(self.config.cache.ttl))
                 .filter(|ttl| !ttl.is_zero());
             session.cache_scope = match tenant.cache_scope {
@@ -231,7 +234,7 @@ impl CallHandler {
     /// Opens the session on a driver of `tenant`'s pool (waiting for one if needed; a driver
     /// that refuses the connection is taken out and another tried).
     /// Returns the driver's reply, its address and the session's place in the pool.
-    async fn place_session(
+    pub(super) async fn place_session(
         &self,
         tenant: &TenantConfig,
         user: &str,
@@ -286,6 +289,14 @@ impl CallHandler {
             }
         }
     }
+}
+
+/// The Spark UI of a session's driver, where its statements' progress is read.
+pub(super) fn spark_ui_of(lease: &DriverLease) -> Option<crate::driver::progress::SparkUi> {
+    Some(crate::driver::progress::SparkUi {
+        base: lease.ui.clone()?.trim_end_matches('/').to_owned(),
+        authorization: crate::launcher::ui::authorization(&lease.secret),
+    })
 }
 
 /// Who opened a session, from where, over which transport (its audit records' fields).

@@ -72,8 +72,19 @@ impl CallHandler {
         let forwarded = t::TCloseSessionReq {
             session_handle: session.backend_handle.clone(),
         };
-        self.forward(&session, &Hs2Request::CloseSession(forwarded), seqid)
+        match self
+            .forward(&session, &Hs2Request::CloseSession(forwarded), seqid)
             .await
+        {
+            // Gone with its driver: closed all the same.
+            Err(e) if e.lost_driver().is_some() => {
+                let resp = Hs2Response::CloseSession(t::TCloseSessionResp {
+                    status: message::success_status(),
+                });
+                Ok(encoded(resp, seqid))
+            }
+            other => other,
+        }
     }
     /// ExecuteStatement and the metadata calls: each starts an operation in a session.
     ///
@@ -122,7 +133,13 @@ impl CallHandler {
         let mut name_column = None;
         let mut wait_for_client = false;
         let mut cache = None;
+        let mut session_state = None;
         if let Hs2Request::ExecuteStatement(statement) = request {
+            if session.replay.is_some()
+                && super::replay::shapes_session(&statement.statement).is_some()
+            {
+                session_state = Some(statement.statement.clone());
+            }
             if let Err(refusal) = session.rules.check(&statement.statement) {
                 warn!(session.id = %session.id(), tenant = %session.tenant, %refusal, "statement refused by the tenant's rules");
                 return Err(GatewayError::Refused {
@@ -182,6 +199,7 @@ impl CallHandler {
                         cache,
                         slot: None,
                         record,
+                        session_state,
                     };
                     let handle =
                         self.queue_statement(&session, request.clone(), ticket, extras, span);
@@ -220,6 +238,7 @@ impl CallHandler {
                 cache,
                 slot,
                 record,
+                session_state,
             },
         );
         place.keep();
@@ -370,6 +389,10 @@ impl CallHandler {
                 record.ended_as(&status);
             }
             let finished = state == t::TOperationState::FINISHED_STATE;
+            let taken = op.session_state.as_ref().filter(|_| finished);
+            if let Some(sql) = taken.and_then(|s| s.lock().expect("session state").take()) {
+                op.session.remember(&sql);
+            }
             self.cache_on_final(op, finished && succeeded(&status.status))
                 .await;
         }

@@ -88,6 +88,9 @@ pub struct OperationEntry {
     /// A statement's record for the audit log and usage book (handed over when the last
     /// reference goes).
     pub record: Option<Arc<super::record::StatementRecord>>,
+    /// A statement that shapes its session's state, for the session's replay log (taken once,
+    /// by the first to see it finish).
+    pub session_state: Option<Arc<Mutex<Option<String>>>>,
 }
 
 /// What an operation carries besides its handles.
@@ -99,6 +102,8 @@ pub struct OperationExtras {
     /// Its place on the driver (admission control).
     pub slot: Option<super::admission::Slot>,
     pub record: Option<Arc<super::record::StatementRecord>>,
+    /// A statement that shapes its session's state: kept for a replay once it finishes.
+    pub session_state: Option<String>,
 }
 
 impl OperationEntry {
@@ -223,11 +228,40 @@ impl SessionTable {
         Some(session)
     }
 
+    /// The session behind a client handle, whoever owns it (sparkgate's own work).
+    pub fn session_for_gateway(&self, handle: &TSessionHandle) -> Option<Arc<Session>> {
+        let key = key_of(&handle.session_id)?;
+        self.sessions.lock().expect("sessions").get(&key).cloned()
+    }
+
+    /// Puts `moved` (the same session on another driver) in place of `old`, unless the session
+    /// is gone or was replaced meanwhile. The operations `old` started stay, settled (their
+    /// driver is gone), until the client closes them.
+    pub fn replace_session(&self, old: &Arc<Session>, moved: Session) -> Option<Arc<Session>> {
+        let key = key_of(&old.client_handle.session_id)?;
+        let moved = Arc::new(moved);
+        let mut sessions = self.sessions.lock().expect("sessions");
+        let current = sessions.get_mut(&key)?;
+        if !Arc::ptr_eq(current, old) {
+            return None;
+        }
+        *current = moved.clone();
+        drop(sessions);
+        for op in self.operations.lock().expect("operations").values_mut() {
+            if Arc::ptr_eq(&op.session, old) {
+                op.settle();
+            }
+        }
+        Some(moved)
+    }
+
     fn forget(&self, session: &Arc<Session>) {
         let key = key_of(&session.client_handle.session_id).expect("minted guid has 16 bytes");
         self.sessions.lock().expect("sessions").remove(&key);
+        // By handle, not by pointer: a moved session's operations from before the move go too.
+        let id = &session.client_handle.session_id;
         self.operations.lock().expect("operations").retain(|_, op| {
-            let keep = !Arc::ptr_eq(&op.session, session);
+            let keep = op.session.client_handle.session_id != *id;
             if !keep {
                 op.settle();
                 if let Some(queued) = &op.queued {
@@ -280,6 +314,7 @@ impl SessionTable {
             cache,
             slot,
             record,
+            session_state,
         } = extras;
         let client_handle = TOperationHandle {
             operation_id: mint_identifier(),
@@ -311,6 +346,7 @@ impl SessionTable {
                 slot: slot.map(Arc::new),
                 queued: None,
                 record,
+                session_state: session_state.map(|sql| Arc::new(Mutex::new(Some(sql)))),
             },
         );
         client_handle

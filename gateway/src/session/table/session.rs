@@ -49,6 +49,11 @@ pub struct Session {
     /// so concurrent starts cannot pass `server.max_operations_per_session` together).
     open_operations: AtomicUsize,
     state: Mutex<SessionState>,
+    /// What it needs to be opened again elsewhere with the same state, when its tenant moves
+    /// sessions off lost drivers.
+    pub replay: Option<Mutex<crate::session::replay::ReplayLog>>,
+    /// Held while the session moves to another driver: one move, however many calls failed.
+    pub moving: tokio::sync::Mutex<()>,
 }
 
 /// An operation place [`Session::reserve_operation`] took; given back when dropped, unless an
@@ -114,6 +119,57 @@ impl Session {
                 last_used: Instant::now(),
                 lost: None,
             }),
+            replay: None,
+            moving: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The same session, opened again on another driver (its state is replayed there).
+    pub fn moved_to(
+        &self,
+        backend_addr: String,
+        backend_handle: TSessionHandle,
+        lease: Option<crate::pool::DriverLease>,
+    ) -> Session {
+        let replay = self
+            .replay
+            .as_ref()
+            .map(|log| Mutex::new(log.lock().expect("replay log").clone()));
+        let spark_ui = lease.as_ref().and_then(crate::session::open::spark_ui_of);
+        Session {
+            client_handle: self.client_handle.clone(),
+            owner: self.owner.clone(),
+            user: self.user.clone(),
+            tenant: self.tenant.clone(),
+            rules: self.rules.clone(),
+            backend_addr,
+            backend_handle,
+            lease,
+            family: self.family,
+            concise_errors: self.concise_errors,
+            max_query_time: self.max_query_time,
+            spark_ui,
+            cache_ttl: self.cache_ttl,
+            cache_scope: self.cache_scope.clone(),
+            origin: self.origin.clone(),
+            cache_state: Mutex::new(self.cache_state().clone()),
+            // A moved session is not kept for reuse: its driver session is younger than its
+            // settings.
+            reuse: None,
+            open_operations: AtomicUsize::new(0),
+            state: Mutex::new(SessionState {
+                last_used: Instant::now(),
+                lost: None,
+            }),
+            replay,
+            moving: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Notes a statement that finished on the driver, for a replay elsewhere.
+    pub fn remember(&self, sql: &str) {
+        if let Some(log) = &self.replay {
+            log.lock().expect("replay log").remember(sql);
         }
     }
 
