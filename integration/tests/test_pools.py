@@ -286,7 +286,7 @@ def test_a_session_survives_its_killed_driver_with_its_state(workdir):
         assert cur.fetchall() == [("spark.sql.shuffle.partitions", "3")]
         with pytest.raises(hive.OperationalError, match="TABLE_OR_VIEW_NOT_FOUND"):
             cur.execute("SELECT * FROM dropped")
-        (moved,) = [line for line in gw.log_text().splitlines() if "session moved to another driver" in line]
+        (moved,) = [line for line in gw.log_text().splitlines() if "with its state replayed" in line]
         assert f"from={first}" in moved and "replayed=5" in moved, moved
         conn.close()
         print(f"\n[pools] driver killed under a session: in-flight statement failed and the session moved "
