@@ -208,8 +208,15 @@ pub struct HttpConfig {
     /// How long the session cookie spares a client re-authentication.
     #[serde(with = "humantime_serde")]
     pub cookie_ttl: Duration,
-    /// File holding the key that signs cookies (shared by replicas); random per process if unset.
+    /// File holding the key that signs cookies and seals HTTP session handles (shared by
+    /// replicas); random per process if unset.
     pub cookie_key_file: Option<PathBuf>,
+    /// Several replicas serve one HTTP session (behind a load balancer, consecutive calls reach
+    /// any of them): a replica takes in the sessions of the others from their sealed handles, an
+    /// idle or stopping replica forgets its HTTP sessions instead of closing them on the driver,
+    /// a statement waits for its turn in its ExecuteStatement call, and HTTP sessions are not
+    /// served from the result cache. Needs the same `cookie_key_file` on every replica.
+    pub shared_sessions: bool,
     /// `X-Forwarded-For` is believed only from these addresses (e.g. a load balancer); the
     /// client is then the rightmost hop in it that is not one of them.
     pub trusted_proxies: Vec<IpAddr>,
@@ -228,6 +235,7 @@ impl Default for HttpConfig {
             path: "/cliservice".into(),
             cookie_ttl: Duration::from_secs(3600),
             cookie_key_file: None,
+            shared_sessions: false,
             trusted_proxies: Vec::new(),
             max_body_size: 64 * 1024 * 1024,
             body_timeout: Duration::from_secs(60),

@@ -62,6 +62,8 @@ pub enum GatewayError {
     SessionMoved { from: String, to: String },
     #[error("the driver at {addr} was lost and the session could not move to another driver: {detail}. The session is closed; open a new one")]
     SessionNotMoved { addr: String, detail: String },
+    #[error("this statement's result or place in the queue is held by the sparkgate replica that started it, which this call did not reach; run the statement again")]
+    NotHere,
     #[error("{0}")]
     BadSessionSetting(String),
     #[error("the client went away; its statement was cancelled on the driver")]
@@ -97,6 +99,7 @@ impl GatewayError {
             | Self::BadSessionSetting(_)
             | Self::Admission(_)
             | Self::NotRun(_)
+            | Self::NotHere
             | Self::ClientGone => Fault::Client,
             Self::Auth(AuthError::Unavailable(_) | AuthError::Busy) => Fault::Backend,
             Self::Auth(_) => Fault::Client,
@@ -164,7 +167,7 @@ impl GatewayError {
             Self::Admission(AdmissionError::Timeout { .. }) => "HYT00",
             // "insufficient resources"
             Self::Admission(AdmissionError::QueueFull { .. }) => "53000",
-            Self::NotRun(_) => "HY010",
+            Self::NotRun(_) | Self::NotHere => "HY010",
             Self::BadSessionSetting(_) => "42000",
             Self::ClientGone => "08006",
             Self::UnknownHandle { .. }

@@ -89,6 +89,7 @@ impl Gateway {
             .as_ref()
             .map(|l| l.local_addr().expect("bound"));
         let mut handler = CallHandler::new(config.clone(), auth.clone(), pools.clone());
+        handler.seal_http_handles(&cookie_key);
         handler.recorders.audit = Arc::new(
             crate::audit::AuditLog::start(&config.audit)
                 .map_err(|e| StartError::Audit(e.to_string()))?,

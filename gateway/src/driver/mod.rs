@@ -212,6 +212,28 @@ impl BackendLinks {
         addr: &str,
         request: &Hs2Request,
     ) -> Result<(Bytes, MessageHeader), GatewayError> {
+        self.call_on_link(addr, request, false).await
+    }
+
+    /// An OpenSession whose session is then untied from the connection it was opened on (see
+    /// the module notes): a throwaway session is opened and closed on the same connection
+    /// right after. The session then outlives that connection, and the sparkgate process that
+    /// holds it: what an HTTP session other replicas also serve needs. Two more round trips;
+    /// if they fail, the session stays tied (and is marked lost with its connection, as any).
+    pub async fn open_untied(
+        &self,
+        addr: &str,
+        request: &Hs2Request,
+    ) -> Result<(Bytes, MessageHeader), GatewayError> {
+        self.call_on_link(addr, request, true).await
+    }
+
+    async fn call_on_link(
+        &self,
+        addr: &str,
+        request: &Hs2Request,
+        untie: bool,
+    ) -> Result<(Bytes, MessageHeader), GatewayError> {
         let sync_execute =
             matches!(request, Hs2Request::ExecuteStatement(r) if r.run_async != Some(true));
         let (timeout, setting) = match request {
@@ -275,6 +297,20 @@ impl BackendLinks {
             Ok(Ok(reply)) => {
                 let mut link = checkout.link.take().expect("checked out");
                 track_bound_session(&mut link, request, &reply.0);
+                if let (true, Hs2Request::OpenSession(open)) = (untie, request) {
+                    let untied =
+                        tokio::time::timeout_at(deadline, untie_session(&mut link, open, addr));
+                    if untied.await.is_err() {
+                        // Half a call may be on the wire: the connection goes, with what it ties.
+                        self.discard(addr, &links, link);
+                        return Err(GatewayError::BackendTimeout {
+                            addr: addr.to_owned(),
+                            method: request.method(),
+                            secs: timeout.as_secs(),
+                            setting,
+                        });
+                    }
+                }
                 links.idle.lock().expect("links").push(link);
                 drop(permit);
                 return Ok(reply);
@@ -307,6 +343,37 @@ impl Drop for Checkout<'_> {
         if let Some(link) = self.link.take() {
             self.owner.discard(self.addr, self.links, link);
         }
+    }
+}
+
+/// Ties a throwaway session to the connection in place of the one just opened on it, and
+/// closes it there, so the driver ties none (see [`BackendLinks::open_untied`]).
+async fn untie_session(link: &mut Link, open: &t::TOpenSessionReq, addr: &str) {
+    let throwaway = Hs2Request::OpenSession(t::TOpenSessionReq {
+        client_protocol: open.client_protocol,
+        username: None,
+        password: None,
+        configuration: None,
+    });
+    let untied = async {
+        let (reply, _) = link.conn.call_raw(&throwaway).await.ok()?;
+        track_bound_session(link, &throwaway, &reply);
+        let Ok(Hs2Response::OpenSession(t::TOpenSessionResp {
+            session_handle: Some(handle),
+            ..
+        })) = Hs2Response::decode_for(&throwaway, &reply)
+        else {
+            return None;
+        };
+        let close = Hs2Request::CloseSession(t::TCloseSessionReq {
+            session_handle: handle,
+        });
+        let (reply, _) = link.conn.call_raw(&close).await.ok()?;
+        track_bound_session(link, &close, &reply);
+        link.bound_session.is_none().then_some(())
+    };
+    if untied.await.is_none() {
+        warn!(driver = %addr, "could not untie a session from its driver connection; it ends with that connection");
     }
 }
 

@@ -328,6 +328,19 @@ impl DriverPool {
         }
     }
 
+    /// The password and Spark UI of the driver at `address`, if the pool knows it (a session
+    /// another replica placed there, taken in from its sealed handle).
+    pub fn driver_at(
+        &self,
+        address: &str,
+    ) -> Option<(crate::launcher::DriverSecret, Option<String>)> {
+        let drivers = self.drivers.lock().expect("pool");
+        let d = drivers
+            .iter()
+            .find(|d| d.launched.address == address && d.state != DriverState::Failed)?;
+        Some((d.launched.secret.clone(), d.launched.ui.clone()))
+    }
+
     pub fn drivers(&self) -> Vec<DriverView> {
         self.drivers
             .lock()

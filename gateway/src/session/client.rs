@@ -73,6 +73,13 @@ impl ClientFamily {
             Self::Python => "python",
         }
     }
+
+    /// The family of a [`ClientFamily::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Jdbc, Self::Python]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 /// How much of a driver's error a session's client gets (tenant setting `error_detail`).

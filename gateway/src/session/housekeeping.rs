@@ -33,6 +33,12 @@ impl CallHandler {
             return;
         };
         for session in self.table.take_idle(cutoff) {
+            if self.shares_session(&session) {
+                // Idle here, maybe not on the replicas its other calls reach: forgotten, not
+                // closed (the driver's own idle timeout ends it if nobody comes back).
+                debug!(session.id = %session.id(), "forgetting an HTTP session idle on this replica");
+                continue;
+            }
             info!(session.id = %session.id(), idle = %humantime(timeout), "closing idle session");
             self.audit_closed(&session, "idle timeout");
             self.close_on_driver(&session).await;
@@ -110,7 +116,18 @@ impl CallHandler {
     /// Not cancel-safe, as [`CallHandler::expire_idle_sessions`]: shutdown drops it at
     /// `server.shutdown_close_timeout` on purpose.
     pub async fn close_all(&self) {
-        let sessions = self.table.take_all();
+        let (handed_off, sessions): (Vec<_>, Vec<_>) = self
+            .table
+            .take_all()
+            .into_iter()
+            .partition(|s| self.shares_session(s));
+        if !handed_off.is_empty() {
+            // Their clients' next calls reach another replica, which takes them in.
+            info!(
+                sessions = handed_off.len(),
+                "leaving HTTP sessions open for the other replicas"
+            );
+        }
         for session in &sessions {
             self.audit_closed(session, "sparkgate shutdown");
         }

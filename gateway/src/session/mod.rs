@@ -8,7 +8,8 @@
 //!   and the operation log.
 //! * [`admission`], [`queued`]: per-tenant statement queues; [`record`]: statements' records for
 //!   the audit log and usage book.
-//! * [`replay`]: sessions that outlive their driver (moved elsewhere, their state replayed).
+//! * [`replay`]: sessions that outlive their driver (moved elsewhere, their state replayed);
+//!   [`sealed`]: HTTP handles any replica can serve.
 //! * [`reply`]: framing replies, and error replies of each method's type.
 //! * [`housekeeping`]: idle sessions, finished connections, gone drivers, shutdown.
 //! * [`table`]: the session table (client handle → owner, tenant, driver handle).
@@ -24,6 +25,7 @@ mod queued;
 pub mod record;
 pub mod replay;
 pub mod reply;
+pub mod sealed;
 mod status;
 pub mod stock;
 pub mod table;
@@ -69,6 +71,8 @@ pub struct CallHandler {
     tenants: Tenants,
     auth: Arc<AuthService>,
     pub table: Arc<SessionTable>,
+    /// Seals HTTP sessions' handles (see [`sealed`]).
+    sealer: Option<Arc<sealed::Sealer>>,
     /// Every tenant's driver pool, by tenant name.
     pub pools: HashMap<String, Arc<DriverPool>>,
     /// Connections to drivers, shared by their sessions.
@@ -124,6 +128,7 @@ impl CallHandler {
             config,
             auth,
             table: Arc::default(),
+            sealer: None,
             pools,
             ui: crate::driver::progress::UiClient::new(std::time::Duration::from_secs(2)),
         }
@@ -390,7 +395,22 @@ impl CallHandler {
         addr: &str,
         request: &Hs2Request,
     ) -> Result<(Bytes, MessageHeader), GatewayError> {
-        let result = self.links.call(addr, request).await;
+        self.call_driver_on_link(addr, request, false).await
+    }
+
+    /// [`CallHandler::call_driver`]; `untie`: an OpenSession whose session must outlive the
+    /// driver connection it is opened on (see [`BackendLinks::open_untied`]).
+    pub(super) async fn call_driver_on_link(
+        &self,
+        addr: &str,
+        request: &Hs2Request,
+        untie: bool,
+    ) -> Result<(Bytes, MessageHeader), GatewayError> {
+        let result = if untie {
+            self.links.open_untied(addr, request).await
+        } else {
+            self.links.call(addr, request).await
+        };
         for (driver, guid) in self.links.take_lost_sessions() {
             if let Some(session) = self.table.find_by_backend(&driver, &guid) {
                 warn!(session.id = %session.id(), "the driver closed this session with a broken connection");
@@ -400,6 +420,8 @@ impl CallHandler {
         result
     }
 
+    /// The session behind a client's handle: one of this replica's, or an HTTP session another
+    /// replica opened (taken in from its sealed handle).
     pub(super) fn session(
         &self,
         handle: &t::TSessionHandle,
@@ -407,16 +429,20 @@ impl CallHandler {
     ) -> Result<Arc<Session>, GatewayError> {
         self.table
             .session(handle, owner)
+            .or_else(|| self.adopt_session(handle, owner))
             .ok_or(GatewayError::UnknownHandle { kind: "session" })
     }
 
+    /// The operation behind a client's handle (see [`CallHandler::session`]).
     pub(super) fn operation(
         &self,
         handle: &t::TOperationHandle,
         owner: &Owner,
     ) -> Result<OperationEntry, GatewayError> {
-        self.table
-            .operation(handle, owner)
+        if let Some(op) = self.table.operation(handle, owner) {
+            return Ok(op);
+        }
+        self.adopt_operation(handle, owner)?
             .ok_or(GatewayError::UnknownHandle { kind: "operation" })
     }
 

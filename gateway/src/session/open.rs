@@ -12,7 +12,7 @@ use sparkgate_auth::{Credential, Principal};
 use super::cache::{CacheScope, SessionCacheState};
 use super::client::ClientFamily;
 use super::stock::{StockKey, Stocked};
-use super::table::{mint_identifier, Session};
+use super::table::Session;
 use super::{encoded, CallContext, CallHandler, Reply};
 use crate::error::{GatewayError, OpenSessionRetry};
 use crate::pool::DriverLease;
@@ -124,7 +124,9 @@ impl CallHandler {
             }
         }
         let request = Hs2Request::OpenSession(req.clone());
-        let (reply, addr, lease) = self.place_session(tenant, &user, &request).await?;
+        // A session other replicas serve too must not end with this replica's connection.
+        let untie = self.config.http.shared_sessions && matches!(ctx.owner, super::Owner::User(_));
+        let (reply, addr, lease) = self.place_session(tenant, &user, &request, untie).await?;
         let Hs2Response::OpenSession(mut resp) = Hs2Response::decode_for(&request, &reply)
             .map_err(|e| GatewayError::BackendLost {
                 addr: addr.clone(),
@@ -142,9 +144,17 @@ impl CallHandler {
             t::TStatusCode::SUCCESS_STATUS | t::TStatusCode::SUCCESS_WITH_INFO_STATUS
         );
         if let (true, Some(backend_handle)) = (succeeded, resp.session_handle.take()) {
-            let handle = t::TSessionHandle {
-                session_id: mint_identifier(),
-            };
+            let (handle, sealed) =
+                self.mint_session_handle(&ctx.owner, |owner| super::sealed::SealedSession {
+                    owner: owner.to_owned(),
+                    user: user.clone(),
+                    tenant: tenant.name.clone(),
+                    family: family.name().to_owned(),
+                    driver: addr.clone(),
+                    driver_guid: backend_handle.session_id.guid.clone(),
+                    driver_secret: backend_handle.session_id.secret.clone(),
+                    expires: super::sealed::unix_now() + super::sealed::HANDLE_TTL.as_secs(),
+                });
             let mut session = Session::new(
                 handle.clone(),
                 ctx.owner.clone(),
@@ -156,21 +166,13 @@ impl CallHandler {
             session.spark_ui = lease.as_ref().and_then(spark_ui_of);
             session.lease = lease;
             session.origin = origin(ctx, &principal.user);
-            session.rules = tenant.statement_rules();
-            session.family = family;
-            session.concise_errors = tenant.error_detail.concise_for(family);
-            session.max_query_time = tenant.max_query_time;
+            session.sealed = sealed;
+            self.configure_session(&mut session, tenant, family);
             if tenant.replay_sessions {
                 session.replay = Some(std::sync::Mutex::new(super::replay::ReplayLog::new(
                     opened_with,
                 )));
             }
-            session.cache_ttl = Some(tenant.cache_ttl.unwrap_or(self.config.cache.ttl))
-                .filter(|ttl| !ttl.is_zero());
-            session.cache_scope = match tenant.cache_scope {
-                CacheScope::User => user.clone(),
-                CacheScope::Tenant => String::new(),
-            };
             session.set_cache_state(SessionCacheState::new(
                 cache_settings.iter(),
                 format!("{:?}/{family:?}", resp.server_protocol_version),
@@ -206,10 +208,20 @@ impl CallHandler {
 
     /// OpenSession answered with a kept driver session (no driver round trip).
     fn reopen(&self, ctx: &CallContext, kept: Stocked, key: StockKey, seqid: i32) -> Reply {
-        let handle = t::TSessionHandle {
-            session_id: mint_identifier(),
-        };
+        let was = &kept.session;
+        let (handle, sealed) =
+            self.mint_session_handle(&ctx.owner, |owner| super::sealed::SealedSession {
+                owner: owner.to_owned(),
+                user: was.user.clone(),
+                tenant: was.tenant.clone(),
+                family: was.family.name().to_owned(),
+                driver: was.backend_addr.clone(),
+                driver_guid: was.backend_handle.session_id.guid.clone(),
+                driver_secret: was.backend_handle.session_id.secret.clone(),
+                expires: super::sealed::unix_now() + super::sealed::HANDLE_TTL.as_secs(),
+            });
         let mut session = kept.session.rehome(handle.clone(), ctx.owner.clone());
+        session.sealed = sealed;
         session.reuse = Some(Box::new((key, kept.opened.clone())));
         let authenticated = ctx.principal.as_ref().map_or(&session.user, |p| &p.user);
         session.origin = origin(ctx, &authenticated.clone());
@@ -239,6 +251,7 @@ impl CallHandler {
         tenant: &TenantConfig,
         user: &str,
         open: &Hs2Request,
+        untie: bool,
     ) -> Result<(Bytes, String, Option<DriverLease>), GatewayError> {
         let pool = self
             .pools
@@ -268,7 +281,7 @@ impl CallHandler {
                 );
             }
             self.links.introduce(&lease.address, &lease.secret);
-            match self.call_driver(&lease.address, open).await {
+            match self.call_driver_on_link(&lease.address, open, untie).await {
                 Ok((reply, _)) => {
                     let addr = lease.address.clone();
                     return Ok((reply, addr, Some(lease)));
@@ -291,11 +304,43 @@ impl CallHandler {
     }
 }
 
+impl CallHandler {
+    /// What a session takes from its tenant's settings and its client's family.
+    pub(super) fn configure_session(
+        &self,
+        session: &mut Session,
+        tenant: &TenantConfig,
+        family: ClientFamily,
+    ) {
+        session.rules = tenant.statement_rules();
+        session.family = family;
+        session.concise_errors = tenant.error_detail.concise_for(family);
+        session.max_query_time = tenant.max_query_time;
+        session.cache_ttl = Some(tenant.cache_ttl.unwrap_or(self.config.cache.ttl))
+            .filter(|ttl| !ttl.is_zero())
+            // A cached answer lives on one replica: with HTTP calls spread over replicas, the
+            // session's results come from its driver.
+            .filter(|_| !(self.config.http.shared_sessions && session.sealed.is_some()));
+        session.cache_scope = match tenant.cache_scope {
+            CacheScope::User => session.user.clone(),
+            CacheScope::Tenant => String::new(),
+        };
+    }
+}
+
 /// The Spark UI of a session's driver, where its statements' progress is read.
 pub(super) fn spark_ui_of(lease: &DriverLease) -> Option<crate::driver::progress::SparkUi> {
+    spark_ui(lease.ui.as_deref(), &lease.secret)
+}
+
+/// A driver's Spark UI at `ui`, opened with the driver's password.
+pub(super) fn spark_ui(
+    ui: Option<&str>,
+    secret: &crate::launcher::DriverSecret,
+) -> Option<crate::driver::progress::SparkUi> {
     Some(crate::driver::progress::SparkUi {
-        base: lease.ui.clone()?.trim_end_matches('/').to_owned(),
-        authorization: crate::launcher::ui::authorization(&lease.secret),
+        base: ui?.trim_end_matches('/').to_owned(),
+        authorization: crate::launcher::ui::authorization(secret),
     })
 }
 

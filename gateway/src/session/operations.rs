@@ -184,7 +184,9 @@ impl CallHandler {
         if let (true, Some(queue)) = (admitted, self.admission.get(&session.tenant)) {
             match queue.admit(&session.user, &session.backend_addr)? {
                 Admit::Run(granted) => slot = Some(granted),
-                Admit::Wait(ticket) if wait_for_client => {
+                // Over HTTP with replicas sharing sessions, the next call may reach a replica
+                // that does not hold this queue: the statement waits in this call instead.
+                Admit::Wait(ticket) if wait_for_client || self.shares_session(&session) => {
                     let (granted, waited) = queued::wait_for_place(ticket, &ctx.client_gone)
                         .instrument(span.clone())
                         .await?;

@@ -290,7 +290,7 @@ impl CallHandler {
             .ok_or_else(|| format!("tenant {:?} is no longer configured", session.tenant))?;
         let open = Hs2Request::OpenSession(log.opened_with.clone());
         let (reply, addr, lease) = self
-            .place_session(tenant, &session.user, &open)
+            .place_session(tenant, &session.user, &open, self.shares_session(session))
             .await
             .map_err(|e| format!("no driver took it: {e}"))?;
         let backend_handle = match Hs2Response::decode_for(&open, &reply) {

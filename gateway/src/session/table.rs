@@ -147,6 +147,8 @@ pub fn is_final(state: TOperationState) -> bool {
 pub struct SessionTable {
     sessions: Mutex<HashMap<HandleId, Arc<Session>>>,
     operations: Mutex<HashMap<HandleId, OperationEntry>>,
+    /// Seals the operation handles of HTTP sessions (see [`super::sealed`]).
+    sealer: Option<Arc<super::sealed::Sealer>>,
 }
 
 /// Finds an owned entry: the guid must be known, the secret must match, the caller must own it.
@@ -162,6 +164,64 @@ fn owned<'a, T>(
 }
 
 impl SessionTable {
+    /// A table whose HTTP sessions' operation handles are sealed with `sealer`.
+    pub fn sealing(sealer: Arc<super::sealed::Sealer>) -> Self {
+        Self {
+            sealer: Some(sealer),
+            ..Self::default()
+        }
+    }
+
+    /// Takes in a session another replica opened (its sealed handle), unless its handle's GUID
+    /// is taken here already.
+    pub fn insert_if_absent(&self, session: Session) -> Option<Arc<Session>> {
+        let key = key_of(&session.client_handle.session_id)?;
+        let mut sessions = self.sessions.lock().expect("sessions");
+        if sessions.contains_key(&key) {
+            return None;
+        }
+        let session = Arc::new(session);
+        sessions.insert(key, session.clone());
+        Some(session)
+    }
+
+    /// Takes in an operation another replica started (its sealed handle), unless its handle's
+    /// GUID is taken here already. Its status and results are asked of its driver.
+    pub fn adopt_operation(
+        &self,
+        session: &Arc<Session>,
+        client_handle: TOperationHandle,
+        backend_handle: TOperationHandle,
+        name_column: Option<usize>,
+    ) -> Option<OperationEntry> {
+        let key = key_of(&client_handle.operation_id)?;
+        let mut operations = self.operations.lock().expect("operations");
+        if operations.contains_key(&key) {
+            return None;
+        }
+        let entry = OperationEntry {
+            client_handle,
+            backend_handle,
+            session: session.clone(),
+            final_status: None,
+            running: false,
+            name_column,
+            cancelled_by_limit: None,
+            started: Instant::now(),
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            progress: Arc::default(),
+            cache: None,
+            slot: None,
+            queued: None,
+            record: None,
+            session_state: None,
+        };
+        operations.insert(key, entry.clone());
+        Some(entry)
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.lock().expect("sessions").len()
     }
@@ -309,6 +369,19 @@ impl SessionTable {
         runs_on: bool,
         extras: OperationExtras,
     ) -> TOperationHandle {
+        self.insert_operation(session, backend_handle, runs_on, extras, false)
+    }
+
+    /// [`SessionTable::add_operation`]; `issuer_only`: no other replica can serve it.
+    fn insert_operation(
+        &self,
+        session: &Arc<Session>,
+        backend_handle: TOperationHandle,
+        runs_on: bool,
+        extras: OperationExtras,
+        issuer_only: bool,
+    ) -> TOperationHandle {
+        let issuer_only = issuer_only || extras.cache.as_ref().is_some_and(|c| c.gateway_only);
         let OperationExtras {
             name_column,
             cache,
@@ -316,10 +389,26 @@ impl SessionTable {
             record,
             session_state,
         } = extras;
-        let client_handle = TOperationHandle {
+        let mut client_handle = TOperationHandle {
             operation_id: mint_identifier(),
             ..backend_handle.clone()
         };
+        if let (Some(sealer), Some(sealed)) = (&self.sealer, &session.sealed) {
+            let state = super::sealed::SealedOperation {
+                session: sealed.clone(),
+                session_guid: session.client_handle.session_id.guid.clone(),
+                session_secret: session.client_handle.session_id.secret.clone(),
+                driver_guid: backend_handle.operation_id.guid.clone(),
+                driver_secret: backend_handle.operation_id.secret.clone(),
+                operation_type: backend_handle.operation_type.0,
+                has_result_set: backend_handle.has_result_set,
+                modified_row_count: backend_handle.modified_row_count.map(|c| c.0),
+                name_column,
+                issuer_only,
+            };
+            client_handle.operation_id.secret =
+                sealer.seal(&client_handle.operation_id.guid, &state);
+        }
         let key = key_of(&client_handle.operation_id).expect("minted guid has 16 bytes");
         if let Some(record) = &record {
             record.operation(display_id(&client_handle.operation_id));
@@ -361,7 +450,7 @@ impl SessionTable {
         extras: OperationExtras,
         queued: Arc<super::queued::QueuedState>,
     ) -> TOperationHandle {
-        let handle = self.add_operation(session, placeholder, false, extras);
+        let handle = self.insert_operation(session, placeholder, false, extras, true);
         if let Some(op) = self
             .operations
             .lock()

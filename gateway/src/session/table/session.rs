@@ -54,6 +54,8 @@ pub struct Session {
     pub replay: Option<Mutex<crate::session::replay::ReplayLog>>,
     /// Held while the session moves to another driver: one move, however many calls failed.
     pub moving: tokio::sync::Mutex<()>,
+    /// An HTTP session's state as its sealed handle carries it (see [`crate::session::sealed`]).
+    pub sealed: Option<crate::session::sealed::SealedSession>,
 }
 
 /// An operation place [`Session::reserve_operation`] took; given back when dropped, unless an
@@ -121,6 +123,7 @@ impl Session {
             }),
             replay: None,
             moving: tokio::sync::Mutex::new(()),
+            sealed: None,
         }
     }
 
@@ -163,6 +166,8 @@ impl Session {
             }),
             replay,
             moving: tokio::sync::Mutex::new(()),
+            // Its handle still names the lost driver: other replicas cannot take it in.
+            sealed: None,
         }
     }
 

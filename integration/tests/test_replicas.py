@@ -1,0 +1,227 @@
+"""Several sparkgate replicas serving one HTTP session: a round-robin forwarder (what a Kubernetes
+Service without session affinity does) sends consecutive HTTP calls of one session to alternating
+replicas; each takes in the sessions and operations of the other from their sealed handles. Both
+replicas share the cookie key and one real Spark Thrift Server (a static backend)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import http.server
+import itertools
+import socketserver
+import subprocess
+import threading
+import time
+
+import pytest
+from pyhive import hive
+from TCLIService import TCLIService, ttypes
+from thrift.protocol import TBinaryProtocol
+from thrift.transport import THttpClient
+
+from harness import REPO, Sparkgate
+from helpers import free_port, spark_home, wait_for
+
+PASSWORD = "replica-Pw-2468"
+
+
+class RoundRobin:
+    """An HTTP forwarder on 127.0.0.1: each POST goes to the next replica in turn (one that refuses
+    the connection is skipped, as a load balancer drops a dead endpoint). It counts what each
+    replica answered."""
+
+    def __init__(self, ports: list[int]):
+        self.ports = ports
+        self.turn = itertools.cycle(range(len(ports)))
+        self.lock = threading.Lock()
+        self.served = [0] * len(ports)
+        forwarder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                for _ in range(len(forwarder.ports)):
+                    with forwarder.lock:
+                        index = next(forwarder.turn)
+                    conn = http.client.HTTPConnection("127.0.0.1", forwarder.ports[index], timeout=300)
+                    try:
+                        conn.request("POST", self.path, body=body, headers=headers)
+                        reply = conn.getresponse()
+                        data = reply.read()
+                    except ConnectionRefusedError:
+                        continue
+                    finally:
+                        conn.close()
+                    with forwarder.lock:
+                        forwarder.served[index] += 1
+                    self.send_response(reply.status)
+                    for key, value in reply.getheaders():
+                        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self.send_error(502, "no replica answers")
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def replica_toml(d, http_port: int, backend: str) -> str:
+    return f"""
+[server]
+bind = "127.0.0.1:{{port}}"
+shutdown_grace = "2s"
+[http]
+bind = "127.0.0.1:{http_port}"
+path = "/cliservice"
+cookie_key_file = "{d / 'cookie.key'}"
+shared_sessions = true
+[[auth.methods]]
+type = "users_file"
+path = "{d / 'users.toml'}"
+[[tenants]]
+name = "shared"
+groups = ["analysts"]
+backends = ["{backend}"]
+"""
+
+
+@pytest.fixture
+def replicas(sts, workdir):
+    d = workdir / "replicas"
+    d.mkdir(exist_ok=True)
+    (d / "cookie.key").write_bytes(b"replicas-share-this-cookie-key-0123456789")
+    (d / "cookie.key").chmod(0o600)
+    for user in ("hana", "ivan"):
+        subprocess.run([str(REPO / "target/release/sparkgate"), "passwd", str(d / "users.toml"), user,
+                        "--group", "analysts"], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+    ports = [free_port(), free_port()]
+    gateways = [Sparkgate.with_config(d, replica_toml(d, port, f"127.0.0.1:{sts.port}"), f"replica-{i}").start()
+                for i, port in enumerate(ports)]
+    forwarder = RoundRobin(ports)
+    try:
+        yield gateways, forwarder
+    finally:
+        forwarder.close()
+        for gw in gateways:
+            gw.stop()
+
+
+def basic_transport(port: int, user: str) -> THttpClient.THttpClient:
+    transport = THttpClient.THttpClient(f"http://127.0.0.1:{port}/cliservice")
+    token = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
+    transport.setCustomHeaders({"Authorization": f"Basic {token}"})
+    return transport
+
+
+def http_connection(port: int, user: str = "hana"):
+    return hive.connect(thrift_transport=basic_transport(port, user))
+
+
+@pytest.mark.timeout(300)
+def test_an_http_session_alternating_between_replicas_works_and_survives_one(replicas):
+    (a, b), forwarder = replicas
+    conn = http_connection(forwarder.port)
+    cur = conn.cursor()
+    cur.execute("SET spark.sql.shuffle.partitions=3")
+    cur.execute("SELECT id, id * 2 AS twice FROM range(0, 2500) ORDER BY id")
+    cur.arraysize = 200  # many FetchResults calls, alternating replicas
+    rows = []
+    while batch := cur.fetchmany(200):
+        rows.extend(batch)
+    assert rows == [(i, 2 * i) for i in range(2500)]
+    started = time.monotonic()
+    cur.execute("SELECT reflect('java.lang.Thread', 'sleep', cast(1500 as bigint)) AS slept", async_=True)
+    polls = 0
+    while (state := cur.poll().operationState) not in (2, 3, 4, 5):  # until final
+        polls += 1
+        time.sleep(0.2)
+    assert state == ttypes.TOperationState.FINISHED_STATE, state
+    assert time.monotonic() - started >= 1.4, "the status came from the driver, once the statement ended"
+    cur.execute("SET spark.sql.shuffle.partitions")
+    assert cur.fetchall() == [("spark.sql.shuffle.partitions", "3")]
+    assert all(n > 3 for n in forwarder.served), forwarder.served
+    for gw in (a, b):
+        assert "taken in from its sealed handle" in gw.log_text(), "each replica served the other's session"
+
+    # One replica dies mid-session (no goodbye): the session goes on on the other.
+    a.proc.kill()
+    a.proc.wait(10)
+    killed = time.monotonic()
+    cur.execute("SELECT count(*) FROM range(0, 1000)")
+    assert cur.fetchall() == [(1000,)]
+    took = time.monotonic() - killed
+    cur.execute("SET spark.sql.shuffle.partitions")
+    assert cur.fetchall() == [("spark.sql.shuffle.partitions", "3")], "the session's settings are the driver's: kept"
+    conn.close()
+    print(f"\n[replicas] calls answered per replica {forwarder.served}; after one replica was killed the "
+          f"next statement ran on the other in {took:.2f} s")
+
+
+@pytest.mark.timeout(300)
+def test_beeline_over_http_through_alternating_replicas(replicas):
+    (a, b), forwarder = replicas
+    url = f"jdbc:hive2://127.0.0.1:{forwarder.port}/default;transportMode=http;httpPath=cliservice"
+    sql = "SELECT id FROM range(0, 5); SELECT sum(id) AS total FROM range(0, 101);"
+    out = subprocess.run(
+        [str(spark_home() / "bin" / "beeline"), "-u", url, "-n", "ivan", "-p", PASSWORD, "--outputformat=csv2", "-e", sql],
+        stdin=subprocess.DEVNULL, check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.split()
+    assert lines[:6] == ["id", "0", "1", "2", "3", "4"] and "5050" in lines, out.stdout
+    assert all(n > 0 for n in forwarder.served), forwarder.served
+    wait_for("both replicas to have served ivan's session", lambda: all(
+        "taken in from its sealed handle" in gw.log_text() for gw in (a, b)), 5)
+
+
+@pytest.mark.timeout(120)
+def test_a_forged_or_foreign_sealed_handle_is_refused(replicas):
+    (a, b), forwarder = replicas
+    conn = http_connection(forwarder.port, "hana")
+    session = conn._sessionHandle
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    operation = cur._operationHandle
+
+    def raw(user: str):
+        return TCLIService.Client(TBinaryProtocol.TBinaryProtocol(basic_transport(forwarder.port, user)))
+
+    # Another user holding hana's handles: refused on either replica.
+    for _ in range(2):
+        resp = raw("ivan").ExecuteStatement(ttypes.TExecuteStatementReq(sessionHandle=session, statement="SELECT 2"))
+        assert resp.status.statusCode == ttypes.TStatusCode.ERROR_STATUS
+        assert "Invalid session handle" in resp.status.errorMessage
+        resp = raw("ivan").FetchResults(ttypes.TFetchResultsReq(operationHandle=operation, orientation=0, maxRows=10))
+        assert resp.status.statusCode == ttypes.TStatusCode.ERROR_STATUS
+    # Her own handle with one bit of its sealed state flipped: refused.
+    secret = bytearray(session.sessionId.secret)
+    secret[len(secret) // 2] ^= 0x04
+    forged = ttypes.TSessionHandle(ttypes.THandleIdentifier(guid=session.sessionId.guid, secret=bytes(secret)))
+    for _ in range(2):
+        resp = raw("hana").ExecuteStatement(ttypes.TExecuteStatementReq(sessionHandle=forged, statement="SELECT 2"))
+        assert resp.status.statusCode == ttypes.TStatusCode.ERROR_STATUS
+        assert "Invalid session handle" in resp.status.errorMessage
+    # The genuine handle still serves her.
+    cur.execute("SELECT 3")
+    assert cur.fetchall() == [(3,)]
+    conn.close()
+    for gw in (a, b):
+        assert "panicked" not in gw.log_text()
