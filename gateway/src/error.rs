@@ -58,7 +58,7 @@ pub enum GatewayError {
         method: &'static str,
         detail: String,
     },
-    #[error("the driver at {from} was lost; the session moved to another driver ({to}) with its database, settings and temporary views, and the statement did not complete: retry it")]
+    #[error("{}", session_moved(.from, .to))]
     SessionMoved { from: String, to: String },
     #[error("the driver at {addr} was lost and the session could not move to another driver: {detail}. The session is closed; open a new one")]
     SessionNotMoved { addr: String, detail: String },
@@ -76,6 +76,15 @@ pub enum GatewayError {
     Admission(#[from] AdmissionError),
     #[error("the statement has not run: {0}")]
     NotRun(String),
+}
+
+fn session_moved(from: &str, to: &str) -> String {
+    let opened = if from == to {
+        format!("the session's connection to the driver at {from} was lost; the session was opened again on that driver")
+    } else {
+        format!("the driver at {from} was lost; the session moved to another driver ({to})")
+    };
+    format!("{opened} with its database, settings and temporary views, and the statement did not complete: retry it")
 }
 
 /// How to retry an OpenSession a driver failed (see [`GatewayError::open_session_retry`]).

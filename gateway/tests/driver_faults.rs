@@ -108,7 +108,7 @@ async fn a_driver_error_status_reaches_the_client_as_sent() {
 }
 
 #[tokio::test]
-async fn a_cut_connection_loses_the_session_with_a_clear_message() {
+async fn a_cut_connection_reopens_the_session_with_a_clear_message() {
     let sts = FakeSts::new()
         .fault("ExecuteStatement", Fault::Cut)
         .start()
@@ -116,13 +116,18 @@ async fn a_cut_connection_loses_the_session_with_a_clear_message() {
     let gw = gateway(&sts, Duration::from_secs(5)).await;
     let mut conn = client(&gw).await;
     let session = open(&mut conn).await;
+    // The session is opened again on the driver (its state replayed): the call says so...
     let text = error_text(&call(&mut conn, &execute(&session)).await);
     assert!(
-        text.contains("connection to the Spark Thrift Server"),
+        text.contains("connection to the driver at") && text.contains("retry it"),
         "{text}"
     );
-    let text = error_text(&call(&mut conn, &info(&session)).await);
-    assert!(text.contains("session is lost"), "{text}");
+    // ...and the session's next call works.
+    let response = call(&mut conn, &info(&session)).await;
+    assert_eq!(
+        response.status().status_code,
+        t::TStatusCode::SUCCESS_STATUS
+    );
     // A new session works (on a new driver connection).
     let session = open(&mut conn).await;
     let response = call(&mut conn, &info(&session)).await;

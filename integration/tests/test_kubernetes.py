@@ -104,7 +104,8 @@ def lease_holder(cluster, namespace: str, name: str) -> str | None:
 
 
 def tenant_toml(name: str, users: list[str], *, min_drivers: int = 1, max_drivers: int = 1, target: int = 4,
-                idle_ttl: str = "10m", annotations: dict | None = None, ephemeral: bool = True) -> str:
+                idle_ttl: str = "10m", annotations: dict | None = None, ephemeral: bool = True,
+                replay: bool = True) -> str:
     # FakeNode runs each driver Pod as a local Spark Thrift Server with its own embedded catalog:
     # the tests' tenants accept that (ephemeral_catalog); a real tenant names a shared one.
     users_list = ", ".join(f'"{u}"' for u in users)
@@ -118,6 +119,7 @@ driver_memory = "512m"
 spark_conf = {{ "spark.sql.shuffle.partitions" = "2" }}
 service_account_annotations = {{ {ann} }}
 ephemeral_catalog = {"true" if ephemeral else "false"}
+replay_sessions = {"true" if replay else "false"}
 [tenants.scaling]
 min_drivers = {min_drivers}
 max_drivers = {max_drivers}
@@ -260,7 +262,9 @@ def test_two_tenants_run_as_their_own_service_accounts(cluster, node, work, clea
 
 @pytest.mark.timeout(500)
 def test_lost_driver_pod_fails_its_session_and_is_replaced(cluster, node, work, clean):
-    gw = start_gateway(cluster, work, gateway_toml(tenant_toml("crashy", ["carl"]), lease_name="lease-crashy"), "gw")
+    """With replay off, a session ends with its driver Pod, and its client learns at once."""
+    gw = start_gateway(cluster, work, gateway_toml(tenant_toml("crashy", ["carl"], replay=False),
+                                                   lease_name="lease-crashy"), "gw")
     try:
         for how in ("killed", "deleted"):
             conn = hive.connect("127.0.0.1", gw.port, username="carl", auth="NONE")
