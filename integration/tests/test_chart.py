@@ -9,6 +9,7 @@ Installing into a real API server is another test's job.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -453,6 +454,35 @@ def test_service_and_pdb():
     assert pdb["spec"]["selector"]["matchLabels"] == one(objs, "Deployment", FULLNAME)["spec"]["selector"]["matchLabels"]
     # One replica: a PDB with minAvailable 1 would block every node drain, so none.
     assert not [o for o in objects(with_values(TWO_TENANTS, replicaCount=1)) if o["kind"] == "PodDisruptionBudget"]
+
+
+def test_replicas_share_http_sessions_and_roll_one_at_a_time():
+    """Several replicas: one key to seal HTTP handles (the chart's own Secret unless one is
+    given), shared_sessions on, a rolling update that keeps every old Pod until a new one is
+    ready, and the PDB. One replica: none of it."""
+    values = with_values(TWO_TENANTS, replicaCount=3, **{"http.cookieKeySecret": {"name": "", "key": "cookie-key"}})
+    objs = objects(values)
+    secret = one(objs, "Secret", f"{FULLNAME}-cookie-key")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(secret["data"]["cookie-key"])) >= 32
+    http = config(objs)["http"]
+    assert http["shared_sessions"] is True
+    assert http["cookie_key_file"].endswith("/cookie-key")
+    pod = one(objs, "Deployment", FULLNAME)["spec"]["template"]["spec"]
+    assert {"name": "cookie-key", "secret": {"secretName": f"{FULLNAME}-cookie-key",
+                                             "items": [{"key": "cookie-key", "path": "cookie-key"}]}} in pod["volumes"]
+    deployment = one(objs, "Deployment", FULLNAME)
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert one(objs, "PodDisruptionBudget", FULLNAME)["spec"]["minAvailable"] == 1
+    # A key of the operator's own is used as given; sharing can be switched off.
+    own = objects(with_values(values, **{"http.cookieKeySecret": {"name": "ops-cookie", "key": "k"},
+                                         "http.sharedSessions": False}))
+    assert not [o for o in own if o["kind"] == "Secret"]
+    assert config(own)["http"]["shared_sessions"] is False
+    single = objects(with_values(values, replicaCount=1))
+    assert not [o for o in single if o["kind"] in ("Secret", "PodDisruptionBudget")]
+    assert config(single)["http"]["shared_sessions"] is False
 
 
 def test_pod_template_file():

@@ -9,10 +9,13 @@ import base64
 import http.client
 import http.server
 import itertools
+import signal
 import socketserver
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from pyhive import hive
@@ -31,8 +34,10 @@ class RoundRobin:
     the connection is skipped, as a load balancer drops a dead endpoint). It counts what each
     replica answered."""
 
-    def __init__(self, ports: list[int]):
+    def __init__(self, ports: list[int], ready_urls: list[str] | None = None):
         self.ports = ports
+        # Like a Service's endpoints: a replica whose /readyz fails gets no new request.
+        self.ready_urls = ready_urls
         self.turn = itertools.cycle(range(len(ports)))
         self.lock = threading.Lock()
         self.served = [0] * len(ports)
@@ -50,6 +55,8 @@ class RoundRobin:
                 for _ in range(len(forwarder.ports)):
                     with forwarder.lock:
                         index = next(forwarder.turn)
+                    if not forwarder.ready(index):
+                        continue
                     conn = http.client.HTTPConnection("127.0.0.1", forwarder.ports[index], timeout=300)
                     try:
                         conn.request("POST", self.path, body=body, headers=headers)
@@ -79,16 +86,27 @@ class RoundRobin:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def ready(self, index: int) -> bool:
+        if not self.ready_urls:
+            return True
+        try:
+            with urllib.request.urlopen(self.ready_urls[index], timeout=2) as reply:
+                return reply.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
     def close(self):
         self.server.shutdown()
         self.server.server_close()
 
 
-def replica_toml(d, http_port: int, backend: str) -> str:
+def replica_toml(d, http_port: int, admin_port: int, backend: str) -> str:
     return f"""
 [server]
 bind = "127.0.0.1:{{port}}"
-shutdown_grace = "2s"
+shutdown_grace = "4s"
+[admin]
+bind = "127.0.0.1:{admin_port}"
 [http]
 bind = "127.0.0.1:{http_port}"
 path = "/cliservice"
@@ -114,9 +132,12 @@ def replicas(sts, workdir):
         subprocess.run([str(REPO / "target/release/sparkgate"), "passwd", str(d / "users.toml"), user,
                         "--group", "analysts"], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
     ports = [free_port(), free_port()]
-    gateways = [Sparkgate.with_config(d, replica_toml(d, port, f"127.0.0.1:{sts.port}"), f"replica-{i}").start()
-                for i, port in enumerate(ports)]
-    forwarder = RoundRobin(ports)
+    admin_ports = [free_port(), free_port()]
+    gateways = [Sparkgate.with_config(d, replica_toml(d, port, admin, f"127.0.0.1:{sts.port}"), f"replica-{i}").start()
+                for i, (port, admin) in enumerate(zip(ports, admin_ports))]
+    for gw, admin in zip(gateways, admin_ports):
+        gw.ready_url = f"http://127.0.0.1:{admin}/readyz"
+    forwarder = RoundRobin(ports, [gw.ready_url for gw in gateways])
     try:
         yield gateways, forwarder
     finally:
@@ -225,3 +246,31 @@ def test_a_forged_or_foreign_sealed_handle_is_refused(replicas):
     conn.close()
     for gw in (a, b):
         assert "panicked" not in gw.log_text()
+
+
+@pytest.mark.timeout(300)
+def test_a_stopping_replica_fails_readiness_and_hands_its_http_sessions_over(replicas):
+    """A rolling update's view of one replica: told to stop (SIGTERM), it fails readiness at once
+    (the forwarder, as a Service would, sends it nothing new), finishes its calls in flight, and
+    leaves its HTTP sessions open on the driver for the others: the client sees no error."""
+    (a, _other), forwarder = replicas
+    conn = http_connection(forwarder.port)
+    cur = conn.cursor()
+    cur.execute("SET spark.sql.shuffle.partitions=5")
+    cur.execute("SELECT reflect('java.lang.Thread', 'sleep', cast(3000 as bigint)) AS slept", async_=True)
+    a.proc.send_signal(signal.SIGTERM)
+    told = time.monotonic()
+    wait_for("the stopping replica to fail readiness", lambda: not forwarder.ready(0), 2, every=0.05)
+    unready = time.monotonic() - told
+    while (state := cur.poll().operationState) not in (2, 3, 4, 5):
+        time.sleep(0.2)
+    assert state == ttypes.TOperationState.FINISHED_STATE, state
+    assert cur.fetchall() == [("null",)], "the statement in flight ran to its end (reflect: Thread.sleep's void as 'null')"
+    a.proc.wait(30)
+    assert "leaving HTTP sessions open for the other replicas" in a.log_text()
+    for _ in range(4):
+        cur.execute("SET spark.sql.shuffle.partitions")
+        assert cur.fetchall() == [("spark.sql.shuffle.partitions", "5")], "same driver session, settings kept"
+    conn.close()
+    print(f"\n[replicas] a stopping replica failed readiness {unready:.2f} s after SIGTERM; its HTTP session "
+          f"went on on the other replica without an error")

@@ -17,6 +17,7 @@ bind = {{ printf "0.0.0.0:%v" .Values.ports.http | toJson }}
 {{- with include "sparkgate.secretFile" (dict "root" . "volume" "cookie-key") }}
 cookie_key_file = {{ toJson . }}
 {{- end }}
+shared_sessions = {{ include "sparkgate.sharedSessions" . }}
 
 [tls]
 {{- if .Values.tls.secretName }}

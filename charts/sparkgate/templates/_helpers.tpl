@@ -179,9 +179,8 @@ keys, is mounted by the Deployment at /run/secrets/sparkgate/tls.)
 {{- $out = append $out (dict "volume" "admin-token" "secret" .name "key" .key "file" (printf "%s/%s" (include "sparkgate.secretDir" "admin-token") .key)) -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.http.enabled .Values.http.cookieKeySecret.name -}}
-{{- $ref := .Values.http.cookieKeySecret -}}
-{{- $out = append $out (dict "volume" "cookie-key" "secret" $ref.name "key" $ref.key "file" (printf "%s/%s" (include "sparkgate.secretDir" "cookie-key") $ref.key)) -}}
+{{- with include "sparkgate.cookieKeySecret" . | fromJson -}}
+{{- $out = append $out (dict "volume" "cookie-key" "secret" .name "key" .key "file" (printf "%s/%s" (include "sparkgate.secretDir" "cookie-key") .key)) -}}
 {{- end -}}
 {{- range $i, $m := .Values.auth.methods -}}
 {{- range $field := list "bindPasswordSecret" "caSecret" "secret" "hs256Secret" "publicKeySecret" "jwksSecret" -}}
@@ -211,4 +210,29 @@ keys, is mounted by the Deployment at /run/secrets/sparkgate/tls.)
 {{- $items = append $items (printf "%s = %s" (toJson $k) (include "sparkgate.toml.stringMap" (get $res $k))) -}}
 {{- end -}}
 {{- if $items -}}{ {{ join ", " $items }} }{{- else -}}{}{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the HTTP cookie and handle key, as JSON {name, key} ({} for none): the
+configured one, else the chart's own when several replicas must share one. */}}
+{{- define "sparkgate.cookieKeySecret" -}}
+{{- if .Values.http.enabled -}}
+{{- if .Values.http.cookieKeySecret.name -}}
+{{- toJson .Values.http.cookieKeySecret -}}
+{{- else if gt (int .Values.replicaCount) 1 -}}
+{{- toJson (dict "name" (printf "%s-cookie-key" (include "sparkgate.fullname" .)) "key" "cookie-key") -}}
+{{- else -}}
+{}
+{{- end -}}
+{{- else -}}
+{}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether replicas serve each other's HTTP sessions: http.sharedSessions, else replicaCount > 1. */}}
+{{- define "sparkgate.sharedSessions" -}}
+{{- if kindIs "bool" .Values.http.sharedSessions -}}
+{{- .Values.http.sharedSessions -}}
+{{- else -}}
+{{- gt (int .Values.replicaCount) 1 -}}
+{{- end -}}
 {{- end -}}
