@@ -645,6 +645,49 @@ def test_chart_installs_into_the_api_server(cluster):
     cluster.core().delete_namespace(drivers_ns)
 
 
+@pytest.mark.timeout(300)
+def test_chart_upgrade_keeps_the_replicas_shared_key_and_rolls_one_pod_at_a_time(cluster):
+    """helm install with three replicas and no key of the operator's own, then helm upgrade with a
+    changed setting, in the real API server: the chart's random key (which seals every open HTTP
+    session's handles) survives the upgrade unchanged, the Pod template changes (a rollout), and
+    the rollout keeps every old Pod until a new one is ready, with a PodDisruptionBudget. The
+    test control plane runs no deployment controller: what the rollout does with those settings
+    is what test_replicas.py runs with real sparkgate processes."""
+    release_ns = "sg-upgrade"
+    values = {"replicaCount": 3, "kubernetes": {"leaderElection": True}, "tenants": [
+        {"name": "up", "users": ["*"], "launcher": "static", "backends": ["sts.example:10000"]}]}
+    with helm_config(cluster, release_ns) as cfg:
+        cfg.install(CHART, "sg", values, namespace=release_ns, create_namespace=True, timeout=60)
+        try:
+            api = cluster.api()
+            core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+            key = core.read_namespaced_secret("sg-sparkgate-cookie-key", release_ns).data["cookie-key"]
+            before = apps.read_namespaced_deployment("sg-sparkgate", release_ns)
+            assert "shared_sessions = true" in core.read_namespaced_config_map("sg-sparkgate", release_ns).data["sparkgate.toml"]
+            upgraded = dict(values, server={"shutdownGrace": "45s"})
+            with timed("helm upgrade"):
+                release = cfg.upgrade(CHART, "sg", upgraded, namespace=release_ns, timeout=60)
+            assert cfg.status("sg")["status"] == "deployed" and len(cfg.history("sg")) == 2
+            assert core.read_namespaced_secret("sg-sparkgate-cookie-key", release_ns).data["cookie-key"] == key, \
+                "the upgrade kept the key: HTTP sessions opened before it stay readable"
+            after = apps.read_namespaced_deployment("sg-sparkgate", release_ns)
+            assert after.spec.template.metadata.annotations["checksum/config"] != \
+                before.spec.template.metadata.annotations["checksum/config"], "a changed config rolls the Pods"
+            assert after.spec.strategy.type == "RollingUpdate"
+            assert after.spec.strategy.rolling_update.max_unavailable == 0
+            assert after.spec.strategy.rolling_update.max_surge == 1
+            assert after.spec.template.spec.termination_grace_period_seconds >= 45
+            probe = after.spec.template.spec.containers[0].readiness_probe
+            assert probe.http_get.path == "/readyz"
+            pdbs = [o for o in manifest_objects(release) if o["kind"] == "PodDisruptionBudget"]
+            assert [o["spec"]["minAvailable"] for o in pdbs] == [1]
+        finally:
+            cfg.uninstall("sg", timeout=60)
+    # helm.sh/resource-policy: keep: the key outlives an uninstall too (a reinstall reads it).
+    assert cluster.core().read_namespaced_secret("sg-sparkgate-cookie-key", release_ns)
+    cluster.core().delete_namespace(release_ns)
+
+
 @pytest.mark.timeout(120)
 def test_bad_tenant_name_stops_startup(cluster, work):
     toml = gateway_toml(tenant_toml("Bad_Name", ["bob"]), lease_name="lease-bad")
