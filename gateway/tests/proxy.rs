@@ -293,19 +293,20 @@ async fn backend_dying_mid_session_gives_errors_not_hangs() {
         .unwrap();
     assert!(is_error(resp.status()), "{resp:?}");
     let text = resp.status().error_message.clone().unwrap();
+    // Its only backend is gone: the session cannot move to another driver, and ends.
     assert!(
-        text.contains("connection to the Spark Thrift Server")
-            || text.contains("cannot reach the Spark Thrift Server"),
+        text.contains("was lost and the session could not move to another driver")
+            && text.contains("cannot reach the Spark Thrift Server")
+            && text.contains("open a new one"),
         "{text}"
     );
-    // Later calls on the lost session say why, too.
-    let resp = conn.call(&req).await.unwrap();
-    assert!(resp
-        .status()
-        .error_message
-        .as_deref()
+    // Later calls on the ended session are refused, at once.
+    let resp = tokio::time::timeout(Duration::from_secs(10), conn.call(&req))
+        .await
         .unwrap()
-        .contains("session is lost"));
+        .unwrap();
+    let text = resp.status().error_message.clone().unwrap();
+    assert!(text.contains("Invalid session handle"), "{text}");
 }
 
 #[tokio::test]

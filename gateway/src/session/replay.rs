@@ -312,18 +312,27 @@ impl CallHandler {
         let moved = session.moved_to(addr, backend_handle, lease);
         for sql in statements {
             if let Err(why) = self.replay_statement(&moved, sql).await {
-                let close = Hs2Request::CloseSession(t::TCloseSessionReq {
-                    session_handle: moved.backend_handle.clone(),
-                });
-                if let Err(e) = self.session_call(&moved, &close).await {
-                    warn!(error = %e, "could not close the half-replayed session on the driver");
-                }
+                self.close_moved(&moved).await;
                 return Err(format!("replaying `{}` failed: {why}", clip_sql(sql)));
             }
         }
-        self.table
-            .replace_session(session, moved)
-            .ok_or_else(|| "the client closed the session meanwhile".to_owned())
+        match self.table.replace_session(session, Arc::new(moved)) {
+            Ok(moved) => Ok(moved),
+            Err(moved) => {
+                self.close_moved(&moved).await;
+                Err("the client closed the session meanwhile".to_owned())
+            }
+        }
+    }
+
+    /// Closes a new driver session the move does not use.
+    async fn close_moved(&self, moved: &Session) {
+        let close = Hs2Request::CloseSession(t::TCloseSessionReq {
+            session_handle: moved.backend_handle.clone(),
+        });
+        if let Err(e) = self.session_call(moved, &close).await {
+            warn!(error = %e, "could not close an unused driver session of a move");
+        }
     }
 
     /// Runs one statement of the replay log to its end on the session's new driver.

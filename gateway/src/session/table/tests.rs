@@ -182,3 +182,54 @@ fn operation_places_are_counted_before_the_driver_is_asked() {
         "an unkept place is given back"
     );
 }
+
+#[test]
+fn a_moved_session_replaces_its_old_self_once_and_takes_its_old_operations_when_it_ends() {
+    let table = SessionTable::default();
+    let (client, _) = open(&table, CONN_A);
+    let old = table.session(&client, &CONN_A).unwrap();
+    let op = table.add_operation(&old, backend_operation(), true, OperationExtras::default());
+    let moved = Arc::new(old.moved_to("127.0.0.1:2".into(), backend_session(), None));
+    let current = table
+        .replace_session(&old, moved.clone())
+        .expect("replaced");
+    assert!(Arc::ptr_eq(&current, &moved));
+    assert_eq!(
+        table.session(&client, &CONN_A).unwrap().backend_addr,
+        "127.0.0.1:2"
+    );
+    // A second move from the same old session (a racing call) does not replace the new one.
+    let again = Arc::new(old.moved_to("127.0.0.1:3".into(), backend_session(), None));
+    assert!(table.replace_session(&old, again).is_err());
+    assert_eq!(
+        table.session(&client, &CONN_A).unwrap().backend_addr,
+        "127.0.0.1:2"
+    );
+    // The old operation stays for its client to close; the session's end takes it too.
+    assert!(table.operation(&op, &CONN_A).is_some());
+    table.remove_session(&client, &CONN_A).unwrap();
+    assert!(table.operation(&op, &CONN_A).is_none());
+    assert_eq!(table.operation_count(), 0);
+}
+
+#[test]
+fn a_session_taken_in_never_displaces_one_with_the_same_guid() {
+    let table = SessionTable::default();
+    let (client, _) = open(&table, Owner::User("alice".into()));
+    let mut forged = client.clone();
+    forged.session_id.secret = vec![9; 40];
+    let taken = table.insert_if_absent(Session::new(
+        forged,
+        Owner::User("alice".into()),
+        "alice".into(),
+        "default".into(),
+        "127.0.0.1:9".into(),
+        backend_session(),
+    ));
+    assert!(taken.is_none());
+    let owner = Owner::User("alice".into());
+    assert_eq!(
+        table.session(&client, &owner).unwrap().backend_addr,
+        "127.0.0.1:1"
+    );
+}
