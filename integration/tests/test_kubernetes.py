@@ -453,6 +453,61 @@ def test_two_replicas_share_their_load_and_the_leader_scales_on_the_sum(cluster,
             gw.stop()
 
 
+@pytest.mark.timeout(400)
+def test_http_sessions_alternate_between_replicas_on_kubernetes_drivers(cluster, node, work, clean):
+    """Two replicas with the Kubernetes launcher, each with an HTTP listener and the same cookie
+    key, behind a round-robin forwarder: one session's calls alternate between them on a driver
+    Pod (which takes sparkgate's connections only, with its own secret: the replica that did not
+    start it knows it from the API server), and go on when one replica is killed."""
+    from test_replicas import RoundRobin
+    key = work / "cookie.key"
+    key.write_bytes(b"kubernetes-replicas-shared-cookie-key-42")
+    key.chmod(0o600)
+    lease = "lease-http"
+    tenants = tenant_toml("webby", ["wes"])
+    http_ports = [free_port(), free_port()]
+
+    def config(who: str, port: int) -> str:
+        return gateway_toml(tenants, lease_name=lease, identity=who, lease_duration="6s") + f"""
+[http]
+bind = "127.0.0.1:{port}"
+path = "/cliservice"
+cookie_key_file = "{key}"
+shared_sessions = true
+"""
+    a = start_gateway(cluster, work, config("web-a", http_ports[0]), "a")
+    b = start_gateway(cluster, work, config("web-b", http_ports[1]), "b")
+    forwarder = RoundRobin(http_ports)
+    try:
+        from thrift.transport import THttpClient
+        transport = THttpClient.THttpClient(f"http://127.0.0.1:{forwarder.port}/cliservice")
+        transport.setCustomHeaders({"Authorization": "Basic " + base64.b64encode(b"wes:x").decode()})
+        with timed("first HTTP session through the forwarder (driver Pod start)"):
+            conn = hive.connect(thrift_transport=transport)
+        cur = conn.cursor()
+        cur.execute("SET spark.sql.shuffle.partitions=7")
+        cur.execute("SELECT id FROM range(0, 900) ORDER BY id")
+        rows = []
+        while batch := cur.fetchmany(100):
+            rows.extend(batch)
+        assert rows == [(i,) for i in range(900)]
+        assert all(n >= 3 for n in forwarder.served), forwarder.served
+        assert any("taken in from its sealed handle" in gw.log_text() for gw in (a, b))
+        assert len(pods(cluster, "webby")) == 1, "one driver Pod serves both replicas"
+        victim = a if "leading" in a.log_text() else b
+        victim.proc.kill()
+        victim.proc.wait(10)
+        with timed("next statement after a replica was killed") as t:
+            cur.execute("SET spark.sql.shuffle.partitions")
+            assert cur.fetchall() == [("spark.sql.shuffle.partitions", "7")]
+        assert t.seconds < 10
+        conn.close()
+    finally:
+        forwarder.close()
+        for gw in (a, b):
+            gw.stop()
+
+
 @pytest.mark.timeout(600)
 def test_scale_up_under_load_and_back_to_min(cluster, node, work, clean):
     toml = gateway_toml(tenant_toml("elastic", ["ella"], min_drivers=1, max_drivers=2, target=1, idle_ttl="5s"),
