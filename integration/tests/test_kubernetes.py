@@ -454,6 +454,34 @@ def test_two_replicas_share_their_load_and_the_leader_scales_on_the_sum(cluster,
 
 
 @pytest.mark.timeout(400)
+def test_a_session_outlives_its_killed_driver_pod(cluster, node, work, clean):
+    """Replay on Kubernetes: the driver Pod under a session that set a config and made a
+    temporary view is killed; the session moves to the replacement Pod with both."""
+    gw = start_gateway(cluster, work, gateway_toml(tenant_toml("mover", ["mo"]), lease_name="lease-mover"), "gw")
+    try:
+        conn = hive.connect("127.0.0.1", gw.port, username="mo", auth="NONE")
+        cur = conn.cursor()
+        cur.execute("SET replay.pod.marker=kept")
+        cur.execute("CREATE TEMPORARY VIEW tens AS SELECT id * 10 AS ten FROM range(0, 4)")
+        cur.execute("SELECT sum(ten) FROM tens")
+        assert cur.fetchall() == [(60,)]
+        (pod,) = [p for p in pods(cluster, "mover") if ready(p)]
+        node.kill(pod.metadata.name)
+        wait_for("sparkgate to notice its driver Pod is gone", lambda: "driver lost" in gw.log_text(), 15)
+        with timed("the session's next statement (moved to the replacement Pod, state replayed)"):
+            cur.execute("SELECT sum(ten) FROM tens")
+            assert cur.fetchall() == [(60,)]
+        cur.execute("SET replay.pod.marker")
+        assert cur.fetchall() == [("replay.pod.marker", "kept")]
+        (replacement,) = [p for p in pods(cluster, "mover") if ready(p)]
+        assert replacement.metadata.name != pod.metadata.name
+        assert "session moved to another driver with its state replayed" in gw.log_text()
+        conn.close()
+    finally:
+        gw.stop()
+
+
+@pytest.mark.timeout(400)
 def test_http_sessions_alternate_between_replicas_on_kubernetes_drivers(cluster, node, work, clean):
     """Two replicas with the Kubernetes launcher, each with an HTTP listener and the same cookie
     key, behind a round-robin forwarder: one session's calls alternate between them on a driver
