@@ -289,8 +289,11 @@ async fn publish(
                 spec: None,
             };
             match leases.create(&PostParams::default(), &lease).await {
-                // Another replica created it meanwhile: the next tick patches it.
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                // Another replica created it meanwhile: the report goes in by patch after all.
+                Err(kube::Error::Api(e)) if e.code == 409 => leases
+                    .patch(lease_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ()),
                 other => other.map(|_| ()),
             }
         }

@@ -339,28 +339,19 @@ impl SessionTable {
         if let (true, Some(lease)) = (runs_on, &session.lease) {
             lease.operation_started();
         }
-        self.operations.lock().expect("operations").insert(
-            key,
-            OperationEntry {
-                client_handle: client_handle.clone(),
-                backend_handle,
-                session: session.clone(),
-                final_status: None,
-                running: runs_on,
-                name_column,
-                cancelled_by_limit: None,
-                started: Instant::now(),
-                started_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
-                progress: Arc::default(),
-                cache,
-                slot: slot.map(Arc::new),
-                queued: None,
-                record,
-                session_state: session_state.map(|sql| Arc::new(Mutex::new(Some(sql)))),
-            },
-        );
+        let entry = OperationEntry {
+            running: runs_on,
+            name_column,
+            cache,
+            slot: slot.map(Arc::new),
+            record,
+            session_state: session_state.map(|sql| Arc::new(Mutex::new(Some(sql)))),
+            ..OperationEntry::new(client_handle.clone(), backend_handle, session)
+        };
+        self.operations
+            .lock()
+            .expect("operations")
+            .insert(key, entry);
         client_handle
     }
 

@@ -1,5 +1,6 @@
 //! Sessions and operations that change hands: a session moved to another driver, and HTTP
-//! sessions and operations another replica opened, taken in from their sealed handles.
+//! sessions and operations another replica opened, taken in from their sealed handles; and the
+//! one way an operation entry begins, for these and for the table's own.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,6 +8,35 @@ use std::time::Instant;
 use hive_thrift::generated::tcliservice::{TOperationHandle, TSessionHandle};
 
 use super::{key_of, OperationEntry, Session, SessionTable};
+
+impl OperationEntry {
+    /// An operation starting now, with nothing besides its handles.
+    pub(super) fn new(
+        client_handle: TOperationHandle,
+        backend_handle: TOperationHandle,
+        session: &Arc<Session>,
+    ) -> Self {
+        Self {
+            client_handle,
+            backend_handle,
+            session: session.clone(),
+            final_status: None,
+            running: false,
+            name_column: None,
+            cancelled_by_limit: None,
+            started: Instant::now(),
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            progress: Arc::default(),
+            cache: None,
+            slot: None,
+            queued: None,
+            record: None,
+            session_state: None,
+        }
+    }
+}
 
 impl SessionTable {
     /// The session behind a client handle, whoever owns it (sparkgate's own work).
@@ -68,23 +98,8 @@ impl SessionTable {
             return None;
         }
         let entry = OperationEntry {
-            client_handle,
-            backend_handle,
-            session: session.clone(),
-            final_status: None,
-            running: false,
             name_column,
-            cancelled_by_limit: None,
-            started: Instant::now(),
-            started_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-            progress: Arc::default(),
-            cache: None,
-            slot: None,
-            queued: None,
-            record: None,
-            session_state: None,
+            ..OperationEntry::new(client_handle, backend_handle, session)
         };
         operations.insert(key, entry.clone());
         Some(entry)
