@@ -289,6 +289,67 @@ async fn a_driver_the_leader_drains_takes_no_new_sessions_on_a_follower() {
     stop.cancel();
 }
 
+/// A follower pool of the same launcher, not yet running its reconcile loop.
+fn follower_of(leader: &Running) -> Arc<DriverPool> {
+    DriverPool::new(
+        spec(),
+        policy(1),
+        limits(),
+        leader.launcher.clone(),
+        PoolMetrics::default(),
+        Arc::new(AtomicBool::new(false)),
+    )
+}
+
+#[tokio::test]
+async fn a_sealed_handle_finds_its_driver_on_a_replica_that_sees_it_starting_or_not_yet() {
+    let leader = start(policy(1), Duration::from_millis(500));
+    eventually("the leader's driver launched", || {
+        leader.launcher.live() == 1
+    })
+    .await;
+    // This replica lists the driver later than the leader did: still Starting here when the
+    // leader's session on it hands its sealed handle over.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let follower = follower_of(&leader);
+    follower.adopt().await;
+    let lease = leader.pool.acquire(|| {}).await.expect("a lease");
+    assert!(follower
+        .drivers()
+        .iter()
+        .any(|d| d.id == lease.driver_id && d.state == DriverState::Starting));
+    let (secret, _) = follower
+        .driver_for_sealed(&lease.driver_id, &lease.address)
+        .await
+        .expect("a Starting driver named by id is found");
+    assert!(secret == lease.secret, "the driver's own password");
+
+    // A replica that has not listed the driver yet waits for its reconcile loop.
+    let late = follower_of(&leader);
+    let stop = CancellationToken::new();
+    let running = late.clone();
+    let run_stop = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        running.run(run_stop).await;
+    });
+    assert!(late
+        .driver_for_sealed(&lease.driver_id, &lease.address)
+        .await
+        .is_some());
+    // Neither another address for a Ready driver nor an unknown driver is taken.
+    eventually("the late replica sees it ready", || ready(&late).len() == 1).await;
+    assert!(late
+        .driver_for_sealed(&lease.driver_id, "127.0.0.1:1")
+        .await
+        .is_none());
+    assert!(late
+        .driver_for_sealed("t-fake-99", &lease.address)
+        .await
+        .is_none());
+    stop.cancel();
+}
+
 #[tokio::test]
 async fn a_killed_driver_fails_and_is_replaced() {
     let r = start(policy(1), Duration::from_millis(30));

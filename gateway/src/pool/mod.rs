@@ -5,6 +5,7 @@
 //! launcher lists (a previous run's, or another replica's), applies the autoscaler's decisions
 //! (only where this replica leads), replaces dead drivers and drains idle ones.
 
+mod adoption;
 pub mod autoscale;
 pub mod leader;
 pub mod metrics;
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::launcher::{DriverSpec, Health, LaunchedDriver, Launcher};
+use crate::launcher::{DriverSpec, LaunchedDriver, Launcher};
 use autoscale::ScalingPolicy;
 pub use metrics::PoolMetrics;
 
@@ -275,70 +276,6 @@ impl DriverPool {
             underloaded_since: Mutex::new(None),
             others: Mutex::default(),
         })
-    }
-
-    /// Takes over drivers the launcher lists for this tenant that the pool does not know yet:
-    /// a previous run's, or (on Kubernetes) ones another replica started. Ready ones serve at
-    /// once when they answer; others are watched until they are ready.
-    pub async fn adopt(self: &Arc<Self>) {
-        let listed = self.launcher.list().await;
-        for (launched, health) in listed {
-            if launched.tenant != self.tenant
-                || self.stopping.lock().expect("pool").contains(&launched.id)
-                || self
-                    .drivers
-                    .lock()
-                    .expect("pool")
-                    .iter()
-                    .any(|d| d.launched.id == launched.id)
-            {
-                continue;
-            }
-            let ready_at = match &health {
-                Health::Dead(_) => continue,
-                Health::Ready { address } => Some(address.clone()),
-                Health::Alive if !launched.address.is_empty() => Some(launched.address.clone()),
-                Health::Alive => None,
-            };
-            let answers = match &ready_at {
-                Some(address) => self.launcher.answers(&launched, address).await,
-                None => false,
-            };
-            info!(tenant = %self.tenant, driver = %launched.id, ready = answers, "adopted a driver");
-            let mut launched = launched;
-            if let (true, Some(address)) = (answers, ready_at) {
-                launched.address = address;
-            }
-            self.drivers.lock().expect("pool").push(Driver {
-                launched: launched.clone(),
-                state: if answers {
-                    DriverState::Ready
-                } else {
-                    DriverState::Starting
-                },
-                load: Arc::default(),
-                idle_since: Some(Instant::now()),
-                draining_since: None,
-            });
-            if answers {
-                self.ready.notify_waiters();
-            } else {
-                self.watch_start(launched);
-            }
-        }
-    }
-
-    /// The password and Spark UI of the driver at `address`, if the pool knows it (a session
-    /// another replica placed there, taken in from its sealed handle).
-    pub fn driver_at(
-        &self,
-        address: &str,
-    ) -> Option<(crate::launcher::DriverSecret, Option<String>)> {
-        let drivers = self.drivers.lock().expect("pool");
-        let d = drivers
-            .iter()
-            .find(|d| d.launched.address == address && d.state != DriverState::Failed)?;
-        Some((d.launched.secret.clone(), d.launched.ui.clone()))
     }
 
     pub fn drivers(&self) -> Vec<DriverView> {

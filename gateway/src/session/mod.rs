@@ -212,14 +212,14 @@ impl CallHandler {
             _ if request.starts_operation() => self.start_operation(ctx, request, seqid).await,
             _ => {
                 if let Some(handle) = request.operation_handle_mut() {
-                    let op = self.operation(handle, owner)?;
+                    let op = self.operation(handle, owner).await?;
                     return self.dispatch_on_operation(owner, op, request, seqid).await;
                 }
                 // Any other call on a session: swap the handle, forward.
                 let handle = request
                     .session_handle_mut()
                     .expect("every call but OpenSession names a session or an operation");
-                let session = self.session(handle, owner)?;
+                let session = self.session(handle, owner).await?;
                 *handle = session.backend_handle.clone();
                 self.forward(&session, request, seqid).await
             }
@@ -422,19 +422,21 @@ impl CallHandler {
 
     /// The session behind a client's handle: one of this replica's, or an HTTP session another
     /// replica opened (taken in from its sealed handle).
-    pub(super) fn session(
+    pub(super) async fn session(
         &self,
         handle: &t::TSessionHandle,
         owner: &Owner,
     ) -> Result<Arc<Session>, GatewayError> {
-        self.table
-            .session(handle, owner)
-            .or_else(|| self.adopt_session(handle, owner))
+        if let Some(session) = self.table.session(handle, owner) {
+            return Ok(session);
+        }
+        self.adopt_session(handle, owner)
+            .await
             .ok_or(GatewayError::UnknownHandle { kind: "session" })
     }
 
     /// The operation behind a client's handle (see [`CallHandler::session`]).
-    pub(super) fn operation(
+    pub(super) async fn operation(
         &self,
         handle: &t::TOperationHandle,
         owner: &Owner,
@@ -442,7 +444,8 @@ impl CallHandler {
         if let Some(op) = self.table.operation(handle, owner) {
             return Ok(op);
         }
-        self.adopt_operation(handle, owner)?
+        self.adopt_operation(handle, owner)
+            .await?
             .ok_or(GatewayError::UnknownHandle { kind: "operation" })
     }
 

@@ -150,6 +150,10 @@ impl CallHandler {
                     user: user.clone(),
                     tenant: tenant.name.clone(),
                     family: family.name().to_owned(),
+                    driver_id: lease
+                        .as_ref()
+                        .map(|l| l.driver_id.clone())
+                        .unwrap_or_default(),
                     driver: addr.clone(),
                     driver_guid: backend_handle.session_id.guid.clone(),
                     driver_secret: backend_handle.session_id.secret.clone(),
@@ -215,6 +219,11 @@ impl CallHandler {
                 user: was.user.clone(),
                 tenant: was.tenant.clone(),
                 family: was.family.name().to_owned(),
+                driver_id: was
+                    .lease
+                    .as_ref()
+                    .map(|l| l.driver_id.clone())
+                    .unwrap_or_default(),
                 driver: was.backend_addr.clone(),
                 driver_guid: was.backend_handle.session_id.guid.clone(),
                 driver_secret: was.backend_handle.session_id.secret.clone(),

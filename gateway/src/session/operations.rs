@@ -101,7 +101,7 @@ impl CallHandler {
         let handle = request
             .session_handle_mut()
             .expect("an operation starts in a session");
-        let session = self.session(handle, &ctx.owner)?;
+        let session = self.session(handle, &ctx.owner).await?;
         *handle = session.backend_handle.clone();
         let Hs2Request::ExecuteStatement(statement) = &*request else {
             return self

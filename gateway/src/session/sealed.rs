@@ -131,6 +131,8 @@ pub struct SealedSession {
     pub tenant: String,
     /// The client family's name (answers are shaped for it).
     pub family: String,
+    /// The driver as its launcher names it (empty for a static backend), and its address.
+    pub driver_id: String,
     pub driver: String,
     #[serde(with = "bytes_b64")]
     pub driver_guid: Vec<u8>,
@@ -231,7 +233,7 @@ impl super::CallHandler {
     }
 
     /// The HTTP session behind a sealed handle this replica does not know, taken in.
-    pub(super) fn adopt_session(
+    pub(super) async fn adopt_session(
         &self,
         handle: &t::TSessionHandle,
         owner: &super::Owner,
@@ -242,9 +244,10 @@ impl super::CallHandler {
         let id = &handle.session_id;
         let sealed: SealedSession = self.sealer.as_ref()?.open(&id.guid, &id.secret)?;
         self.adopt_sealed_session(handle.clone(), sealed, caller)
+            .await
     }
 
-    fn adopt_sealed_session(
+    async fn adopt_sealed_session(
         &self,
         handle: t::TSessionHandle,
         sealed: SealedSession,
@@ -263,7 +266,10 @@ impl super::CallHandler {
         let family = super::client::ClientFamily::from_name(&sealed.family)?;
         // The driver's password and UI, as the tenant's pool knows them (every replica adopts
         // the same drivers; static backends have none).
-        let driver = self.pools.get(&tenant.name)?.driver_at(&sealed.driver);
+        let pool = self.pools.get(&tenant.name)?;
+        let driver = pool
+            .driver_for_sealed(&sealed.driver_id, &sealed.driver)
+            .await;
         let Some((secret, ui)) = driver else {
             warn!(tenant = %tenant.name, driver = %sealed.driver, "a sealed session handle names a driver this replica does not know; refused");
             return None;
@@ -292,7 +298,7 @@ impl super::CallHandler {
 
     /// The HTTP operation behind a sealed handle this replica does not know, taken in (with its
     /// session, if that is new here too).
-    pub(super) fn adopt_operation(
+    pub(super) async fn adopt_operation(
         &self,
         handle: &t::TOperationHandle,
         owner: &super::Owner,
@@ -317,7 +323,10 @@ impl super::CallHandler {
                 let super::Owner::User(caller) = owner else {
                     return Ok(None);
                 };
-                match self.adopt_sealed_session(session_handle, sealed.session.clone(), caller) {
+                match self
+                    .adopt_sealed_session(session_handle, sealed.session.clone(), caller)
+                    .await
+                {
                     Some(session) => session,
                     None => return Ok(None),
                 }

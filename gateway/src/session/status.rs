@@ -31,14 +31,14 @@ impl CallHandler {
         req: &t::TGetOperationStatusReq,
         seqid: i32,
     ) -> Result<Reply, GatewayError> {
-        let mut op = self.operation(&req.operation_handle, &ctx.owner)?;
+        let mut op = self.operation(&req.operation_handle, &ctx.owner).await?;
         if op.is_queued() && op.final_status.is_none() {
             // Held shorter than a running statement's: its client shows the queue's progress.
             let wait = self.status_wait(&op).min(QUEUED_STATUS_WAIT);
             if let Some(status) = self.queued_status(&op, wait).await {
                 return Ok(encoded(Hs2Response::GetOperationStatus(status), seqid));
             }
-            op = self.operation(&req.operation_handle, &ctx.owner)?;
+            op = self.operation(&req.operation_handle, &ctx.owner).await?;
         }
         if let Some(cached) = op.final_status {
             let header = MessageHeader::parse(&cached).expect("sparkgate encoded it");

@@ -6,6 +6,7 @@ fn state() -> SealedSession {
         user: "ann".into(),
         tenant: "analytics".into(),
         family: "jdbc".into(),
+        driver_id: "sg-analytics-1f2e3d4c".into(),
         driver: "10.0.0.7:10000".into(),
         driver_guid: vec![1; 16],
         driver_secret: vec![2; 16],
