@@ -318,11 +318,22 @@ async fn a_sealed_handle_finds_its_driver_on_a_replica_that_sees_it_starting_or_
         .drivers()
         .iter()
         .any(|d| d.id == lease.driver_id && d.state == DriverState::Starting));
-    let (secret, _) = follower
+    let taken_in = follower
         .driver_for_sealed(&lease.driver_id, &lease.address)
         .await
         .expect("a Starting driver named by id is found");
-    assert!(secret == lease.secret, "the driver's own password");
+    assert!(taken_in.secret == lease.secret, "the driver's own password");
+    assert_eq!(taken_in.address, lease.address);
+    let sessions_here = || {
+        follower
+            .drivers()
+            .iter()
+            .find(|d| d.id == lease.driver_id)
+            .map(|d| d.sessions)
+    };
+    assert_eq!(sessions_here(), Some(1), "the session counts as load here");
+    drop(taken_in);
+    assert_eq!(sessions_here(), Some(0));
 
     // A replica that has not listed the driver yet waits for its reconcile loop.
     let late = follower_of(&leader);

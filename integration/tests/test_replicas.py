@@ -9,6 +9,7 @@ import base64
 import http.client
 import http.server
 import itertools
+import json
 import signal
 import socketserver
 import subprocess
@@ -246,6 +247,47 @@ def test_a_forged_or_foreign_sealed_handle_is_refused(replicas):
     conn.close()
     for gw in (a, b):
         assert "panicked" not in gw.log_text()
+
+
+def load_on(gw) -> tuple[int, int]:
+    """(sessions, running statements) a replica counts on its drivers, from its admin API."""
+    url = gw.ready_url.replace("/readyz", "/api/v1/drivers")
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        drivers = json.load(reply)
+    return (sum(d["sessions"] for d in drivers), sum(d["running_operations"] for d in drivers))
+
+
+@pytest.mark.timeout(300)
+def test_what_ended_through_one_replica_stops_counting_as_load_on_the_other(replicas):
+    """A statement started on one replica and seen to finish, or a session closed, on the other:
+    the first one learns it from the driver (it rechecks what it has not heard of for 10 s), so
+    its copy does not keep the driver busy in the pool's eyes (no drain, extra scale-up)."""
+    gateways, forwarder = replicas
+    conn = http_connection(forwarder.port)
+    cur = conn.cursor()
+    for i in range(4):  # each statement's calls alternate: some end on the replica that did not start them
+        cur.execute(f"SELECT reflect('java.lang.Thread', 'sleep', cast({300 + i} as bigint)) AS slept", async_=True)
+        while cur.poll().operationState not in (2, 3, 4, 5):
+            time.sleep(0.1)
+        assert cur.fetchall() == [("null",)]
+    loads = [load_on(gw) for gw in gateways]
+    assert all(sessions == 1 for sessions, _ in loads), loads
+    # The session stays in use (a statement now and then), its finished statements stop counting.
+    started = time.monotonic()
+
+    def settled() -> bool:
+        cur.execute("SELECT 1")
+        cur.fetchall()
+        return all(running == 0 for _, running in (load_on(gw) for gw in gateways))
+
+    wait_for("no statement counted as running on either replica", settled, 30, every=1)
+    settled_in = time.monotonic() - started
+    conn.close()
+    closed = time.monotonic()
+    wait_for("the closed session to leave both replicas' load",
+             lambda: all(load_on(gw) == (0, 0) for gw in gateways), 30, every=0.5)
+    print(f"\n[replicas] load at first {loads}; finished statements stopped counting within {settled_in:.1f} s, "
+          f"a session closed through one replica left the other's load in {time.monotonic() - closed:.1f} s")
 
 
 @pytest.mark.timeout(300)

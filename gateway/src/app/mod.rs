@@ -323,6 +323,7 @@ fn spawn_housekeeping(shared: Arc<Shared>) {
             }
             shared.handler.expire_idle_sessions().await;
             shared.handler.cancel_overdue_statements().await;
+            shared.handler.recheck_shared_sessions().await;
             shared.handler.forget_gone_drivers();
             if let Some(tls) = &shared.tls {
                 tls.reload_if_changed();

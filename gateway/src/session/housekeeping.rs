@@ -10,6 +10,12 @@ use tracing::{debug, info, warn};
 use super::table::{Owner, Session};
 use super::CallHandler;
 
+/// How long a shared HTTP session may go unserved by this replica (or one of its statements run)
+/// before its driver is asked whether it still goes on; and how often it is asked again.
+pub const SHARED_RECHECK_AFTER: Duration = Duration::from_secs(10);
+/// Driver calls of one recheck pass at a time.
+const RECHECKS_AT_ONCE: usize = 16;
+
 impl CallHandler {
     /// Drops the driver connections of drivers that are gone.
     pub fn forget_gone_drivers(&self) {
@@ -49,6 +55,82 @@ impl CallHandler {
         for session in &expired {
             debug!(session.id = %session.id(), "closing a kept session nobody reused");
             self.close_on_driver(session).await;
+        }
+    }
+
+    /// Asks the drivers of shared HTTP sessions quiet here, and of their statements running
+    /// long, whether they still go on. A client's calls reach any replica: the one that closed
+    /// the session, or saw its statement finish, was maybe another, and this copy would
+    /// otherwise count as load (keeping drivers from draining, or scaling pools up) until the
+    /// session idled out here, or for as long as the client kept using it.
+    pub async fn recheck_shared_sessions(&self) {
+        use futures::StreamExt;
+        if !self.config.http.shared_sessions {
+            return;
+        }
+        let Some(cutoff) = Instant::now().checked_sub(SHARED_RECHECK_AFTER) else {
+            return;
+        };
+        let quiet = self.table.quiet_shared(cutoff);
+        futures::stream::iter(quiet)
+            .for_each_concurrent(RECHECKS_AT_ONCE, |session| async move {
+                self.recheck_session(&session).await;
+            })
+            .await;
+        let running = self.table.due_rechecks(cutoff);
+        futures::stream::iter(running)
+            .for_each_concurrent(RECHECKS_AT_ONCE, |op| async move {
+                self.recheck_operation(&op).await;
+            })
+            .await;
+    }
+
+    async fn recheck_session(&self, session: &std::sync::Arc<Session>) {
+        use hive_thrift::message::Hs2Response;
+        // The lightest call a Spark Thrift Server answers on the session itself, with an error
+        // reply it can send (GetInfo looks up no session for the server's name or version, and
+        // for other kinds its error reply breaks the connection); its operation is closed.
+        let probe = Hs2Request::GetCatalogs(t::TGetCatalogsReq {
+            session_handle: session.backend_handle.clone(),
+        });
+        match self.session_call(session, &probe).await {
+            Ok(Hs2Response::GetCatalogs(t::TGetCatalogsResp {
+                operation_handle: Some(operation_handle),
+                ..
+            })) => {
+                let close = Hs2Request::CloseOperation(t::TCloseOperationReq { operation_handle });
+                if let Err(e) = self.session_call(session, &close).await {
+                    debug!(session.id = %session.id(), error = %e, "closing a recheck's operation failed");
+                }
+            }
+            Ok(resp) if ended_on_driver(resp.status(), "Invalid SessionHandle") => {
+                if self.table.forget_ended(session) {
+                    debug!(session.id = %session.id(), "an HTTP session closed through another replica; forgotten here");
+                }
+            }
+            Ok(resp) => {
+                debug!(session.id = %session.id(), status = ?resp.status(), "a quiet HTTP session's recheck was refused")
+            }
+            Err(e) => {
+                debug!(session.id = %session.id(), error = %e, "could not check a quiet HTTP session on its driver")
+            }
+        }
+    }
+
+    async fn recheck_operation(&self, op: &super::table::OperationEntry) {
+        use hive_thrift::message::Hs2Response;
+        let status = Hs2Request::GetOperationStatus(t::TGetOperationStatusReq {
+            operation_handle: op.backend_handle.clone(),
+            get_progress_update: None,
+        });
+        if let Ok(Hs2Response::GetOperationStatus(resp)) =
+            self.session_call(&op.session, &status).await
+        {
+            let finished = resp.operation_state.is_some_and(super::table::is_final);
+            if finished || ended_on_driver(&resp.status, "Invalid OperationHandle") {
+                debug!(session.id = %op.session.id(), "a statement that ended through another replica no longer counts as running here");
+                self.table.settle_operation(&op.client_handle);
+            }
         }
     }
 
@@ -160,6 +242,16 @@ impl CallHandler {
             Err(e) => debug!(session.id = %session.id(), error = %e, "driver CloseSession failed"),
         }
     }
+}
+
+/// Whether the driver answered that the session (or, as `what` names it, the operation) no
+/// longer exists there.
+fn ended_on_driver(status: &t::TStatus, what: &str) -> bool {
+    status.status_code == t::TStatusCode::ERROR_STATUS
+        && status
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains(what) || m.contains("Invalid SessionHandle"))
 }
 
 fn humantime(d: Duration) -> String {

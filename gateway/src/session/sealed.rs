@@ -266,15 +266,17 @@ impl super::CallHandler {
         let family = super::client::ClientFamily::from_name(&sealed.family)?;
         // The driver's password and UI, as the tenant's pool knows them (every replica adopts
         // the same drivers; static backends have none).
+        // A place on the driver, as the tenant's pool knows it (every replica adopts the same
+        // drivers; static backends are listed too).
         let pool = self.pools.get(&tenant.name)?;
-        let driver = pool
+        let Some(lease) = pool
             .driver_for_sealed(&sealed.driver_id, &sealed.driver)
-            .await;
-        let Some((secret, ui)) = driver else {
+            .await
+        else {
             warn!(tenant = %tenant.name, driver = %sealed.driver, "a sealed session handle names a driver this replica does not know; refused");
             return None;
         };
-        self.links.introduce(&sealed.driver, &secret);
+        self.links.introduce(&sealed.driver, &lease.secret);
         let mut session = super::Session::new(
             handle,
             super::Owner::User(caller.to_owned()),
@@ -284,7 +286,8 @@ impl super::CallHandler {
             sealed.driver_handle(),
         );
         self.configure_session(&mut session, tenant, family);
-        session.spark_ui = super::open::spark_ui(ui.as_deref(), &secret);
+        session.spark_ui = super::open::spark_ui_of(&lease);
+        session.lease = Some(lease);
         session.origin = crate::audit::Origin {
             authenticated_user: caller.to_owned(),
             client_addr: None,

@@ -75,6 +75,8 @@ pub struct OperationEntry {
     /// Why sparkgate cancelled it (a tenant limit), shown instead of the driver's "cancelled".
     pub cancelled_by_limit: Option<String>,
     started: Instant,
+    /// When its driver was last asked whether it still runs (see [`SessionTable::due_rechecks`]).
+    rechecked: Option<Instant>,
     /// When it started, in milliseconds since the epoch (HS2's progress update).
     pub started_ms: i64,
     /// What its client has been told of its progress.
@@ -497,6 +499,7 @@ impl SessionTable {
 }
 
 mod moves;
+mod quiet;
 mod session;
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,7 @@ impl OperationEntry {
             name_column: None,
             cancelled_by_limit: None,
             started: Instant::now(),
+            rechecked: None,
             started_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),

@@ -84,6 +84,8 @@ impl Drop for OperationPlace<'_> {
 #[derive(Debug)]
 struct SessionState {
     last_used: Instant,
+    /// When a shared HTTP session quiet here was last checked on its driver.
+    checked: Option<Instant>,
     /// Why the backend connection failed, once it has.
     lost: Option<String>,
 }
@@ -119,6 +121,7 @@ impl Session {
             open_operations: AtomicUsize::new(0),
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
+                checked: None,
                 lost: None,
             }),
             replay: None,
@@ -162,6 +165,7 @@ impl Session {
             open_operations: AtomicUsize::new(0),
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
+                checked: None,
                 lost: None,
             }),
             replay,
@@ -186,6 +190,7 @@ impl Session {
             open_operations: AtomicUsize::new(0),
             state: Mutex::new(SessionState {
                 last_used: Instant::now(),
+                checked: None,
                 lost: None,
             }),
             ..self
@@ -222,6 +227,17 @@ impl Session {
 
     pub(super) fn touch(&self) {
         self.state.lock().expect("session state").last_used = Instant::now();
+    }
+
+    /// Whether the session is due a check on its driver: unused here since `cutoff`, and not
+    /// checked since either. A due session is noted as checked now (one check per period).
+    pub(super) fn take_check(&self, cutoff: Instant) -> bool {
+        let mut state = self.state.lock().expect("session state");
+        let due = state.last_used < cutoff && state.checked.is_none_or(|at| at < cutoff);
+        if due {
+            state.checked = Some(Instant::now());
+        }
+        due
     }
 
     pub(super) fn last_used(&self) -> Instant {

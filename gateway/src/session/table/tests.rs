@@ -233,3 +233,76 @@ fn a_session_taken_in_never_displaces_one_with_the_same_guid() {
         "127.0.0.1:1"
     );
 }
+
+fn sealed_state() -> crate::session::sealed::SealedSession {
+    crate::session::sealed::SealedSession {
+        owner: "alice".into(),
+        user: "alice".into(),
+        tenant: "default".into(),
+        family: "python".into(),
+        driver_id: "d-1".into(),
+        driver: "127.0.0.1:1".into(),
+        driver_guid: vec![1; 16],
+        driver_secret: vec![2; 16],
+        expires: u64::MAX,
+    }
+}
+
+/// A shared HTTP session's calls may all go to other replicas: when it is quiet here, and while
+/// one of its statements runs, its driver is asked now and then (once per period), and what
+/// ended there is dropped here.
+#[test]
+fn quiet_shared_sessions_and_their_running_statements_come_up_for_a_recheck_once_per_period() {
+    use std::time::Duration;
+    let table = SessionTable::default();
+    let alice = Owner::User("alice".into());
+    let (plain, _) = open(&table, alice.clone());
+    let plain = table.session(&plain, &alice).unwrap();
+    let handle = TSessionHandle {
+        session_id: mint_identifier(),
+    };
+    let mut session = Session::new(
+        handle.clone(),
+        alice.clone(),
+        "alice".into(),
+        "default".into(),
+        "127.0.0.1:1".into(),
+        backend_session(),
+    );
+    session.sealed = Some(sealed_state());
+    let shared = table.insert(session);
+    let running = table.add_operation(&shared, backend_operation(), true, Default::default());
+    table.add_operation(&plain, backend_operation(), true, Default::default());
+    let finished = table.add_operation(&shared, backend_operation(), true, Default::default());
+    table.set_final_status(&finished, Some(Bytes::from_static(b"reply")));
+
+    std::thread::sleep(Duration::from_millis(30));
+    let cutoff = Instant::now() - Duration::from_millis(10);
+    let quiet = table.quiet_shared(cutoff);
+    assert_eq!(quiet.len(), 1, "the shared session only");
+    assert!(Arc::ptr_eq(&quiet[0], &shared));
+    let due = table.due_rechecks(cutoff);
+    assert_eq!(due.len(), 1, "its running statement only");
+    assert_eq!(due[0].client_handle, running);
+    assert!(table.quiet_shared(cutoff).is_empty(), "once per period");
+    assert!(table.due_rechecks(cutoff).is_empty(), "once per period");
+
+    std::thread::sleep(Duration::from_millis(30));
+    let next_period = Instant::now() - Duration::from_millis(10);
+    assert_eq!(table.due_rechecks(next_period).len(), 1, "asked again");
+    table.settle_operation(&running);
+    std::thread::sleep(Duration::from_millis(30));
+    let later = Instant::now() - Duration::from_millis(10);
+    assert!(
+        table.due_rechecks(later).is_empty(),
+        "settled: no longer counted"
+    );
+
+    assert!(table.forget_ended(&shared));
+    assert!(table.session(&handle, &alice).is_none());
+    assert!(
+        table.operation(&running, &alice).is_none(),
+        "its operations go with it"
+    );
+    assert!(!table.forget_ended(&shared), "only once");
+}
