@@ -521,7 +521,14 @@ shared_sessions = true
         assert rows == [(i,) for i in range(900)]
         assert all(n >= 3 for n in forwarder.served), forwarder.served
         assert any("taken in from its sealed handle" in gw.log_text() for gw in (a, b))
-        assert len(pods(cluster, "webby")) == 1, "one driver Pod serves both replicas"
+        driver_pods = pods(cluster, "webby")
+        assert len(driver_pods) == 1, "one driver Pod serves both replicas"
+        # Replicas forget HTTP sessions rather than close them: the driver ends abandoned ones
+        # after twice sparkgate's idle timeout (Hive's own default: 7 days).
+        args = driver_pods[0].spec.containers[0].args
+        for setting in ("hive.server2.idle.session.timeout=7200000ms", "hive.server2.idle.operation.timeout=7200000ms",
+                        "hive.server2.session.check.interval=900000ms"):
+            assert setting in args, args
         victim = a if "leading" in a.log_text() else b
         victim.proc.kill()
         victim.proc.wait(10)

@@ -70,7 +70,16 @@ pub(super) async fn start_pools(
             ..limits.clone()
         };
         let pools = &mut set.pools;
-        add_pools(metrics, &fixed, &fixed_limits, &launcher, &always, pools).await;
+        add_pools(
+            metrics,
+            &fixed,
+            &fixed_limits,
+            &launcher,
+            &always,
+            &[],
+            pools,
+        )
+        .await;
     }
     if !local.is_empty() {
         let names: Vec<String> = local.iter().map(|t| t.name.clone()).collect();
@@ -85,7 +94,17 @@ pub(super) async fn start_pools(
         set.local_driver_uids = local_launcher.driver_uids();
         let launcher: Arc<dyn Launcher> = Arc::new(local_launcher);
         // The local launcher's drivers belong to this process alone: it always decides.
-        add_pools(metrics, &local, &limits, &launcher, &always, &mut set.pools).await;
+        let hive = driver_session_timeout(config);
+        add_pools(
+            metrics,
+            &local,
+            &limits,
+            &launcher,
+            &always,
+            &hive,
+            &mut set.pools,
+        )
+        .await;
         // Drivers of tenants no longer configured are not adopted by anyone: stop them.
         for (orphan, _) in launcher.list().await {
             if !set.pools.contains_key(&orphan.tenant) {
@@ -111,6 +130,7 @@ pub(super) async fn start_pools(
             &limits,
             &launcher,
             &leading,
+            &driver_session_timeout(config),
             &mut set.pools,
         )
         .await;
@@ -156,14 +176,21 @@ async fn add_pools(
     limits: &PoolLimits,
     launcher: &Arc<dyn Launcher>,
     leading: &Arc<AtomicBool>,
+    hive_defaults: &[(&str, String)],
     pools: &mut HashMap<String, Arc<DriverPool>>,
 ) {
     for tenant in tenants {
+        let mut hive_conf = tenant.hive_conf.clone();
+        for (key, value) in hive_defaults {
+            hive_conf
+                .entry((*key).to_owned())
+                .or_insert_with(|| value.clone());
+        }
         let spec = DriverSpec {
             tenant: tenant.name.clone(),
             driver_memory: tenant.driver_memory.clone(),
             spark_conf: tenant.spark_conf.clone(),
-            hive_conf: tenant.hive_conf.clone(),
+            hive_conf,
         };
         let pool_metrics = metrics.for_tenant(&tenant.name);
         let pool = DriverPool::new(
@@ -176,5 +203,62 @@ async fn add_pools(
         );
         pool.adopt().await;
         pools.insert(tenant.name.clone(), pool);
+    }
+}
+
+/// With shared HTTP sessions, replicas forget sessions instead of closing them (any replica may
+/// still serve them), so a driver must end those nobody comes back to. Hive's own idle timeout
+/// is 7 days, checked every 6 hours, and never ends a session holding an operation (clients
+/// leave their last one open): sparkgate's drivers close finished operations and sessions idle
+/// for twice sparkgate's idle timeout (plus the reuse TTL: a kept session is idle on the
+/// driver), checked every quarter of it (3 s to 15 min). Running statements are never ended by
+/// it. A tenant's own `hive_conf` value of any of these keys wins.
+pub(super) fn driver_session_timeout(config: &Config) -> Vec<(&'static str, String)> {
+    if !config.http.shared_sessions {
+        return Vec::new();
+    }
+    let server = &config.server;
+    let timeout = server.idle_session_timeout * 2 + server.session_reuse_ttl;
+    let check = (timeout / 4).clamp(Duration::from_secs(3), Duration::from_secs(15 * 60));
+    vec![
+        (
+            "hive.server2.idle.session.timeout",
+            format!("{}ms", timeout.as_millis()),
+        ),
+        (
+            "hive.server2.idle.operation.timeout",
+            format!("{}ms", timeout.as_millis()),
+        ),
+        (
+            "hive.server2.session.check.interval",
+            format!("{}ms", check.as_millis()),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drivers_end_forgotten_shared_sessions_after_twice_the_idle_timeout() {
+        let mut config = Config::default();
+        assert!(
+            driver_session_timeout(&config).is_empty(),
+            "Hive's defaults when replicas close their own sessions"
+        );
+        config.http.shared_sessions = true;
+        let set: HashMap<_, _> = driver_session_timeout(&config).into_iter().collect();
+        assert_eq!(set["hive.server2.idle.session.timeout"], "7200000ms");
+        assert_eq!(set["hive.server2.idle.operation.timeout"], "7200000ms");
+        assert_eq!(set["hive.server2.session.check.interval"], "900000ms");
+        config.server.idle_session_timeout = Duration::from_secs(4);
+        config.server.session_reuse_ttl = Duration::from_secs(2);
+        let set: HashMap<_, _> = driver_session_timeout(&config).into_iter().collect();
+        assert_eq!(set["hive.server2.idle.session.timeout"], "10000ms");
+        assert_eq!(
+            set["hive.server2.session.check.interval"], "3000ms",
+            "Hive refuses a check interval under 3 s"
+        );
     }
 }
