@@ -62,6 +62,8 @@ pub enum GatewayError {
     SessionMoved { from: String, to: String },
     #[error("the driver at {addr} was lost and the session could not move to another driver: {detail}. The session is closed; open a new one")]
     SessionNotMoved { addr: String, detail: String },
+    #[error("the driver at {addr} this session ran on is gone (if another sparkgate replica moved the session to a new driver, that replica alone serves it now); open a new session")]
+    DriverGone { addr: String },
     #[error("this statement's result or place in the queue is held by the sparkgate replica that started it, which this call did not reach; run the statement again")]
     NotHere,
     #[error("{0}")]
@@ -119,6 +121,7 @@ impl GatewayError {
             | Self::StatementTimeout { .. }
             | Self::SessionMoved { .. }
             | Self::SessionNotMoved { .. }
+            | Self::DriverGone { .. }
             | Self::Pool(_) => Fault::Backend,
             Self::NoPool { .. } => Fault::Internal,
         }
@@ -168,7 +171,7 @@ impl GatewayError {
         match self {
             Self::BackendUnreachable { .. } | Self::Pool(_) | Self::BackendBusy { .. } => "08001",
             Self::BackendTimeout { .. } | Self::BackendLost { .. } => "08S01",
-            Self::SessionNotMoved { .. } => "08S01",
+            Self::SessionNotMoved { .. } | Self::DriverGone { .. } => "08S01",
             // "transaction rollback": retry the statement. Not 08xxx, which connection pools
             // (HikariCP) take for a dead connection and drop, and the moved session with it.
             Self::SessionMoved { .. } => "40001",

@@ -249,6 +249,31 @@ def test_a_forged_or_foreign_sealed_handle_is_refused(replicas):
         assert "panicked" not in gw.log_text()
 
 
+@pytest.mark.timeout(120)
+def test_a_handle_naming_a_driver_this_replica_does_not_have_gets_a_clear_error(replicas, sts, workdir):
+    """A replica whose pool lacks the session's driver (gone; or the session moved to another
+    driver through the replica that saw the loss) says so, with a connection-class SQLSTATE so
+    JDBC pools open a new session, instead of "invalid handle"."""
+    _, forwarder = replicas
+    d = workdir / "replicas"
+    http_port = free_port()
+    elsewhere = Sparkgate.with_config(d, replica_toml(d, http_port, free_port(), f"127.0.0.1:{free_port()}"),
+                                      "replica-elsewhere").start()
+    try:
+        conn = http_connection(forwarder.port)
+        session = conn._sessionHandle
+        client = TCLIService.Client(TBinaryProtocol.TBinaryProtocol(
+            basic_transport(http_port, "hana")))
+        resp = client.ExecuteStatement(ttypes.TExecuteStatementReq(sessionHandle=session, statement="SELECT 1"))
+        assert resp.status.statusCode == ttypes.TStatusCode.ERROR_STATUS
+        assert "this session ran on is gone" in resp.status.errorMessage, resp.status.errorMessage
+        assert f"127.0.0.1:{sts.port}" in resp.status.errorMessage, resp.status.errorMessage
+        assert resp.status.sqlState == "08S01"
+        conn.close()
+    finally:
+        elsewhere.stop()
+
+
 def load_on(gw) -> tuple[int, int]:
     """(sessions, running statements) a replica counts on its drivers, from its admin API."""
     url = gw.ready_url.replace("/readyz", "/api/v1/drivers")

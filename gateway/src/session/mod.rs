@@ -431,7 +431,7 @@ impl CallHandler {
             return Ok(session);
         }
         self.adopt_session(handle, owner)
-            .await
+            .await?
             .ok_or(GatewayError::UnknownHandle { kind: "session" })
     }
 

@@ -24,6 +24,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::GatewayError;
+
 const VERSION: u8 = 1;
 /// A sealed state larger than this is refused unread (a handle's secret is client input).
 const MAX_SEALED: usize = 8 * 1024;
@@ -233,16 +235,22 @@ impl super::CallHandler {
     }
 
     /// The HTTP session behind a sealed handle this replica does not know, taken in.
+    /// `None` for a handle that is not a valid sealed one of `owner`'s.
     pub(super) async fn adopt_session(
         &self,
         handle: &t::TSessionHandle,
         owner: &super::Owner,
-    ) -> Option<std::sync::Arc<super::Session>> {
+    ) -> Result<Option<std::sync::Arc<super::Session>>, GatewayError> {
         let super::Owner::User(caller) = owner else {
-            return None;
+            return Ok(None);
         };
         let id = &handle.session_id;
-        let sealed: SealedSession = self.sealer.as_ref()?.open(&id.guid, &id.secret)?;
+        let Some(sealer) = &self.sealer else {
+            return Ok(None);
+        };
+        let Some(sealed) = sealer.open::<SealedSession>(&id.guid, &id.secret) else {
+            return Ok(None);
+        };
         self.adopt_sealed_session(handle.clone(), sealed, caller)
             .await
     }
@@ -252,29 +260,38 @@ impl super::CallHandler {
         handle: t::TSessionHandle,
         sealed: SealedSession,
         caller: &str,
-    ) -> Option<std::sync::Arc<super::Session>> {
+    ) -> Result<Option<std::sync::Arc<super::Session>>, GatewayError> {
         use tracing::{info, warn};
         if sealed.owner != caller {
             warn!(caller, "a sealed session handle of another user; refused");
-            return None;
+            return Ok(None);
         }
         if sealed.expires < unix_now() {
             info!(caller, "an expired sealed session handle; refused");
-            return None;
+            return Ok(None);
         }
-        let tenant = self.tenants.get(&sealed.tenant)?;
-        let family = super::client::ClientFamily::from_name(&sealed.family)?;
+        let (Some(tenant), Some(family)) = (
+            self.tenants.get(&sealed.tenant),
+            super::client::ClientFamily::from_name(&sealed.family),
+        ) else {
+            warn!(tenant = %sealed.tenant, "a sealed session handle of a tenant or client family this replica does not have; refused");
+            return Ok(None);
+        };
         // The driver's password and UI, as the tenant's pool knows them (every replica adopts
         // the same drivers; static backends have none).
         // A place on the driver, as the tenant's pool knows it (every replica adopts the same
         // drivers; static backends are listed too).
-        let pool = self.pools.get(&tenant.name)?;
+        let Some(pool) = self.pools.get(&tenant.name) else {
+            return Ok(None);
+        };
         let Some(lease) = pool
             .driver_for_sealed(&sealed.driver_id, &sealed.driver)
             .await
         else {
-            warn!(tenant = %tenant.name, driver = %sealed.driver, "a sealed session handle names a driver this replica does not know; refused");
-            return None;
+            warn!(tenant = %tenant.name, driver = %sealed.driver, "a sealed session handle names a driver this replica does not know (gone, or the session moved on another replica); refused");
+            return Err(GatewayError::DriverGone {
+                addr: sealed.driver.clone(),
+            });
         };
         self.links.introduce(&sealed.driver, &lease.secret);
         let mut session = super::Session::new(
@@ -294,9 +311,11 @@ impl super::CallHandler {
             transport: "http",
         };
         session.sealed = Some(sealed);
-        let session = self.table.insert_if_absent(session)?;
+        let Some(session) = self.table.insert_if_absent(session) else {
+            return Ok(None);
+        };
         info!(session.id = %session.id(), user = %session.user, tenant = %session.tenant, driver = %session.backend_addr, "session taken in from its sealed handle (opened by another replica)");
-        Some(session)
+        Ok(Some(session))
     }
 
     /// The HTTP operation behind a sealed handle this replica does not know, taken in (with its
@@ -305,7 +324,7 @@ impl super::CallHandler {
         &self,
         handle: &t::TOperationHandle,
         owner: &super::Owner,
-    ) -> Result<Option<super::OperationEntry>, crate::error::GatewayError> {
+    ) -> Result<Option<super::OperationEntry>, GatewayError> {
         let super::Owner::User(_) = owner else {
             return Ok(None);
         };
@@ -317,7 +336,7 @@ impl super::CallHandler {
             return Ok(None);
         };
         if sealed.issuer_only {
-            return Err(crate::error::GatewayError::NotHere);
+            return Err(GatewayError::NotHere);
         }
         let session_handle = sealed.session_handle();
         let session = match self.table.session(&session_handle, owner) {
@@ -328,7 +347,7 @@ impl super::CallHandler {
                 };
                 match self
                     .adopt_sealed_session(session_handle, sealed.session.clone(), caller)
-                    .await
+                    .await?
                 {
                     Some(session) => session,
                     None => return Ok(None),
