@@ -123,6 +123,9 @@ impl Gateway {
             );
         }
         spawn_housekeeping(shared.clone());
+        if shared.config.http.shared_sessions {
+            spawn_shared_session_rechecks(shared.clone());
+        }
         accounting::spawn_usage_accounting(shared.clone());
         tasks.spawn(
             "admission dispatcher",
@@ -302,6 +305,27 @@ pub const POOL_LOOP_JOIN: Duration = Duration::from_secs(30);
 /// How long shutdown waits to give the leader Lease up.
 pub const LEASE_RELEASE: Duration = Duration::from_secs(10);
 
+/// Shared HTTP sessions and statements this replica has not heard of in a while, asked of their
+/// drivers (see [`crate::session::CallHandler::recheck_shared_sessions`]), until shutdown. Its
+/// own task: a slow driver holds up no other housekeeping.
+fn spawn_shared_session_rechecks(shared: Arc<Shared>) {
+    let tasks = shared.shutdown.clone();
+    tasks.spawn("shared session rechecks", async move {
+        let mut tick = tokio::time::interval(crate::session::SHARED_RECHECK_AFTER / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shared.shutdown.stop_accepting.cancelled() => return,
+            }
+            tokio::select! {
+                _ = shared.handler.recheck_shared_sessions() => {}
+                _ = shared.shutdown.stop_accepting.cancelled() => return,
+            }
+        }
+    });
+}
+
 /// Idle-session expiry, tenants' query time limits and TLS certificate reloads, until shutdown.
 fn spawn_housekeeping(shared: Arc<Shared>) {
     let tasks = shared.shutdown.clone();
@@ -323,7 +347,6 @@ fn spawn_housekeeping(shared: Arc<Shared>) {
             }
             shared.handler.expire_idle_sessions().await;
             shared.handler.cancel_overdue_statements().await;
-            shared.handler.recheck_shared_sessions().await;
             shared.handler.forget_gone_drivers();
             if let Some(tls) = &shared.tls {
                 tls.reload_if_changed();

@@ -47,6 +47,7 @@ use crate::error::{Fault, GatewayError};
 use crate::pool::DriverPool;
 use crate::tenant::Tenants;
 
+pub use housekeeping::SHARED_RECHECK_AFTER;
 pub use open::{FETCH_SIZE_KEY, MAX_PROTOCOL, PROXY_USER_KEY};
 use reply::{encoded, exception};
 pub use reply::{Reply, ReplyEncoder};
