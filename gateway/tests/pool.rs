@@ -246,20 +246,25 @@ async fn other_replicas_load_scales_up_and_keeps_their_drivers_from_draining() {
     );
 }
 
+/// A follower: a pool of the same launcher (the drivers it lists), no decisions of its own, not
+/// yet running its reconcile loop.
+fn follower_of(leader: &Running, policy: ScalingPolicy) -> Arc<DriverPool> {
+    DriverPool::new(
+        spec(),
+        policy,
+        limits(),
+        leader.launcher.clone(),
+        PoolMetrics::default(),
+        Arc::new(AtomicBool::new(false)),
+    )
+}
+
 #[tokio::test]
 async fn a_driver_the_leader_drains_takes_no_new_sessions_on_a_follower() {
     use sparkgate::pool::replicas::TenantLoad;
     let leader = start(policy(2), Duration::from_millis(30));
     eventually("two drivers", || ready(&leader.pool).len() == 2).await;
-    // A follower: the same launcher (the drivers it lists), no decisions of its own.
-    let follower = DriverPool::new(
-        spec(),
-        policy(2),
-        limits(),
-        leader.launcher.clone(),
-        PoolMetrics::default(),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let follower = follower_of(&leader, policy(2));
     let stop = CancellationToken::new();
     tokio::spawn(follower.clone().run(stop.clone()));
     eventually("the follower adopts both", || ready(&follower).len() == 2).await;
@@ -289,18 +294,6 @@ async fn a_driver_the_leader_drains_takes_no_new_sessions_on_a_follower() {
     stop.cancel();
 }
 
-/// A follower pool of the same launcher, not yet running its reconcile loop.
-fn follower_of(leader: &Running) -> Arc<DriverPool> {
-    DriverPool::new(
-        spec(),
-        policy(1),
-        limits(),
-        leader.launcher.clone(),
-        PoolMetrics::default(),
-        Arc::new(AtomicBool::new(false)),
-    )
-}
-
 #[tokio::test]
 async fn a_sealed_handle_finds_its_driver_on_a_replica_that_sees_it_starting_or_not_yet() {
     let leader = start(policy(1), Duration::from_millis(500));
@@ -311,7 +304,7 @@ async fn a_sealed_handle_finds_its_driver_on_a_replica_that_sees_it_starting_or_
     // This replica lists the driver later than the leader did: still Starting here when the
     // leader's session on it hands its sealed handle over.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let follower = follower_of(&leader);
+    let follower = follower_of(&leader, policy(1));
     follower.adopt().await;
     let lease = leader.pool.acquire(|| {}).await.expect("a lease");
     assert!(follower
@@ -336,7 +329,7 @@ async fn a_sealed_handle_finds_its_driver_on_a_replica_that_sees_it_starting_or_
     assert_eq!(sessions_here(), Some(0));
 
     // A replica that has not listed the driver yet waits for its reconcile loop.
-    let late = follower_of(&leader);
+    let late = follower_of(&leader, policy(1));
     let stop = CancellationToken::new();
     let running = late.clone();
     let run_stop = stop.clone();

@@ -1,7 +1,6 @@
 //! Drivers this replica did not start: those the launcher lists (a previous run's, or another
 //! replica's) and the one a sealed HTTP handle names.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,11 +69,10 @@ impl DriverPool {
     /// A place on the driver a session another replica placed (taken in from its sealed
     /// handle): `id` as the launcher named it, at `address`. The session counts as this
     /// replica's load there while it holds the lease, so no replica drains the driver under it
-    /// after the one that placed it is gone. The handle's address is
-    /// trusted, since only a replica holding the key can seal one, but the driver must be one
-    /// this pool knows: it may still be Starting here when the other replica already saw it
-    /// answer, or not yet listed, so this waits (two reconcile passes and a listing) for the
-    /// reconcile loop to catch up.
+    /// after the one that placed it is gone. The handle's address is trusted, since only a
+    /// replica holding the key can seal one, but the driver must be one this pool knows: it may
+    /// still be Starting here when the other replica already saw it answer, or not yet listed,
+    /// so this waits (two reconcile passes and a listing) for the reconcile loop to catch up.
     pub async fn driver_for_sealed(&self, id: &str, address: &str) -> Option<DriverLease> {
         let deadline = Instant::now() + self.limits.reconcile_every * 2 + LISTING_TAKES;
         loop {
@@ -103,13 +101,6 @@ impl DriverPool {
                         && (d.launched.address == address || d.state == DriverState::Starting)
                 }
         })?;
-        d.load.sessions.fetch_add(1, Ordering::Relaxed);
-        Some(DriverLease {
-            driver_id: d.launched.id.clone(),
-            address: address.to_owned(),
-            secret: d.launched.secret.clone(),
-            ui: d.launched.ui.clone(),
-            load: d.load.clone(),
-        })
+        Some(d.lease(address))
     }
 }

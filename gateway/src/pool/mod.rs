@@ -57,6 +57,20 @@ struct Driver {
     draining_since: Option<Instant>,
 }
 
+impl Driver {
+    /// A session's place on it, reached at `address`.
+    fn lease(&self, address: &str) -> DriverLease {
+        self.load.sessions.fetch_add(1, Ordering::Relaxed);
+        DriverLease {
+            driver_id: self.launched.id.clone(),
+            address: address.to_owned(),
+            secret: self.launched.secret.clone(),
+            ui: self.launched.ui.clone(),
+            load: self.load.clone(),
+        }
+    }
+}
+
 /// A view of a driver for the admin API and logs.
 #[derive(Debug, Clone, Serialize)]
 pub struct DriverView {
@@ -301,14 +315,7 @@ impl DriverPool {
             .filter(|d| d.state == DriverState::Ready)
             .filter(|d| d.load.sessions() < self.limits.max_sessions_per_driver)
             .min_by_key(|d| (d.load.busy(), d.load.sessions()))?;
-        best.load.sessions.fetch_add(1, Ordering::Relaxed);
-        Some(DriverLease {
-            driver_id: best.launched.id.clone(),
-            address: best.launched.address.clone(),
-            secret: best.launched.secret.clone(),
-            ui: best.launched.ui.clone(),
-            load: best.load.clone(),
-        })
+        Some(best.lease(&best.launched.address))
     }
 
     /// A place for a new session: at once on a Ready driver with room, else after waiting

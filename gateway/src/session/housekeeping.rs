@@ -103,7 +103,7 @@ impl CallHandler {
                     debug!(session.id = %session.id(), error = %e, "closing a recheck's operation failed");
                 }
             }
-            Ok(resp) if ended_on_driver(resp.status(), "Invalid SessionHandle") => {
+            Ok(resp) if ended_on_driver(resp.status()) => {
                 if self.table.forget_ended(session) {
                     debug!(session.id = %session.id(), "an HTTP session closed through another replica; forgotten here");
                 }
@@ -127,7 +127,7 @@ impl CallHandler {
             self.session_call(&op.session, &status).await
         {
             let finished = resp.operation_state.is_some_and(super::table::is_final);
-            if finished || ended_on_driver(&resp.status, "Invalid OperationHandle") {
+            if finished || ended_on_driver(&resp.status) {
                 debug!(session.id = %op.session.id(), "a statement that ended through another replica no longer counts as running here");
                 self.table.settle_operation(&op.client_handle);
             }
@@ -244,14 +244,12 @@ impl CallHandler {
     }
 }
 
-/// Whether the driver answered that the session (or, as `what` names it, the operation) no
-/// longer exists there.
-fn ended_on_driver(status: &t::TStatus, what: &str) -> bool {
+/// Whether the driver answered that the session or operation asked about no longer exists there.
+fn ended_on_driver(status: &t::TStatus) -> bool {
     status.status_code == t::TStatusCode::ERROR_STATUS
-        && status
-            .error_message
-            .as_deref()
-            .is_some_and(|m| m.contains(what) || m.contains("Invalid SessionHandle"))
+        && status.error_message.as_deref().is_some_and(|m| {
+            m.contains("Invalid SessionHandle") || m.contains("Invalid OperationHandle")
+        })
 }
 
 fn humantime(d: Duration) -> String {

@@ -144,21 +144,17 @@ impl CallHandler {
             t::TStatusCode::SUCCESS_STATUS | t::TStatusCode::SUCCESS_WITH_INFO_STATUS
         );
         if let (true, Some(backend_handle)) = (succeeded, resp.session_handle.take()) {
-            let (handle, sealed) =
-                self.mint_session_handle(&ctx.owner, |owner| super::sealed::SealedSession {
-                    owner: owner.to_owned(),
-                    user: user.clone(),
-                    tenant: tenant.name.clone(),
-                    family: family.name().to_owned(),
-                    driver_id: lease
-                        .as_ref()
-                        .map(|l| l.driver_id.clone())
-                        .unwrap_or_default(),
-                    driver: addr.clone(),
-                    driver_guid: backend_handle.session_id.guid.clone(),
-                    driver_secret: backend_handle.session_id.secret.clone(),
-                    expires: super::sealed::unix_now() + super::sealed::HANDLE_TTL.as_secs(),
-                });
+            let (handle, sealed) = self.mint_session_handle(&ctx.owner, |owner| {
+                super::sealed::SealedSession::on_driver(
+                    owner,
+                    &user,
+                    &tenant.name,
+                    family,
+                    lease.as_ref(),
+                    &addr,
+                    &backend_handle,
+                )
+            });
             let mut session = Session::new(
                 handle.clone(),
                 ctx.owner.clone(),
@@ -213,22 +209,17 @@ impl CallHandler {
     /// OpenSession answered with a kept driver session (no driver round trip).
     fn reopen(&self, ctx: &CallContext, kept: Stocked, key: StockKey, seqid: i32) -> Reply {
         let was = &kept.session;
-        let (handle, sealed) =
-            self.mint_session_handle(&ctx.owner, |owner| super::sealed::SealedSession {
-                owner: owner.to_owned(),
-                user: was.user.clone(),
-                tenant: was.tenant.clone(),
-                family: was.family.name().to_owned(),
-                driver_id: was
-                    .lease
-                    .as_ref()
-                    .map(|l| l.driver_id.clone())
-                    .unwrap_or_default(),
-                driver: was.backend_addr.clone(),
-                driver_guid: was.backend_handle.session_id.guid.clone(),
-                driver_secret: was.backend_handle.session_id.secret.clone(),
-                expires: super::sealed::unix_now() + super::sealed::HANDLE_TTL.as_secs(),
-            });
+        let (handle, sealed) = self.mint_session_handle(&ctx.owner, |owner| {
+            super::sealed::SealedSession::on_driver(
+                owner,
+                &was.user,
+                &was.tenant,
+                was.family,
+                was.lease.as_ref(),
+                &was.backend_addr,
+                &was.backend_handle,
+            )
+        });
         let mut session = kept.session.rehome(handle.clone(), ctx.owner.clone());
         session.sealed = sealed;
         session.reuse = Some(Box::new((key, kept.opened.clone())));

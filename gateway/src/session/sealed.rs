@@ -133,7 +133,8 @@ pub struct SealedSession {
     pub tenant: String,
     /// The client family's name (answers are shaped for it).
     pub family: String,
-    /// The driver as its launcher names it (empty for a static backend), and its address.
+    /// The driver as its launcher names it (empty if the session holds no place on a pooled
+    /// driver: its address alone names it then), and its address.
     pub driver_id: String,
     pub driver: String,
     #[serde(with = "bytes_b64")]
@@ -145,6 +146,31 @@ pub struct SealedSession {
 }
 
 impl SealedSession {
+    /// The state of `owner`'s session as `user` of `tenant`, on the driver at `driver` (where
+    /// `lease` holds its place, if pooled) with the driver's handle `on_driver`; valid for
+    /// [`HANDLE_TTL`].
+    pub fn on_driver(
+        owner: &str,
+        user: &str,
+        tenant: &str,
+        family: super::client::ClientFamily,
+        lease: Option<&crate::pool::DriverLease>,
+        driver: &str,
+        on_driver: &t::TSessionHandle,
+    ) -> Self {
+        Self {
+            owner: owner.to_owned(),
+            user: user.to_owned(),
+            tenant: tenant.to_owned(),
+            family: family.name().to_owned(),
+            driver_id: lease.map(|l| l.driver_id.clone()).unwrap_or_default(),
+            driver: driver.to_owned(),
+            driver_guid: on_driver.session_id.guid.clone(),
+            driver_secret: on_driver.session_id.secret.clone(),
+            expires: unix_now() + HANDLE_TTL.as_secs(),
+        }
+    }
+
     pub fn driver_handle(&self) -> t::TSessionHandle {
         t::TSessionHandle {
             session_id: t::THandleIdentifier {

@@ -234,20 +234,6 @@ fn a_session_taken_in_never_displaces_one_with_the_same_guid() {
     );
 }
 
-fn sealed_state() -> crate::session::sealed::SealedSession {
-    crate::session::sealed::SealedSession {
-        owner: "alice".into(),
-        user: "alice".into(),
-        tenant: "default".into(),
-        family: "python".into(),
-        driver_id: "d-1".into(),
-        driver: "127.0.0.1:1".into(),
-        driver_guid: vec![1; 16],
-        driver_secret: vec![2; 16],
-        expires: u64::MAX,
-    }
-}
-
 /// A shared HTTP session's calls may all go to other replicas: when it is quiet here, and while
 /// one of its statements runs, its driver is asked now and then (once per period), and what
 /// ended there is dropped here.
@@ -269,7 +255,15 @@ fn quiet_shared_sessions_and_their_running_statements_come_up_for_a_recheck_once
         "127.0.0.1:1".into(),
         backend_session(),
     );
-    session.sealed = Some(sealed_state());
+    session.sealed = Some(crate::session::sealed::SealedSession::on_driver(
+        "alice",
+        "alice",
+        "default",
+        crate::session::client::ClientFamily::Python,
+        None,
+        "127.0.0.1:1",
+        &backend_session(),
+    ));
     let shared = table.insert(session);
     let running = table.add_operation(&shared, backend_operation(), true, Default::default());
     table.add_operation(&plain, backend_operation(), true, Default::default());
